@@ -16,8 +16,10 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod framing;
 mod model;
 pub mod publish;
+pub mod syslog;
 pub mod wire;
 
 pub use error::{Error, Result};

@@ -50,6 +50,10 @@ pub struct Event {
     pub fields: serde_json::Map<String, serde_json::Value>,
     /// How the event reached Meniscus.
     pub source: Source,
+    /// Whether `id` is the publisher's idempotency key (then a retry replaces, never duplicates)
+    /// rather than one generated at ingest.
+    #[serde(skip)]
+    pub id_from_publisher: bool,
 }
 
 /// Where an event came in.

@@ -83,8 +83,10 @@ impl EventDraft {
         source: Source,
         generated_id: impl FnOnce() -> String,
     ) -> Event {
+        let id_from_publisher = self.id.is_some();
         Event {
             id: self.id.unwrap_or_else(generated_id),
+            id_from_publisher,
             tenant: tenant.to_owned(),
             received_at,
             timestamp: self.timestamp.unwrap_or(received_at),

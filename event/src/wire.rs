@@ -57,6 +57,9 @@ pub struct EventRecord {
     /// See [`Source::peer`].
     #[prost(string, optional, tag = "15")]
     pub source_peer: Option<String>,
+    /// See [`Event::id_from_publisher`].
+    #[prost(bool, tag = "16")]
+    pub id_from_publisher: bool,
 }
 
 /// The params of one structured-data element.
@@ -114,6 +117,7 @@ impl From<&Event> for EventRecord {
             },
             source_transport: e.source.transport.clone(),
             source_peer: e.source.peer.clone(),
+            id_from_publisher: e.id_from_publisher,
         }
     }
 }
@@ -177,6 +181,7 @@ impl TryFrom<EventRecord> for Event {
                 transport: r.source_transport,
                 peer: r.source_peer,
             },
+            id_from_publisher: r.id_from_publisher,
         })
     }
 }
@@ -240,6 +245,7 @@ mod tests {
                     transport: "http".into(),
                     peer: Some("127.0.0.1:5000".into()),
                 },
+                id_from_publisher: secs % 2 == 0,
             })
     }
 

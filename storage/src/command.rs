@@ -1,0 +1,94 @@
+//! What one Raft entry carries. Field tags are a stable on-disk contract.
+
+use prost::Message;
+
+use crate::Result;
+
+/// One replicated command.
+#[derive(Clone, PartialEq, Message)]
+pub struct Command {
+    /// The command itself.
+    #[prost(oneof = "CommandKind", tags = "1, 2, 3, 4")]
+    pub kind: Option<CommandKind>,
+}
+
+/// The kinds of replicated command.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum CommandKind {
+    /// Create a tenant with its first token.
+    #[prost(message, tag = "1")]
+    CreateTenant(CreateTenant),
+    /// Install an admin token (at bootstrap).
+    #[prost(message, tag = "2")]
+    AddAdminToken(AddAdminToken),
+    /// Give a tenant a new token; its previous tokens stay valid until a deadline.
+    #[prost(message, tag = "3")]
+    RotateToken(RotateToken),
+    /// Append a batch of events to a tenant's store.
+    #[prost(message, tag = "4")]
+    AppendEvents(AppendEvents),
+}
+
+/// See [`CommandKind::CreateTenant`].
+#[derive(Clone, PartialEq, Message)]
+pub struct CreateTenant {
+    /// Tenant name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// Hash of its first token.
+    #[prost(string, tag = "2")]
+    pub token_hash: String,
+    /// Creation time, Unix nanoseconds, chosen by the proposer so replicas agree.
+    #[prost(int64, tag = "3")]
+    pub created_at_nanos: i64,
+}
+
+/// See [`CommandKind::AddAdminToken`].
+#[derive(Clone, PartialEq, Message)]
+pub struct AddAdminToken {
+    /// Hash of the admin token.
+    #[prost(string, tag = "1")]
+    pub token_hash: String,
+}
+
+/// See [`CommandKind::RotateToken`].
+#[derive(Clone, PartialEq, Message)]
+pub struct RotateToken {
+    /// Tenant name.
+    #[prost(string, tag = "1")]
+    pub tenant: String,
+    /// Hash of the new token.
+    #[prost(string, tag = "2")]
+    pub token_hash: String,
+    /// Until when (Unix nanoseconds) the tenant's previous tokens stay valid; now for revocation.
+    #[prost(int64, tag = "3")]
+    pub previous_valid_until_nanos: i64,
+}
+
+/// See [`CommandKind::AppendEvents`].
+#[derive(Clone, PartialEq, Message)]
+pub struct AppendEvents {
+    /// Tenant name.
+    #[prost(string, tag = "1")]
+    pub tenant: String,
+    /// A `meniscus_event::wire::EventBatch`, kept encoded so routing does not decode events.
+    #[prost(bytes = "vec", tag = "2")]
+    pub batch: Vec<u8>,
+}
+
+impl Command {
+    /// Wraps a kind.
+    pub fn new(kind: CommandKind) -> Self {
+        Command { kind: Some(kind) }
+    }
+
+    /// Encodes for a Raft entry.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode_to_vec()
+    }
+
+    /// Decodes a Raft entry's data.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Ok(Command::decode(bytes)?)
+    }
+}

@@ -1,0 +1,312 @@
+//! The metadata state machine: tenants and token hashes, kept in sled and changed only by applying
+//! committed Raft entries. Each apply writes its change and the applied index in one sled
+//! transaction, so replaying an entry after a crash is a no-op.
+
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+use crate::command::{Command, CommandKind};
+use crate::{tokens, Error, Result};
+
+const APPLIED_KEY: &[u8] = b"applied_index";
+
+/// Who a bearer token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The cluster administrator.
+    Admin,
+    /// A tenant, by name.
+    Tenant(String),
+}
+
+/// A tenant as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    /// The tenant's name.
+    pub name: String,
+    /// Creation time, Unix nanoseconds.
+    pub created_at_nanos: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TokenRecord {
+    /// `None` for the admin.
+    tenant: Option<String>,
+    /// Unix nanoseconds after which the token is refused; `None` while it is current.
+    expires_at_nanos: Option<i64>,
+}
+
+/// What applying one command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// The change was made.
+    Applied,
+    /// The entry was applied before (replay after restart).
+    AlreadyApplied,
+    /// `CreateTenant` for a name that exists.
+    TenantExists,
+    /// A command names a tenant that does not exist.
+    UnknownTenant,
+    /// Not a metadata command: the caller routes it (event batches go to the tenant's indexer).
+    NotMetadata,
+}
+
+/// The metadata store.
+#[derive(Clone)]
+pub struct Metadata {
+    tenants: sled::Tree,
+    tokens: sled::Tree,
+    state: sled::Tree,
+}
+
+impl Metadata {
+    /// Opens (or creates) the metadata trees in `db`.
+    pub fn open(db: &sled::Db) -> Result<Self> {
+        Ok(Metadata {
+            tenants: db.open_tree("meta-tenants")?,
+            tokens: db.open_tree("meta-tokens")?,
+            state: db.open_tree("meta-state")?,
+        })
+    }
+
+    /// The index of the last entry applied (0 when none).
+    pub fn applied_index(&self) -> Result<u64> {
+        read_u64(self.state.get(APPLIED_KEY)?)
+    }
+
+    /// Applies the committed entry at `index`. Entries at or below the applied index are skipped.
+    pub fn apply(&self, index: u64, command: &Command) -> Result<ApplyOutcome> {
+        // sled holds a process-wide lock during a transaction, so any scan must happen before it.
+        // Reading here is safe: entries are applied by one thread, in order.
+        let rotated = match &command.kind {
+            Some(CommandKind::RotateToken(c)) => self.current_tokens_of(&c.tenant)?,
+            _ => Vec::new(),
+        };
+        let result =
+            (&self.tenants, &self.tokens, &self.state).transaction(|(tenants, tokens, state)| {
+                let applied = read_u64(state.get(APPLIED_KEY)?)
+                    .map_err(ConflictableTransactionError::Abort)?;
+                if index <= applied {
+                    return Ok(ApplyOutcome::AlreadyApplied);
+                }
+                state.insert(APPLIED_KEY, &index.to_be_bytes())?;
+                let outcome = match &command.kind {
+                    Some(CommandKind::CreateTenant(c)) => {
+                        if tenants.get(c.name.as_bytes())?.is_some() {
+                            ApplyOutcome::TenantExists
+                        } else {
+                            let record = TenantRecord {
+                                name: c.name.clone(),
+                                created_at_nanos: c.created_at_nanos,
+                            };
+                            tenants.insert(c.name.as_bytes(), to_json(&record))?;
+                            let token = TokenRecord {
+                                tenant: Some(c.name.clone()),
+                                expires_at_nanos: None,
+                            };
+                            tokens.insert(c.token_hash.as_bytes(), to_json(&token))?;
+                            ApplyOutcome::Applied
+                        }
+                    }
+                    Some(CommandKind::AddAdminToken(c)) => {
+                        let token = TokenRecord {
+                            tenant: None,
+                            expires_at_nanos: None,
+                        };
+                        tokens.insert(c.token_hash.as_bytes(), to_json(&token))?;
+                        ApplyOutcome::Applied
+                    }
+                    Some(CommandKind::RotateToken(c)) => {
+                        if tenants.get(c.tenant.as_bytes())?.is_none() {
+                            ApplyOutcome::UnknownTenant
+                        } else {
+                            for (hash, record) in &rotated {
+                                let expired = TokenRecord {
+                                    expires_at_nanos: Some(c.previous_valid_until_nanos),
+                                    ..record.clone()
+                                };
+                                tokens.insert(hash.clone(), to_json(&expired))?;
+                            }
+                            let token = TokenRecord {
+                                tenant: Some(c.tenant.clone()),
+                                expires_at_nanos: None,
+                            };
+                            tokens.insert(c.token_hash.as_bytes(), to_json(&token))?;
+                            ApplyOutcome::Applied
+                        }
+                    }
+                    Some(CommandKind::AppendEvents(c)) => {
+                        if tenants.get(c.tenant.as_bytes())?.is_none() {
+                            ApplyOutcome::UnknownTenant
+                        } else {
+                            ApplyOutcome::NotMetadata
+                        }
+                    }
+                    None => ApplyOutcome::Applied,
+                };
+                Ok(outcome)
+            });
+        result.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => Error::Sled(e),
+        })
+    }
+
+    fn current_tokens_of(&self, tenant: &str) -> Result<Vec<(sled::IVec, TokenRecord)>> {
+        let mut out = Vec::new();
+        for item in self.tokens.iter() {
+            let (hash, value) = item?;
+            let record: TokenRecord = from_json(&value)?;
+            if record.tenant.as_deref() == Some(tenant) && record.expires_at_nanos.is_none() {
+                out.push((hash, record));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Who `token` speaks for at `now_nanos`, or `None` if it is unknown or expired.
+    pub fn authenticate(&self, token: &str, now_nanos: i64) -> Result<Option<Principal>> {
+        let Some(value) = self.tokens.get(tokens::hash(token).as_bytes())? else {
+            return Ok(None);
+        };
+        let record: TokenRecord = from_json(&value)?;
+        if record
+            .expires_at_nanos
+            .is_some_and(|deadline| now_nanos >= deadline)
+        {
+            return Ok(None);
+        }
+        Ok(Some(match record.tenant {
+            None => Principal::Admin,
+            Some(t) => Principal::Tenant(t),
+        }))
+    }
+
+    /// Whether a tenant exists.
+    pub fn tenant_exists(&self, name: &str) -> Result<bool> {
+        Ok(self.tenants.contains_key(name.as_bytes())?)
+    }
+
+    /// Every tenant, by name.
+    pub fn tenants(&self) -> Result<Vec<TenantRecord>> {
+        self.tenants
+            .iter()
+            .values()
+            .map(|v| from_json(&v?))
+            .collect()
+    }
+
+    /// Whether any admin token exists (the cluster has been bootstrapped).
+    pub fn has_admin(&self) -> Result<bool> {
+        for value in self.tokens.iter().values() {
+            let record: TokenRecord = from_json(&value?)?;
+            if record.tenant.is_none() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("metadata records always serialize")
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Corrupt(format!("metadata record: {e}")))
+}
+
+fn read_u64(value: Option<sled::IVec>) -> Result<u64> {
+    match value {
+        None => Ok(0),
+        Some(v) => {
+            Ok(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+                Error::Corrupt("applied index is not 8 bytes".into())
+            })?))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{CreateTenant, RotateToken};
+
+    fn create(name: &str, token: &str) -> Command {
+        Command::new(CommandKind::CreateTenant(CreateTenant {
+            name: name.into(),
+            token_hash: tokens::hash(token),
+            created_at_nanos: 1,
+        }))
+    }
+
+    /// sled releases its file lock from a background thread shortly after the last handle drops.
+    pub(crate) fn reopen(path: &std::path::Path) -> sled::Db {
+        for _ in 0..100 {
+            if let Ok(db) = sled::open(path) {
+                return db;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        sled::open(path).unwrap()
+    }
+
+    #[test]
+    fn tenants_tokens_and_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let meta = Metadata::open(&db).unwrap();
+        assert_eq!(
+            meta.apply(1, &create("acme", "t1")).unwrap(),
+            ApplyOutcome::Applied
+        );
+        assert_eq!(
+            meta.apply(1, &create("acme", "t1")).unwrap(),
+            ApplyOutcome::AlreadyApplied
+        );
+        assert_eq!(
+            meta.apply(2, &create("acme", "t2")).unwrap(),
+            ApplyOutcome::TenantExists
+        );
+        assert_eq!(meta.applied_index().unwrap(), 2);
+        assert_eq!(
+            meta.authenticate("t1", 0).unwrap(),
+            Some(Principal::Tenant("acme".into()))
+        );
+        assert_eq!(meta.authenticate("t2", 0).unwrap(), None);
+        assert_eq!(meta.authenticate("", 0).unwrap(), None);
+        drop(meta);
+        drop(db);
+        let db = reopen(dir.path());
+        let meta = Metadata::open(&db).unwrap();
+        assert_eq!(meta.applied_index().unwrap(), 2);
+        assert_eq!(meta.tenants().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn rotation_keeps_the_old_token_for_its_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let meta = Metadata::open(&db).unwrap();
+        meta.apply(1, &create("acme", "old")).unwrap();
+        let rotate = Command::new(CommandKind::RotateToken(RotateToken {
+            tenant: "acme".into(),
+            token_hash: tokens::hash("new"),
+            previous_valid_until_nanos: 100,
+        }));
+        assert_eq!(meta.apply(2, &rotate).unwrap(), ApplyOutcome::Applied);
+        let acme = Some(Principal::Tenant("acme".into()));
+        assert_eq!(meta.authenticate("old", 99).unwrap(), acme);
+        assert_eq!(meta.authenticate("old", 100).unwrap(), None);
+        assert_eq!(meta.authenticate("new", 1_000).unwrap(), acme);
+        let unknown = Command::new(CommandKind::RotateToken(RotateToken {
+            tenant: "nobody".into(),
+            token_hash: tokens::hash("x"),
+            previous_valid_until_nanos: 0,
+        }));
+        assert_eq!(
+            meta.apply(3, &unknown).unwrap(),
+            ApplyOutcome::UnknownTenant
+        );
+    }
+}

@@ -1,0 +1,320 @@
+//! Searching one tenant's index: query string, time range, newest first, cursor pagination.
+
+use std::ops::Bound;
+
+use serde_json::value::RawValue;
+use tantivy::collector::sort_key::NaturalComparator;
+use tantivy::collector::{Count, SortKeyComputer, TopDocs};
+use tantivy::query::{AllQuery, BooleanQuery, Query, QueryParser, RangeQuery};
+use tantivy::schema::Value;
+use tantivy::{DocId, SegmentReader, TantivyDocument, Term};
+
+use crate::schema::DEFAULT_QUERY_FIELDS;
+use crate::{Error, Result, TenantIndex};
+
+/// Most events one page may hold.
+pub const MAX_LIMIT: usize = 10_000;
+
+/// A search of one tenant's events.
+#[derive(Debug, Clone, Default)]
+pub struct SearchRequest {
+    /// tantivy query syntax; empty or `*` matches everything.
+    pub query: String,
+    /// Inclusive lower bound on the event timestamp, Unix microseconds.
+    pub from_us: Option<i64>,
+    /// Exclusive upper bound on the event timestamp, Unix microseconds.
+    pub to_us: Option<i64>,
+    /// Page size, 1 to [`MAX_LIMIT`].
+    pub limit: usize,
+    /// The previous page's `next`.
+    pub cursor: Option<String>,
+}
+
+/// One page of results, newest first.
+#[derive(Debug)]
+pub struct SearchResponse {
+    /// How many events match the query and time range (all pages).
+    pub total: u64,
+    /// The events of this page, as JSON.
+    pub hits: Vec<SearchHit>,
+    /// The cursor for the next page, if there may be one.
+    pub next: Option<String>,
+}
+
+/// One event as stored (JSON).
+pub type SearchHit = Box<RawValue>;
+
+/// Position in the newest-first order: (timestamp µs, seq).
+type SortKey = (i64, u64);
+
+fn encode_cursor(key: SortKey) -> String {
+    format!("{}_{}", key.0, key.1)
+}
+
+fn decode_cursor(s: &str) -> Result<SortKey> {
+    let bad = || {
+        Error::InvalidCursor(format!(
+            "{s:?} is not a cursor returned by a previous search"
+        ))
+    };
+    let (ts, seq) = s.split_once('_').ok_or_else(bad)?;
+    Ok((
+        ts.parse().map_err(|_| bad())?,
+        seq.parse().map_err(|_| bad())?,
+    ))
+}
+
+/// Sorts newest first and drops everything at or after the cursor (those sort as `None`).
+struct NewestFirst {
+    before: Option<SortKey>,
+}
+
+impl SortKeyComputer for NewestFirst {
+    type SortKey = Option<SortKey>;
+    type Child = Box<dyn FnMut(DocId) -> Option<SortKey> + Send>;
+    type Comparator = NaturalComparator;
+
+    fn segment_sort_key_computer(&self, segment: &SegmentReader) -> tantivy::Result<Self::Child> {
+        let ts = segment.fast_fields().i64("_ts_us")?.first_or_default_col(0);
+        let seq = segment.fast_fields().u64("_seq")?.first_or_default_col(0);
+        let before = self.before;
+        Ok(Box::new(move |doc| {
+            let key = (ts.get_val(doc), seq.get_val(doc));
+            match before {
+                Some(cursor) if key >= cursor => None,
+                _ => Some(key),
+            }
+        }))
+    }
+}
+
+impl TenantIndex {
+    /// Runs a search against the last committed state of the index.
+    pub fn search(&self, req: &SearchRequest) -> Result<SearchResponse> {
+        let limit = req.limit.clamp(1, MAX_LIMIT);
+        let query = self.parse_query(req)?;
+        let before = req.cursor.as_deref().map(decode_cursor).transpose()?;
+        let searcher = self.reader().searcher();
+        let collector = (
+            Count,
+            TopDocs::with_limit(limit).order_by(NewestFirst { before }),
+        );
+        let (total, top) = searcher.search(&*query, &collector)?;
+        let mut hits = Vec::with_capacity(top.len());
+        let mut last = None;
+        for (key, address) in top {
+            let Some(key) = key else { break };
+            let doc: TantivyDocument = searcher.doc(address)?;
+            let source = doc
+                .get_first(self.fields.source)
+                .and_then(|v| v.as_bytes())
+                .ok_or_else(|| Error::Corrupt("indexed event has no _source".into()))?;
+            let json = std::str::from_utf8(source)
+                .map_err(|e| Error::Corrupt(format!("_source is not UTF-8: {e}")))?;
+            hits.push(
+                RawValue::from_string(json.to_owned())
+                    .map_err(|e| Error::Corrupt(e.to_string()))?,
+            );
+            last = Some(key);
+        }
+        let next = if hits.len() == limit {
+            last.map(encode_cursor)
+        } else {
+            None
+        };
+        Ok(SearchResponse {
+            total: total as u64,
+            hits,
+            next,
+        })
+    }
+
+    fn parse_query(&self, req: &SearchRequest) -> Result<Box<dyn Query>> {
+        let text = req.query.trim();
+        let base: Box<dyn Query> = if text.is_empty() || text == "*" {
+            Box::new(AllQuery)
+        } else {
+            let defaults = DEFAULT_QUERY_FIELDS
+                .iter()
+                .map(|name| self.index().schema().get_field(name))
+                .collect::<tantivy::Result<Vec<_>>>()?;
+            let mut parser = QueryParser::for_index(self.index(), defaults);
+            parser.set_conjunction_by_default();
+            parser
+                .parse_query(text)
+                .map_err(|e| Error::InvalidQuery(format!("{text:?}: {e}")))?
+        };
+        if req.from_us.is_none() && req.to_us.is_none() {
+            return Ok(base);
+        }
+        let term = |us| Term::from_field_i64(self.fields.ts_us, us);
+        let lower = req
+            .from_us
+            .map_or(Bound::Unbounded, |us| Bound::Included(term(us)));
+        let upper = req
+            .to_us
+            .map_or(Bound::Unbounded, |us| Bound::Excluded(term(us)));
+        let range: Box<dyn Query> = Box::new(RangeQuery::new(lower, upper));
+        Ok(Box::new(BooleanQuery::intersection(vec![base, range])))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meniscus_event::{Event, Severity, Source};
+    use time::OffsetDateTime;
+
+    fn event(i: i64, message: &str, severity: Severity) -> Event {
+        let t = OffsetDateTime::from_unix_timestamp(1_700_000_000 + i).unwrap();
+        Event {
+            id: format!("e{i}"),
+            tenant: "acme".into(),
+            received_at: t,
+            timestamp: t,
+            host: Some(format!("web-{}", i % 3)),
+            app: None,
+            procid: None,
+            msgid: None,
+            facility: None,
+            severity: Some(severity),
+            message: message.into(),
+            structured_data: Default::default(),
+            fields: serde_json::json!({"user": format!("u{}", i % 2)})
+                .as_object()
+                .unwrap()
+                .clone(),
+            source: Source::default(),
+            id_from_publisher: true,
+        }
+    }
+
+    fn ids(resp: &SearchResponse) -> Vec<String> {
+        resp.hits
+            .iter()
+            .map(|h| serde_json::from_str::<Event>(h.get()).unwrap().id)
+            .collect()
+    }
+
+    #[test]
+    fn queries_ranges_order_and_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = TenantIndex::open_or_create(dir.path(), "acme").unwrap();
+        let mut w = index.writer(15_000_000, 1).unwrap();
+        let events: Vec<Event> = (0..50)
+            .map(|i| {
+                event(
+                    i,
+                    if i % 5 == 0 {
+                        "disk failure"
+                    } else {
+                        "all good"
+                    },
+                    Severity::Info,
+                )
+            })
+            .collect();
+        w.add_entry(1, &events[..25]).unwrap();
+        w.add_entry(2, &events[25..]).unwrap();
+        assert_eq!(w.commit().unwrap(), 2);
+        assert_eq!(index.committed_raft_index().unwrap(), 2);
+
+        let search = |query: &str, limit, cursor: Option<String>| {
+            index
+                .search(&SearchRequest {
+                    query: query.into(),
+                    limit,
+                    cursor,
+                    ..Default::default()
+                })
+                .unwrap()
+        };
+        let all = search("*", 100, None);
+        assert_eq!(all.total, 50);
+        assert_eq!(ids(&all)[..3], ["e49", "e48", "e47"]);
+        assert!(all.next.is_none());
+
+        let failures = search("message:failure", 100, None);
+        assert_eq!(failures.total, 10);
+        assert_eq!(search("failure", 100, None).total, 10);
+        // i % 3 == 1 and i % 2 == 1: i = 1, 7, 13, ..., 49.
+        assert_eq!(search("host:web-1 AND fields.user:u1", 100, None).total, 9);
+
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = search("*", 7, cursor);
+            seen.extend(ids(&page));
+            cursor = page.next;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let expected: Vec<String> = (0..50).rev().map(|i| format!("e{i}")).collect();
+        assert_eq!(seen, expected);
+
+        let ranged = index
+            .search(&SearchRequest {
+                query: "*".into(),
+                from_us: Some((1_700_000_000 + 10) * 1_000_000),
+                to_us: Some((1_700_000_000 + 20) * 1_000_000),
+                limit: 100,
+                cursor: None,
+            })
+            .unwrap();
+        assert_eq!(ranged.total, 10);
+        assert!(matches!(
+            index.search(&SearchRequest {
+                query: "message:(".into(),
+                limit: 1,
+                ..Default::default()
+            }),
+            Err(Error::InvalidQuery(_))
+        ));
+        assert!(matches!(
+            index.search(&SearchRequest {
+                query: "*".into(),
+                limit: 1,
+                cursor: Some("nope".into()),
+                ..Default::default()
+            }),
+            Err(Error::InvalidCursor(_))
+        ));
+    }
+
+    #[test]
+    fn replays_and_publisher_retries_do_not_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = TenantIndex::open_or_create(dir.path(), "acme").unwrap();
+        let mut w = index.writer(15_000_000, 1).unwrap();
+        let batch = vec![event(1, "a", Severity::Err), event(2, "b", Severity::Err)];
+        assert_eq!(w.add_entry(3, &batch).unwrap(), 2);
+        assert_eq!(
+            w.add_entry(3, &batch).unwrap(),
+            0,
+            "a replayed entry is skipped"
+        );
+        assert_eq!(
+            w.add_entry(4, &batch[..1]).unwrap(),
+            1,
+            "a retry is a new entry"
+        );
+        w.commit().unwrap();
+        drop(w);
+        let total = |i: &TenantIndex| {
+            i.search(&SearchRequest {
+                query: "*".into(),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .total
+        };
+        assert_eq!(total(&index), 2);
+        let reopened = TenantIndex::open_or_create(dir.path(), "acme").unwrap();
+        assert_eq!(reopened.committed_raft_index().unwrap(), 4);
+        let mut w = reopened.writer(15_000_000, 1).unwrap();
+        assert_eq!(w.add_entry(4, &batch).unwrap(), 0);
+        assert_eq!(total(&reopened), 2);
+    }
+}

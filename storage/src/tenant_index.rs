@@ -1,0 +1,206 @@
+//! One tenant's tantivy index: its event store and search index.
+
+use std::path::Path;
+
+use meniscus_event::Event;
+use tantivy::{DateTime, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::schema::{self, Fields};
+use crate::{Error, Result};
+
+/// Bits of `seq` that hold an event's position within its Raft entry.
+pub(crate) const SEQ_POSITION_BITS: u32 = 20;
+
+/// A tenant's index, shared by its writer and its searches.
+pub struct TenantIndex {
+    tenant: String,
+    index: Index,
+    reader: IndexReader,
+    pub(crate) fields: Fields,
+}
+
+impl TenantIndex {
+    /// Opens the index in `dir`, creating it (and `dir`) when absent.
+    pub fn open_or_create(dir: &Path, tenant: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let (schema, _) = schema::build();
+        let directory = tantivy::directory::MmapDirectory::open(dir)
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+        let index = Index::open_or_create(directory, schema)?;
+        let fields = Fields::from_schema(&index.schema())?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(TenantIndex {
+            tenant: tenant.to_owned(),
+            index,
+            reader,
+            fields,
+        })
+    }
+
+    /// The tenant's name.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// The last Raft index whose events this index has durably committed (0 when none).
+    pub fn committed_raft_index(&self) -> Result<u64> {
+        let metas = self.index.load_metas()?;
+        match metas.payload {
+            None => Ok(0),
+            Some(p) => p.parse().map_err(|_| {
+                Error::Corrupt(format!("index commit payload {p:?} is not a Raft index"))
+            }),
+        }
+    }
+
+    /// A writer. Only one may exist per index at a time (tantivy holds a lock file).
+    pub fn writer(&self, memory_budget_bytes: usize, threads: usize) -> Result<TenantWriter> {
+        let writer = self
+            .index
+            .writer_with_num_threads(threads.max(1), memory_budget_bytes)?;
+        Ok(TenantWriter {
+            writer,
+            reader: self.reader.clone(),
+            fields: self.fields,
+            indexed_up_to: self.committed_raft_index()?,
+            pending: false,
+        })
+    }
+
+    pub(crate) fn reader(&self) -> &IndexReader {
+        &self.reader
+    }
+
+    pub(crate) fn index(&self) -> &Index {
+        &self.index
+    }
+}
+
+/// Adds events to a tenant's index and commits them with the Raft index they came from.
+pub struct TenantWriter {
+    writer: IndexWriter,
+    reader: IndexReader,
+    fields: Fields,
+    indexed_up_to: u64,
+    pending: bool,
+}
+
+impl TenantWriter {
+    /// The highest Raft index added (committed or not).
+    pub fn indexed_up_to(&self) -> u64 {
+        self.indexed_up_to
+    }
+
+    /// Whether events were added since the last commit.
+    pub fn has_pending(&self) -> bool {
+        self.pending
+    }
+
+    /// Adds the events of the Raft entry at `raft_index`. Entries at or below what this index
+    /// already holds are skipped, so replaying the log after a restart indexes nothing twice.
+    /// Returns how many events were added.
+    pub fn add_entry(&mut self, raft_index: u64, events: &[Event]) -> Result<usize> {
+        if raft_index <= self.indexed_up_to {
+            return Ok(0);
+        }
+        let f = &self.fields;
+        for (position, event) in events.iter().enumerate() {
+            if event.id_from_publisher {
+                // A publisher's retry of an acknowledged event replaces it: idempotent by id.
+                self.writer
+                    .delete_term(Term::from_field_text(f.id, &event.id));
+            }
+            let seq = (raft_index << SEQ_POSITION_BITS) | position as u64;
+            self.writer.add_document(to_document(f, event, seq)?)?;
+        }
+        self.indexed_up_to = raft_index;
+        self.pending = true;
+        Ok(events.len())
+    }
+
+    /// Records that every entry up to `raft_index` has been seen even if none was this tenant's,
+    /// so the next commit's payload moves forward and the log below it can be compacted.
+    pub fn mark_seen(&mut self, raft_index: u64) {
+        if raft_index > self.indexed_up_to {
+            self.indexed_up_to = raft_index;
+            self.pending = true;
+        }
+    }
+
+    /// Durably commits everything added, with the Raft index in the commit payload, and makes it
+    /// searchable. Returns the committed Raft index.
+    pub fn commit(&mut self) -> Result<u64> {
+        if !self.pending {
+            return Ok(self.indexed_up_to);
+        }
+        let mut prepared = self.writer.prepare_commit()?;
+        prepared.set_payload(&self.indexed_up_to.to_string());
+        prepared.commit()?;
+        self.reader.reload()?;
+        self.pending = false;
+        Ok(self.indexed_up_to)
+    }
+}
+
+fn micros(t: time::OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000) as i64
+}
+
+fn to_document(f: &Fields, e: &Event, seq: u64) -> Result<TantivyDocument> {
+    let mut doc = TantivyDocument::default();
+    doc.add_text(f.id, &e.id);
+    doc.add_text(f.message, &e.message);
+    let optional = [
+        (f.host, &e.host),
+        (f.app, &e.app),
+        (f.procid, &e.procid),
+        (f.msgid, &e.msgid),
+    ];
+    for (field, value) in optional {
+        if let Some(v) = value {
+            doc.add_text(field, v);
+        }
+    }
+    if let Some(s) = e.severity {
+        doc.add_text(f.severity, s.keyword());
+    }
+    if let Some(fac) = e.facility {
+        doc.add_text(f.facility, fac.keyword());
+    }
+    doc.add_text(f.transport, &e.source.transport);
+    doc.add_date(
+        f.timestamp,
+        DateTime::from_timestamp_micros(micros(e.timestamp)),
+    );
+    doc.add_date(
+        f.received_at,
+        DateTime::from_timestamp_micros(micros(e.received_at)),
+    );
+    if !e.structured_data.is_empty() {
+        let sd =
+            serde_json::to_value(&e.structured_data).map_err(|e| Error::Corrupt(e.to_string()))?;
+        if let serde_json::Value::Object(map) = sd {
+            doc.add_object(
+                f.structured_data,
+                map.into_iter().map(|(k, v)| (k, v.into())).collect(),
+            );
+        }
+    }
+    if !e.fields.is_empty() {
+        doc.add_object(
+            f.fields,
+            e.fields
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect(),
+        );
+    }
+    doc.add_i64(f.ts_us, micros(e.timestamp));
+    doc.add_u64(f.seq, seq);
+    let source = serde_json::to_vec(e).map_err(|e| Error::Corrupt(e.to_string()))?;
+    doc.add_bytes(f.source, &source);
+    Ok(doc)
+}
