@@ -10,6 +10,9 @@ pub enum Error {
     /// A filesystem operation failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// The Raft log store failed.
+    #[error(transparent)]
+    RaftLog(#[from] crate::raft_log::RaftLogError),
     /// A raft-rs storage error.
     #[error("raft storage: {0}")]
     Raft(#[from] raft::Error),

@@ -20,7 +20,6 @@ mod command;
 mod error;
 mod index_store;
 mod metadata;
-#[cfg(any())]
 pub mod raft_log;
 mod schema;
 mod search;
@@ -31,9 +30,8 @@ pub use command::{AddAdminToken, AppendEvents, Command, CommandKind, CreateTenan
 pub use error::{Error, Result};
 pub use index_store::IndexStore;
 pub use metadata::{ApplyOutcome, Metadata, Principal, TenantRecord};
-#[cfg(any())]
-pub use raft_log::RaftLog;
-pub use search::{SearchHit, SearchRequest, SearchResponse};
+pub use raft_log::{RaftLog, RaftLogError};
+pub use search::{SearchHit, SearchRequest, SearchResponse, MAX_LIMIT};
 pub use tenant_index::{TenantIndex, TenantWriter};
 
 /// Checks that a tenant name is safe to use as a directory name and in URLs.

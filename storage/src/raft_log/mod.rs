@@ -1,0 +1,683 @@
+//! The Raft log of one group, stored in sled: a crash-safe [`raft::Storage`].
+//!
+//! [`RaftLog`] keeps everything raft-rs asks a storage to keep: the log entries, the
+//! [`HardState`] (term, vote, commit), the [`ConfState`], the point the log was compacted
+//! to, and the metadata of the latest snapshot. Several groups (the metadata group and the
+//! event-log shard groups) may share one [`sled::Db`]; each group owns two trees.
+//!
+//! # Key layout
+//!
+//! | tree                   | key                          | value                                   |
+//! |------------------------|------------------------------|-----------------------------------------|
+//! | `raft-{group}-entries` | entry index, `u64` big-endian | protobuf-encoded [`Entry`]             |
+//! | `raft-{group}-state`   | `hard_state`                 | protobuf-encoded [`HardState`]          |
+//! | `raft-{group}-state`   | `conf_state`                 | protobuf-encoded [`ConfState`]          |
+//! | `raft-{group}-state`   | `truncated`                  | index and term of the entry just before the first one, two `u64` big-endian |
+//! | `raft-{group}-state`   | `snapshot`                   | protobuf-encoded [`SnapshotMetadata`]   |
+//!
+//! Big-endian keys make sled's byte order the log order, so a range scan reads entries in
+//! index order. A missing state key means its default: a fresh group has an empty log whose
+//! first index is 1, and term 0 at index 0.
+//!
+//! # Crash contract
+//!
+//! - Every mutator is atomic: the entries it writes and removes and the state it changes go
+//!   into one sled write (a single-key insert, or one transaction across both trees), so
+//!   after a crash the group is either before or after that call, never in between.
+//! - A mutator is *durable* only once [`RaftLog::flush`] returns (sled otherwise flushes on
+//!   its own timer). [`RaftLog::append_and_persist`] writes entries and hard state in one
+//!   transaction and then flushes: it is the call to make before acting on a `Ready`.
+//! - Writes go to sled first and to the in-memory cache second, so the cache never runs
+//!   ahead of the disk.
+//!
+//! # Handles
+//!
+//! [`RaftLog`] is a cheap handle: clones share the same cache, so the driver can keep one
+//! while raft-rs's `RawNode` owns another. Open a group once per process and clone the
+//! handle; two independent `open` calls for the same group would keep separate caches.
+//!
+//! Snapshot *data* is not stored here: the state machine (the tenant indexes) owns it.
+//! This log records a snapshot's metadata ([`RaftLog::store_snapshot_meta`]) so raft-rs
+//! can tell a lagging follower which snapshot to fetch. Compact at or below the latest
+//! stored snapshot's index + 1, or a follower behind the compaction point cannot catch up.
+
+use std::cmp;
+use std::convert::Infallible;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use protobuf::Message as _;
+use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::{Batch, Transactional};
+
+const KEY_HARD_STATE: &[u8] = b"hard_state";
+const KEY_CONF_STATE: &[u8] = b"conf_state";
+const KEY_TRUNCATED: &[u8] = b"truncated";
+const KEY_SNAPSHOT: &[u8] = b"snapshot";
+
+/// What can go wrong reading or changing a [`RaftLog`].
+#[derive(Debug, thiserror::Error)]
+pub enum RaftLogError {
+    /// sled failed to read or write.
+    #[error("raft log storage: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored protobuf message could not be encoded or decoded.
+    #[error("raft log encoding: {0}")]
+    Protobuf(#[from] protobuf::ProtobufError),
+    /// The stored log contradicts itself (a hole, a key that does not match its entry, ...).
+    #[error("raft group {group} log is corrupt: {reason}")]
+    Corrupt {
+        /// The Raft group.
+        group: u64,
+        /// What was found.
+        reason: String,
+    },
+    /// The entries to append are not consecutive.
+    #[error("entries to append are not consecutive: index {found} follows {previous}")]
+    NotContiguous {
+        /// The index of the earlier entry.
+        previous: u64,
+        /// The index that followed it.
+        found: u64,
+    },
+    /// The entries to append start before the first index: that part of the log is compacted.
+    #[error("append at index {index} overwrites the compacted log (first index {first_index})")]
+    AppendCompacted {
+        /// The first index to append.
+        index: u64,
+        /// The log's first index.
+        first_index: u64,
+    },
+    /// The entries to append would leave a hole after the last index.
+    #[error("append at index {index} leaves a gap after last index {last_index}")]
+    AppendGap {
+        /// The first index to append.
+        index: u64,
+        /// The log's last index.
+        last_index: u64,
+    },
+    /// An operation named an index past the end of the log.
+    #[error("{operation} at index {index} is beyond the log (last index {last_index})")]
+    BeyondLastIndex {
+        /// The operation: `compact`, `commit` or `snapshot`.
+        operation: &'static str,
+        /// The index it named.
+        index: u64,
+        /// The log's last index.
+        last_index: u64,
+    },
+    /// A snapshot is older than what the log already holds.
+    #[error("snapshot at index {index} is out of date (current index {current})")]
+    SnapshotOutOfDate {
+        /// The snapshot's index.
+        index: u64,
+        /// The index it had to reach.
+        current: u64,
+    },
+    /// The group already has a configuration, a hard state or entries.
+    #[error("raft group {group} is already initialized")]
+    AlreadyInitialized {
+        /// The Raft group.
+        group: u64,
+    },
+    /// A group cannot start without voters.
+    #[error("raft group {group} cannot be initialized without voters")]
+    NoVoters {
+        /// The Raft group.
+        group: u64,
+    },
+}
+
+impl From<RaftLogError> for raft::Error {
+    fn from(err: RaftLogError) -> Self {
+        match err {
+            RaftLogError::Protobuf(e) => raft::Error::CodecError(e),
+            other => raft::Error::Store(StorageError::Other(Box::new(other))),
+        }
+    }
+}
+
+/// The sled-backed Raft log, hard state and configuration of one Raft group.
+///
+/// Implements [`raft::Storage`]. Clones share state; see the [module docs](self) for the
+/// key layout and the crash contract.
+#[derive(Clone, Debug)]
+pub struct RaftLog {
+    group: u64,
+    db: sled::Db,
+    entries: sled::Tree,
+    state: sled::Tree,
+    cache: Arc<RwLock<Cache>>,
+}
+
+/// What the hot path needs without asking sled; always equal to what sled holds.
+#[derive(Debug, Default)]
+struct Cache {
+    /// The entry just before the first one: the compaction or snapshot point.
+    truncated: LogPoint,
+    /// The last entry, or `truncated` when the log is empty.
+    last: LogPoint,
+    hard_state: HardState,
+    conf_state: ConfState,
+    snapshot: SnapshotMetadata,
+}
+
+impl Cache {
+    fn first_index(&self) -> u64 {
+        self.truncated.index + 1
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct LogPoint {
+    index: u64,
+    term: u64,
+}
+
+impl LogPoint {
+    fn encode(self) -> [u8; 16] {
+        let mut bytes = [0; 16];
+        bytes[..8].copy_from_slice(&self.index.to_be_bytes());
+        bytes[8..].copy_from_slice(&self.term.to_be_bytes());
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Option<LogPoint> {
+        let index = bytes.get(..8)?.try_into().ok()?;
+        let term = bytes.get(8..)?.try_into().ok()?;
+        Some(LogPoint {
+            index: u64::from_be_bytes(index),
+            term: u64::from_be_bytes(term),
+        })
+    }
+}
+
+impl RaftLog {
+    /// Opens (or creates) the log of `group` in `db`, loading its state into memory.
+    ///
+    /// Fails if sled fails or if the stored log is inconsistent.
+    pub fn open(db: &sled::Db, group: u64) -> Result<RaftLog, RaftLogError> {
+        let entries = db.open_tree(format!("raft-{group}-entries"))?;
+        let state = db.open_tree(format!("raft-{group}-state"))?;
+        let corrupt = |reason: String| RaftLogError::Corrupt { group, reason };
+
+        let truncated = match state.get(KEY_TRUNCATED)? {
+            Some(bytes) => LogPoint::decode(&bytes)
+                .ok_or_else(|| corrupt(format!("truncation point is {} bytes", bytes.len())))?,
+            None => LogPoint::default(),
+        };
+        let last = match entries.last()? {
+            Some((key, value)) => {
+                let entry: Entry = decode(&value)?;
+                if key_index(&key) != Some(entry.index) || entry.index <= truncated.index {
+                    return Err(corrupt(format!(
+                        "last entry {} is stored under {key:?} after truncation at {}",
+                        entry.index, truncated.index
+                    )));
+                }
+                LogPoint {
+                    index: entry.index,
+                    term: entry.term,
+                }
+            }
+            None => truncated,
+        };
+        if let Some((key, _)) = entries.first()? {
+            if key_index(&key) != Some(truncated.index + 1) {
+                return Err(corrupt(format!(
+                    "first entry key {key:?} does not follow truncation at {}",
+                    truncated.index
+                )));
+            }
+        }
+        let cache = Cache {
+            truncated,
+            last,
+            hard_state: read_message(&state, KEY_HARD_STATE)?.unwrap_or_default(),
+            conf_state: read_message(&state, KEY_CONF_STATE)?.unwrap_or_default(),
+            snapshot: read_message(&state, KEY_SNAPSHOT)?.unwrap_or_default(),
+        };
+        if cache.hard_state.commit > last.index {
+            return Err(corrupt(format!(
+                "commit {} is beyond last index {}",
+                cache.hard_state.commit, last.index
+            )));
+        }
+        tracing::debug!(
+            group,
+            first_index = cache.first_index(),
+            last_index = last.index,
+            commit = cache.hard_state.commit,
+            "opened raft log"
+        );
+        Ok(RaftLog {
+            group,
+            db: db.clone(),
+            entries,
+            state,
+            cache: Arc::new(RwLock::new(cache)),
+        })
+    }
+
+    /// The Raft group this log belongs to.
+    pub fn group(&self) -> u64 {
+        self.group
+    }
+
+    /// Sets the configuration of a fresh group; the log stays empty with first index 1.
+    ///
+    /// Fails with [`RaftLogError::AlreadyInitialized`] if the group has a configuration,
+    /// a hard state or entries, and with [`RaftLogError::NoVoters`] if `voters` is empty.
+    pub fn initialize_with_conf_state(&self, voters: Vec<u64>) -> Result<(), RaftLogError> {
+        let mut cache = self.write_cache();
+        if cache.conf_state != ConfState::default()
+            || cache.hard_state != HardState::default()
+            || cache.last.index != 0
+        {
+            return Err(RaftLogError::AlreadyInitialized { group: self.group });
+        }
+        if voters.is_empty() {
+            return Err(RaftLogError::NoVoters { group: self.group });
+        }
+        let conf_state = ConfState {
+            voters,
+            ..ConfState::default()
+        };
+        self.state
+            .insert(KEY_CONF_STATE, conf_state.write_to_bytes()?)?;
+        cache.conf_state = conf_state;
+        Ok(())
+    }
+
+    /// Appends `entries`, first removing any stored entries at or after the first new index.
+    ///
+    /// `entries` must be consecutive, must not start before the first index and must not
+    /// leave a gap after the last index. Atomic, not yet durable: see [`RaftLog::flush`].
+    pub fn append(&self, entries: &[Entry]) -> Result<(), RaftLogError> {
+        self.write_entries(entries, None)
+    }
+
+    /// Appends `entries` (as [`RaftLog::append`]) and saves `hard_state` in one atomic
+    /// write, then flushes: on return both are durable, and a crash before that leaves
+    /// either the old or the new log and hard state.
+    pub fn append_and_persist(
+        &self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<(), RaftLogError> {
+        self.write_entries(entries, hard_state)?;
+        self.flush()
+    }
+
+    /// Saves the hard state (term, vote, commit). Atomic, not yet durable.
+    pub fn set_hard_state(&self, hard_state: &HardState) -> Result<(), RaftLogError> {
+        let mut cache = self.write_cache();
+        self.state
+            .insert(KEY_HARD_STATE, hard_state.write_to_bytes()?)?;
+        cache.hard_state = hard_state.clone();
+        Ok(())
+    }
+
+    /// Saves the configuration (voters, learners). Atomic, not yet durable.
+    pub fn set_conf_state(&self, conf_state: &ConfState) -> Result<(), RaftLogError> {
+        let mut cache = self.write_cache();
+        self.state
+            .insert(KEY_CONF_STATE, conf_state.write_to_bytes()?)?;
+        cache.conf_state = conf_state.clone();
+        Ok(())
+    }
+
+    /// Sets the hard state's commit index, as a `LightReady` reports it. Atomic, not yet
+    /// durable. Fails if `commit` is beyond the last index.
+    pub fn set_commit(&self, commit: u64) -> Result<(), RaftLogError> {
+        let mut cache = self.write_cache();
+        if commit > cache.last.index {
+            return Err(RaftLogError::BeyondLastIndex {
+                operation: "commit",
+                index: commit,
+                last_index: cache.last.index,
+            });
+        }
+        let mut hard_state = cache.hard_state.clone();
+        hard_state.commit = commit;
+        self.state
+            .insert(KEY_HARD_STATE, hard_state.write_to_bytes()?)?;
+        cache.hard_state = hard_state;
+        Ok(())
+    }
+
+    /// Discards the entries before `compact_index`; the term of `compact_index - 1` stays
+    /// answerable. A `compact_index` at or below the first index does nothing.
+    ///
+    /// It is the caller's job not to compact past what has been applied and snapshotted.
+    /// Fails if `compact_index` is beyond the last index + 1. Atomic, not yet durable.
+    pub fn compact(&self, compact_index: u64) -> Result<(), RaftLogError> {
+        let mut cache = self.write_cache();
+        let first_index = cache.first_index();
+        if compact_index <= first_index {
+            return Ok(());
+        }
+        if compact_index > cache.last.index + 1 {
+            return Err(RaftLogError::BeyondLastIndex {
+                operation: "compact",
+                index: compact_index,
+                last_index: cache.last.index,
+            });
+        }
+        let truncated = LogPoint {
+            index: compact_index - 1,
+            term: self.term_within(&cache, compact_index - 1)?,
+        };
+        let mut entries = Batch::default();
+        for index in first_index..compact_index {
+            entries.remove(index_key(index).as_slice());
+        }
+        let mut state = Batch::default();
+        state.insert(KEY_TRUNCATED, truncated.encode().as_slice());
+        self.commit(&entries, &state)?;
+        cache.truncated = truncated;
+        tracing::debug!(group = self.group, compact_index, "compacted raft log");
+        Ok(())
+    }
+
+    /// Resets the log to `snapshot`'s point: removes every entry, makes the snapshot's index
+    /// and term the truncation point, sets the commit to the snapshot's index (and the term
+    /// to at least its term), and takes the snapshot's configuration. The snapshot's data is
+    /// not stored here. Atomic, not yet durable.
+    ///
+    /// Fails with [`RaftLogError::SnapshotOutOfDate`] if the snapshot is not newer than the
+    /// entry before the first index.
+    pub fn apply_snapshot(&self, snapshot: Snapshot) -> Result<(), RaftLogError> {
+        let meta = snapshot.get_metadata();
+        let mut cache = self.write_cache();
+        if meta.index < cache.first_index() {
+            return Err(RaftLogError::SnapshotOutOfDate {
+                index: meta.index,
+                current: cache.truncated.index,
+            });
+        }
+        let mut entries = Batch::default();
+        for index in cache.first_index()..=cache.last.index {
+            entries.remove(index_key(index).as_slice());
+        }
+        let point = LogPoint {
+            index: meta.index,
+            term: meta.term,
+        };
+        let mut hard_state = cache.hard_state.clone();
+        hard_state.term = cmp::max(hard_state.term, meta.term);
+        hard_state.commit = meta.index;
+        let conf_state = meta.get_conf_state().clone();
+        let mut state = Batch::default();
+        state.insert(KEY_TRUNCATED, point.encode().as_slice());
+        state.insert(KEY_HARD_STATE, hard_state.write_to_bytes()?);
+        state.insert(KEY_CONF_STATE, conf_state.write_to_bytes()?);
+        state.insert(KEY_SNAPSHOT, meta.write_to_bytes()?);
+        self.commit(&entries, &state)?;
+        cache.truncated = point;
+        cache.last = point;
+        cache.hard_state = hard_state;
+        cache.conf_state = conf_state;
+        cache.snapshot = meta.clone();
+        tracing::debug!(
+            group = self.group,
+            index = point.index,
+            term = point.term,
+            "applied raft snapshot"
+        );
+        Ok(())
+    }
+
+    /// Records that the state machine holds a snapshot described by `meta`; [`Storage::snapshot`]
+    /// returns it from now on. Atomic, not yet durable.
+    ///
+    /// Fails if `meta` is older than the stored snapshot or beyond the last index.
+    pub fn store_snapshot_meta(&self, meta: &SnapshotMetadata) -> Result<(), RaftLogError> {
+        let mut cache = self.write_cache();
+        if meta.index < cache.snapshot.index {
+            return Err(RaftLogError::SnapshotOutOfDate {
+                index: meta.index,
+                current: cache.snapshot.index,
+            });
+        }
+        if meta.index > cache.last.index {
+            return Err(RaftLogError::BeyondLastIndex {
+                operation: "snapshot",
+                index: meta.index,
+                last_index: cache.last.index,
+            });
+        }
+        self.state.insert(KEY_SNAPSHOT, meta.write_to_bytes()?)?;
+        cache.snapshot = meta.clone();
+        Ok(())
+    }
+
+    /// Makes every write so far durable (fsync). Returns once sled has flushed.
+    pub fn flush(&self) -> Result<(), RaftLogError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn write_entries(
+        &self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<(), RaftLogError> {
+        let mut cache = self.write_cache();
+        let mut entry_batch = Batch::default();
+        let mut last = cache.last;
+        if let (Some(first), Some(new_last)) = (entries.first(), entries.last()) {
+            for pair in entries.windows(2) {
+                if pair[1].index != pair[0].index + 1 {
+                    return Err(RaftLogError::NotContiguous {
+                        previous: pair[0].index,
+                        found: pair[1].index,
+                    });
+                }
+            }
+            if first.index < cache.first_index() {
+                return Err(RaftLogError::AppendCompacted {
+                    index: first.index,
+                    first_index: cache.first_index(),
+                });
+            }
+            if first.index > cache.last.index + 1 {
+                return Err(RaftLogError::AppendGap {
+                    index: first.index,
+                    last_index: cache.last.index,
+                });
+            }
+            for entry in entries {
+                entry_batch.insert(index_key(entry.index).as_slice(), entry.write_to_bytes()?);
+            }
+            // The conflicting suffix the new entries do not overwrite.
+            for stale in new_last.index + 1..=cache.last.index {
+                entry_batch.remove(index_key(stale).as_slice());
+            }
+            last = LogPoint {
+                index: new_last.index,
+                term: new_last.term,
+            };
+        }
+        let mut state_batch = Batch::default();
+        if let Some(hard_state) = hard_state {
+            state_batch.insert(KEY_HARD_STATE, hard_state.write_to_bytes()?);
+        }
+        self.commit(&entry_batch, &state_batch)?;
+        cache.last = last;
+        if let Some(hard_state) = hard_state {
+            cache.hard_state = hard_state.clone();
+        }
+        Ok(())
+    }
+
+    /// Applies both batches in one sled transaction across the two trees.
+    fn commit(&self, entries: &Batch, state: &Batch) -> Result<(), RaftLogError> {
+        (&self.entries, &self.state)
+            .transaction(|(entries_tx, state_tx)| {
+                entries_tx.apply_batch(entries)?;
+                state_tx.apply_batch(state)?;
+                Ok::<(), ConflictableTransactionError<Infallible>>(())
+            })
+            .map_err(|err| match err {
+                TransactionError::Abort(never) => match never {},
+                TransactionError::Storage(err) => RaftLogError::Sled(err),
+            })
+    }
+
+    /// The term of `index`, which must lie in `[truncated.index, last.index]`.
+    fn term_within(&self, cache: &Cache, index: u64) -> Result<u64, RaftLogError> {
+        if index == cache.truncated.index {
+            return Ok(cache.truncated.term);
+        }
+        if index == cache.last.index {
+            return Ok(cache.last.term);
+        }
+        match self.entries.get(index_key(index))? {
+            Some(value) => Ok(decode::<Entry>(&value)?.term),
+            None => Err(self.corrupt(format!("entry {index} is missing"))),
+        }
+    }
+
+    /// Reads `[low, high)`, stopping early once `max_size` is exceeded, then trims the result
+    /// with raft's own `limit_size` so the size rule is exactly raft-rs's.
+    fn read_entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: Option<u64>,
+    ) -> Result<Vec<Entry>, RaftLogError> {
+        let mut entries = Vec::new();
+        let mut size = 0u64;
+        let mut expected = low;
+        let mut limited = false;
+        for item in self.entries.range(index_key(low)..index_key(high)) {
+            let (key, value) = item?;
+            let entry: Entry = decode(&value)?;
+            if entry.index != expected || key_index(&key) != Some(expected) {
+                return Err(self.corrupt(format!(
+                    "expected entry {expected}, found entry {} under key {key:?}",
+                    entry.index
+                )));
+            }
+            expected += 1;
+            size += u64::from(entry.compute_size());
+            entries.push(entry);
+            if max_size.is_some_and(|max| size > max) {
+                limited = true;
+                break;
+            }
+        }
+        if !limited && expected != high {
+            return Err(self.corrupt(format!("entry {expected} is missing")));
+        }
+        raft::util::limit_size(&mut entries, max_size);
+        Ok(entries)
+    }
+
+    fn corrupt(&self, reason: String) -> RaftLogError {
+        RaftLogError::Corrupt {
+            group: self.group,
+            reason,
+        }
+    }
+
+    // The cache is changed only by plain assignments after sled succeeded, so a panic
+    // elsewhere while holding the lock cannot leave it half-updated: poisoning is ignored.
+    fn read_cache(&self) -> RwLockReadGuard<'_, Cache> {
+        self.cache.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_cache(&self) -> RwLockWriteGuard<'_, Cache> {
+        self.cache.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Storage for RaftLog {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        let cache = self.read_cache();
+        Ok(RaftState::new(
+            cache.hard_state.clone(),
+            cache.conf_state.clone(),
+        ))
+    }
+
+    /// Entries in `[low, high)`, at least one if any, at most `max_size` bytes beyond the
+    /// first. `Compacted` if `low` is before the first index; `Unavailable` (where raft-rs's
+    /// `MemStorage` panics) if `high` is past the last index + 1.
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        let cache = self.read_cache();
+        if low < cache.first_index() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > cache.last.index + 1 {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        if low >= high {
+            return Ok(Vec::new());
+        }
+        Ok(self.read_entries(low, high, max_size.into())?)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        let cache = self.read_cache();
+        if idx < cache.truncated.index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if idx > cache.last.index {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        Ok(self.term_within(&cache, idx)?)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.read_cache().first_index())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.read_cache().last.index)
+    }
+
+    /// The latest stored snapshot (metadata only, empty data), or
+    /// `SnapshotTemporarilyUnavailable` if there is none at or after `request_index`.
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let cache = self.read_cache();
+        if cache.snapshot.index == 0 || cache.snapshot.index < request_index {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        let mut snapshot = Snapshot::default();
+        snapshot.set_metadata(cache.snapshot.clone());
+        Ok(snapshot)
+    }
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn key_index(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.try_into().ok()?))
+}
+
+fn decode<M: protobuf::Message>(bytes: &[u8]) -> Result<M, RaftLogError> {
+    Ok(M::parse_from_bytes(bytes)?)
+}
+
+fn read_message<M: protobuf::Message>(
+    tree: &sled::Tree,
+    key: &[u8],
+) -> Result<Option<M>, RaftLogError> {
+    tree.get(key)?.map(|bytes| decode(&bytes)).transpose()
+}
+
+#[cfg(test)]
+mod tests;
