@@ -1,0 +1,92 @@
+//! The cloneable, async way into a running Raft group.
+
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use crate::{Error, Result};
+
+/// A proposal whose entry is committed and applied.
+#[derive(Debug, Clone)]
+pub struct Committed<O> {
+    /// The entry's Raft index: the `commit_index` a publisher gets back.
+    pub index: u64,
+    /// What the state machine said when it applied the entry.
+    pub output: O,
+}
+
+/// A snapshot of the group's state, for health checks and status pages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RaftStatus {
+    /// This node's id.
+    pub id: u64,
+    /// Current term.
+    pub term: u64,
+    /// The leader's id, 0 when unknown.
+    pub leader: u64,
+    /// Highest committed index.
+    pub commit: u64,
+    /// Highest applied index.
+    pub applied: u64,
+    /// Whether the Raft thread is running.
+    pub running: bool,
+}
+
+pub(crate) enum Request<O> {
+    Propose {
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<Committed<O>>>,
+    },
+    Shutdown,
+}
+
+/// Sends proposals to a Raft group's thread. Cheap to clone.
+pub struct RaftHandle<O> {
+    pub(crate) requests: SyncSender<Request<O>>,
+    pub(crate) status: Arc<Mutex<RaftStatus>>,
+}
+
+impl<O> Clone for RaftHandle<O> {
+    fn clone(&self) -> Self {
+        RaftHandle {
+            requests: self.requests.clone(),
+            status: self.status.clone(),
+        }
+    }
+}
+
+impl<O: Send + 'static> RaftHandle<O> {
+    /// Proposes `data` and waits until its entry is committed and applied.
+    ///
+    /// Fails fast with [`Error::Overloaded`] when the proposal queue is full, so callers can push
+    /// back on their clients instead of buffering without bound.
+    pub async fn propose(&self, data: Vec<u8>) -> Result<Committed<O>> {
+        let (reply, response) = oneshot::channel();
+        match self.requests.try_send(Request::Propose { data, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(Error::Overloaded),
+            Err(TrySendError::Disconnected(_)) => return Err(Error::Stopped),
+        }
+        response.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// The group's current state.
+    pub fn status(&self) -> RaftStatus {
+        self.status
+            .lock()
+            .expect("raft status lock poisoned")
+            .clone()
+    }
+
+    /// Whether this node can take writes now (it is running and is the leader).
+    pub fn is_writable(&self) -> bool {
+        let s = self.status();
+        s.running && s.leader == s.id
+    }
+
+    /// Asks the Raft thread to stop after the current Ready.
+    pub fn shutdown(&self) {
+        let _ = self.requests.try_send(Request::Shutdown);
+    }
+}
