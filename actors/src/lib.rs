@@ -1,1 +1,32 @@
-//! placeholder
+//! Meniscus actors: the per-tenant supervision trees, and the [`Node`] that wires storage,
+//! consensus and actors together.
+//!
+//! ```text
+//! NodeSupervisor
+//!  └─ TenantSupervisor (one per tenant, started on first use)
+//!      └─ Indexer (adds committed events to the tenant's tantivy index; stops when idle)
+//! ```
+//!
+//! Committed entries reach the actors through the [`Applier`], the Raft group's state machine.
+//! Everything an actor holds in memory can be rebuilt from the Raft log, so a failed actor is
+//! simply restarted: it catches up from its index's last commit. A panic in one tenant's actor
+//! restarts that actor only.
+#![deny(missing_docs)]
+
+mod applier;
+mod context;
+mod error;
+mod indexer;
+mod node;
+mod node_supervisor;
+mod progress;
+mod tenant_supervisor;
+
+pub use applier::Applier;
+pub use context::{IndexerSettings, NodeContext};
+pub use error::{Error, Result};
+pub use indexer::{Indexer, IndexerMsg};
+pub use node::{Node, NodeOptions};
+pub use node_supervisor::{NodeMsg, NodeSupervisor};
+pub use progress::{DispatchProgress, QueuedBatch};
+pub use tenant_supervisor::{TenantMsg, TenantStatus, TenantSupervisor};

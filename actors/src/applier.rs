@@ -1,0 +1,64 @@
+//! The Raft group's state machine: applies metadata, routes event batches to the actors.
+
+use std::sync::Arc;
+
+use meniscus_consensus::StateMachine;
+use meniscus_storage::{ApplyOutcome, Command, CommandKind, Metadata};
+use ractor::ActorRef;
+
+use crate::{DispatchProgress, NodeMsg};
+
+/// Applies committed entries on the Raft thread.
+pub struct Applier {
+    metadata: Metadata,
+    supervisor: ActorRef<NodeMsg>,
+    progress: Arc<DispatchProgress>,
+}
+
+impl Applier {
+    /// An applier writing metadata to `metadata` and sending events to `supervisor`.
+    pub fn new(
+        metadata: Metadata,
+        supervisor: ActorRef<NodeMsg>,
+        progress: Arc<DispatchProgress>,
+    ) -> Self {
+        Applier {
+            metadata,
+            supervisor,
+            progress,
+        }
+    }
+}
+
+impl StateMachine for Applier {
+    type Output = ApplyOutcome;
+
+    fn apply(&mut self, index: u64, data: &[u8]) -> Result<ApplyOutcome, String> {
+        let command = Command::from_bytes(data).map_err(|e| e.to_string())?;
+        let outcome = self
+            .metadata
+            .apply(index, &command)
+            .map_err(|e| e.to_string())?;
+        let dispatch = match outcome {
+            ApplyOutcome::NotMetadata => true,
+            // Replayed after a restart: the tenant's index may not have it yet; it skips it if so.
+            ApplyOutcome::AlreadyApplied => true,
+            _ => false,
+        };
+        match command.kind {
+            Some(CommandKind::AppendEvents(append)) if dispatch => {
+                self.progress.record(&append.tenant, index);
+                let message = NodeMsg::Entry {
+                    tenant: append.tenant,
+                    index,
+                    batch: self.progress.queue(append.batch),
+                };
+                self.supervisor
+                    .cast(message)
+                    .map_err(|_| "the node supervisor has stopped".to_string())?;
+            }
+            _ => self.progress.advance(index),
+        }
+        Ok(outcome)
+    }
+}

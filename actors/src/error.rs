@@ -1,0 +1,22 @@
+/// Errors from the actor layer and the node facade.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] meniscus_storage::Error),
+    /// Consensus failed or refused.
+    #[error(transparent)]
+    Consensus(#[from] meniscus_consensus::Error),
+    /// An actor could not be started or reached.
+    #[error("actor: {0}")]
+    Actor(String),
+    /// Indexing is behind; the caller should retry later.
+    #[error("{0}")]
+    Overloaded(String),
+    /// The tenant does not exist.
+    #[error("unknown tenant {0:?}")]
+    UnknownTenant(String),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

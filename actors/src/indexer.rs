@@ -1,0 +1,241 @@
+//! The Indexer: one per tenant, owns the tenant's tantivy writer.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use meniscus_event::wire::decode_batch;
+use meniscus_storage::{Command, CommandKind, RaftLog, TenantIndex, TenantWriter};
+use ractor::concurrency::JoinHandle;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use raft::{GetEntriesContext, Storage};
+
+use crate::{NodeContext, QueuedBatch};
+
+/// Entries read from the log per step while catching up.
+const CATCH_UP_CHUNK_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Messages an indexer handles.
+pub enum IndexerMsg {
+    /// Events of the committed entry at `index`.
+    Entry {
+        /// Raft index.
+        index: u64,
+        /// The encoded batch.
+        batch: QueuedBatch,
+    },
+    /// Periodic: commit what is pending; stop when idle.
+    Tick,
+    /// Commit now and reply with the committed Raft index.
+    Flush(RpcReplyPort<u64>),
+    /// Test hook: fail as a poisoned input would.
+    #[doc(hidden)]
+    Crash,
+}
+
+/// The indexer actor.
+pub struct Indexer;
+
+/// An indexer's state.
+pub struct IndexerState {
+    tenant: String,
+    ctx: Arc<NodeContext>,
+    index: Arc<TenantIndex>,
+    /// `None` only while a blocking call holds it.
+    writer: Option<TenantWriter>,
+    last_activity: Instant,
+    ticker: Option<JoinHandle<()>>,
+}
+
+/// What an indexer starts with.
+pub struct IndexerArgs {
+    /// Tenant name.
+    pub tenant: String,
+    /// Shared node handles.
+    pub ctx: Arc<NodeContext>,
+}
+
+fn err(e: impl std::fmt::Display) -> ActorProcessingErr {
+    e.to_string().into()
+}
+
+/// Runs `f` on the writer on the blocking pool: tantivy calls can take milliseconds.
+async fn with_writer<T: Send + 'static>(
+    state: &mut IndexerState,
+    f: impl FnOnce(&mut TenantWriter) -> Result<T, ActorProcessingErr> + Send + 'static,
+) -> Result<T, ActorProcessingErr> {
+    let mut writer = state
+        .writer
+        .take()
+        .ok_or_else(|| err("writer lost by an earlier failure"))?;
+    let (writer, result) = tokio::task::spawn_blocking(move || {
+        let result = f(&mut writer);
+        (writer, result)
+    })
+    .await
+    .map_err(|e| err(format!("indexing task failed: {e}")))?;
+    state.writer = Some(writer);
+    result
+}
+
+/// Adds every entry of `tenant` in (writer.indexed_up_to(), up_to] from the log.
+fn catch_up(
+    writer: &mut TenantWriter,
+    log: &RaftLog,
+    tenant: &str,
+    up_to: u64,
+) -> Result<usize, ActorProcessingErr> {
+    let mut next = writer.indexed_up_to() + 1;
+    let mut added = 0;
+    while next <= up_to {
+        let entries = log
+            .entries(
+                next,
+                up_to + 1,
+                CATCH_UP_CHUNK_BYTES,
+                GetEntriesContext::empty(false),
+            )
+            .map_err(|e| err(format!("reading the log from {next} to catch up: {e}")))?;
+        for entry in &entries {
+            if entry.data.is_empty() {
+                continue;
+            }
+            let Ok(command) = Command::from_bytes(&entry.data) else {
+                continue; // not a Meniscus command (a conf change): nothing to index
+            };
+            if let Some(CommandKind::AppendEvents(append)) = command.kind {
+                if append.tenant == tenant {
+                    let events = decode_batch(&append.batch).map_err(err)?;
+                    added += writer.add_entry(entry.index, &events).map_err(err)?;
+                }
+            }
+        }
+        next = entries.last().map_or(up_to + 1, |e| e.index + 1);
+    }
+    Ok(added)
+}
+
+/// Opens the tenant's writer. A failed predecessor's writer may still be dropping (releasing
+/// tantivy's lock) when its supervisor starts us, so a busy lock is retried for a while.
+async fn open_writer(
+    index: &TenantIndex,
+    settings: &crate::IndexerSettings,
+) -> Result<TenantWriter, ActorProcessingErr> {
+    let mut attempts = 0;
+    loop {
+        match index.writer(settings.memory_budget_bytes, settings.threads) {
+            Ok(writer) => return Ok(writer),
+            Err(meniscus_storage::Error::Index(tantivy::TantivyError::LockFailure(..)))
+                if attempts < 250 =>
+            {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
+}
+
+impl Actor for Indexer {
+    type Msg = IndexerMsg;
+    type State = IndexerState;
+    type Arguments = IndexerArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<IndexerMsg>,
+        args: IndexerArgs,
+    ) -> Result<IndexerState, ActorProcessingErr> {
+        let IndexerArgs { tenant, ctx } = args;
+        let index = ctx.indexes.get(&tenant).map_err(err)?;
+        let settings = ctx.settings.clone();
+        let writer = open_writer(&index, &settings).await?;
+        let mut state = IndexerState {
+            tenant: tenant.clone(),
+            ctx: ctx.clone(),
+            index,
+            writer: Some(writer),
+            last_activity: Instant::now(),
+            ticker: None,
+        };
+        // Read the watermark before the log: any entry above it reaches us as a message.
+        let up_to = ctx.progress.watermark();
+        let log = ctx.log.clone();
+        let added = with_writer(&mut state, move |w| catch_up(w, &log, &tenant, up_to)).await?;
+        if added > 0 {
+            tracing::info!(tenant = %state.tenant, events = added, up_to, "indexer caught up from the log");
+        }
+        state.ticker = Some(myself.send_interval(settings.commit_interval, || IndexerMsg::Tick));
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<IndexerMsg>,
+        message: IndexerMsg,
+        state: &mut IndexerState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            IndexerMsg::Entry { index, batch } => {
+                state.last_activity = Instant::now();
+                with_writer(state, move |w| {
+                    let events = decode_batch(batch.bytes()).map_err(err)?;
+                    w.add_entry(index, &events).map_err(err)?;
+                    Ok(())
+                })
+                .await?;
+            }
+            IndexerMsg::Tick => {
+                let pending = state.writer.as_ref().is_some_and(TenantWriter::has_pending);
+                if pending {
+                    with_writer(state, |w| w.commit().map_err(err)).await?;
+                } else if state.last_activity.elapsed() >= state.ctx.settings.idle_timeout {
+                    self.stop_idle(&myself, state).await?;
+                }
+            }
+            IndexerMsg::Flush(reply) => {
+                let committed = with_writer(state, |w| w.commit().map_err(err)).await?;
+                let _ = reply.send(committed);
+            }
+            IndexerMsg::Crash => panic!("injected indexer failure for tenant {}", state.tenant),
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<IndexerMsg>,
+        state: &mut IndexerState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(ticker) = state.ticker.take() {
+            ticker.abort();
+        }
+        if state.writer.as_ref().is_some_and(TenantWriter::has_pending) {
+            with_writer(state, |w| w.commit().map_err(err)).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Indexer {
+    /// Commits, moving the payload past other tenants' entries when nothing of ours is in
+    /// flight (so the log can later be compacted below it), and stops.
+    async fn stop_idle(
+        &self,
+        myself: &ActorRef<IndexerMsg>,
+        state: &mut IndexerState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Watermark first, then our last entry: see `DispatchProgress::record`.
+        let watermark = state.ctx.progress.watermark();
+        let ours = state.ctx.progress.last_entry_of(&state.tenant);
+        with_writer(state, move |w| {
+            if w.indexed_up_to() >= ours {
+                w.mark_seen(watermark);
+            }
+            w.commit().map_err(err)
+        })
+        .await?;
+        tracing::debug!(tenant = %state.tenant, committed = ?state.index.committed_raft_index().ok(), "indexer idle, stopping");
+        myself.stop(Some("idle".into()));
+        Ok(())
+    }
+}

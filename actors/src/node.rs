@@ -1,0 +1,271 @@
+//! [`Node`]: one Meniscus node's storage, consensus and actors, wired together.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use meniscus_consensus::{RaftConfig, RaftHandle, RaftNode, RaftStatus};
+use meniscus_event::Event;
+use meniscus_storage::{
+    tokens, AddAdminToken, AppendEvents, ApplyOutcome, Command, CommandKind, CreateTenant,
+    IndexStore, Metadata, Principal, RaftLog, RotateToken, SearchRequest, SearchResponse,
+};
+use ractor::{Actor, ActorRef};
+use raft::Storage;
+use time::OffsetDateTime;
+
+use crate::tenant_supervisor::TenantStatus;
+use crate::{
+    Applier, DispatchProgress, Error, IndexerSettings, NodeContext, NodeMsg, NodeSupervisor,
+    Result, TenantMsg,
+};
+
+/// How to start a node.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Where everything is stored.
+    pub data_dir: PathBuf,
+    /// This node's Raft id.
+    pub node_id: u64,
+    /// Indexer behaviour.
+    pub indexer: IndexerSettings,
+    /// Bytes of committed events waiting for indexers above which publishes are refused.
+    pub max_indexing_backlog_bytes: u64,
+}
+
+impl NodeOptions {
+    /// Defaults for a single node storing in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        NodeOptions {
+            data_dir: data_dir.into(),
+            node_id: 1,
+            indexer: IndexerSettings::default(),
+            max_indexing_backlog_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// A running node.
+pub struct Node {
+    metadata: Metadata,
+    raft: RaftHandle<ApplyOutcome>,
+    raft_thread: Mutex<Option<JoinHandle<meniscus_consensus::Result<()>>>>,
+    supervisor: ActorRef<NodeMsg>,
+    ctx: Arc<NodeContext>,
+    max_backlog: u64,
+    db: sled::Db,
+}
+
+fn now_nanos() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp_nanos() as i64
+}
+
+impl Node {
+    /// Opens the data directory, replays what the indexes miss, and starts taking writes.
+    pub async fn start(options: NodeOptions) -> Result<Node> {
+        std::fs::create_dir_all(&options.data_dir).map_err(meniscus_storage::Error::from)?;
+        let db = sled::Config::new()
+            .path(options.data_dir.join("raft"))
+            .open()
+            .map_err(meniscus_storage::Error::from)?;
+        let metadata = Metadata::open(&db)?;
+        let log = RaftLog::open(&db, 0).map_err(meniscus_storage::Error::from)?;
+        let commit = log
+            .initial_state()
+            .map_err(meniscus_storage::Error::from)?
+            .hard_state
+            .commit;
+        let progress = Arc::new(DispatchProgress::new(commit));
+        let ctx = Arc::new(NodeContext {
+            indexes: IndexStore::open(&options.data_dir.join("indexes"))?,
+            log: log.clone(),
+            progress: progress.clone(),
+            settings: options.indexer.clone(),
+        });
+        let (supervisor, _) = Actor::spawn(None, NodeSupervisor, ctx.clone())
+            .await
+            .map_err(|e| Error::Actor(e.to_string()))?;
+        // Indexes that are behind the log catch up now rather than on their next event.
+        for tenant in metadata.tenants()? {
+            if ctx.indexes.get(&tenant.name)?.committed_raft_index()? < commit {
+                let _ = supervisor.cast(NodeMsg::Start(tenant.name));
+            }
+        }
+        let applier = Applier::new(metadata.clone(), supervisor.clone(), progress);
+        let applied = metadata.applied_index()?;
+        let (raft, raft_thread) =
+            RaftNode::start(RaftConfig::single(options.node_id), log, applied, applier)?;
+        Ok(Node {
+            metadata,
+            raft,
+            raft_thread: Mutex::new(Some(raft_thread)),
+            supervisor,
+            ctx,
+            max_backlog: options.max_indexing_backlog_bytes,
+            db,
+        })
+    }
+
+    async fn propose(&self, kind: CommandKind) -> Result<(u64, ApplyOutcome)> {
+        let committed = self.raft.propose(Command::new(kind).to_bytes()).await?;
+        Ok((committed.index, committed.output))
+    }
+
+    /// Appends events to `tenant`'s store. Returns the Raft index once it is committed (fsync'd).
+    pub async fn publish(&self, tenant: &str, events: &[Event]) -> Result<u64> {
+        let backlog = self.ctx.progress.queued_bytes();
+        if backlog > self.max_backlog {
+            return Err(Error::Overloaded(format!(
+                "indexing is behind by {backlog} bytes; retry shortly"
+            )));
+        }
+        let kind = CommandKind::AppendEvents(AppendEvents {
+            tenant: tenant.to_owned(),
+            batch: meniscus_event::wire::encode_batch(events),
+        });
+        match self.propose(kind).await? {
+            (_, ApplyOutcome::UnknownTenant) => Err(Error::UnknownTenant(tenant.to_owned())),
+            (index, _) => Ok(index),
+        }
+    }
+
+    /// Creates a tenant. Returns its first token, or `None` if the tenant exists.
+    pub async fn create_tenant(&self, name: &str) -> Result<Option<String>> {
+        meniscus_storage::validate_tenant_name(name)?;
+        let token = tokens::generate();
+        let kind = CommandKind::CreateTenant(CreateTenant {
+            name: name.to_owned(),
+            token_hash: tokens::hash(&token),
+            created_at_nanos: now_nanos(),
+        });
+        match self.propose(kind).await? {
+            (_, ApplyOutcome::TenantExists) => Ok(None),
+            _ => Ok(Some(token)),
+        }
+    }
+
+    /// Gives a tenant a new token; its previous tokens keep working for `grace`.
+    pub async fn rotate_token(
+        &self,
+        tenant: &str,
+        grace: Duration,
+    ) -> Result<(String, OffsetDateTime)> {
+        let token = tokens::generate();
+        let valid_until = OffsetDateTime::now_utc() + grace;
+        let kind = CommandKind::RotateToken(RotateToken {
+            tenant: tenant.to_owned(),
+            token_hash: tokens::hash(&token),
+            previous_valid_until_nanos: valid_until.unix_timestamp_nanos() as i64,
+        });
+        match self.propose(kind).await? {
+            (_, ApplyOutcome::UnknownTenant) => Err(Error::UnknownTenant(tenant.to_owned())),
+            _ => Ok((token, valid_until)),
+        }
+    }
+
+    /// Installs an admin token (bootstrap).
+    pub async fn add_admin_token(&self, token: &str) -> Result<()> {
+        let kind = CommandKind::AddAdminToken(AddAdminToken {
+            token_hash: tokens::hash(token),
+        });
+        self.propose(kind).await.map(|_| ())
+    }
+
+    /// Whether any admin token exists.
+    pub fn has_admin(&self) -> Result<bool> {
+        Ok(self.metadata.has_admin()?)
+    }
+
+    /// Whether a tenant exists.
+    pub fn tenant_exists(&self, name: &str) -> Result<bool> {
+        Ok(self.metadata.tenant_exists(name)?)
+    }
+
+    /// Who a bearer token speaks for, now.
+    pub fn authenticate(&self, token: &str) -> Result<Option<Principal>> {
+        Ok(self.metadata.authenticate(token, now_nanos())?)
+    }
+
+    /// Searches a tenant's committed events.
+    pub async fn search(&self, tenant: &str, request: SearchRequest) -> Result<SearchResponse> {
+        let index = self.ctx.indexes.get(tenant)?;
+        tokio::task::spawn_blocking(move || index.search(&request))
+            .await
+            .map_err(|e| Error::Actor(format!("search task failed: {e}")))?
+            .map_err(Error::from)
+    }
+
+    /// Commits every running tenant index, making everything acknowledged so far searchable.
+    pub async fn flush(&self) -> Result<()> {
+        self.supervisor
+            .call(NodeMsg::FlushAll, Some(Duration::from_secs(120)))
+            .await
+            .map_err(|e| Error::Actor(e.to_string()))?;
+        Ok(())
+    }
+
+    /// The Raft group's state.
+    pub fn raft_status(&self) -> RaftStatus {
+        self.raft.status()
+    }
+
+    /// Whether the node can take writes now.
+    pub fn is_writable(&self) -> bool {
+        self.raft.is_writable()
+    }
+
+    /// Bytes of committed events waiting to be indexed.
+    pub fn indexing_backlog_bytes(&self) -> u64 {
+        self.ctx.progress.queued_bytes()
+    }
+
+    /// A tenant's actor status, if its supervisor runs.
+    pub async fn tenant_status(&self, tenant: &str) -> Result<Option<TenantStatus>> {
+        let tenant = tenant.to_owned();
+        self.supervisor
+            .call(
+                move |reply| NodeMsg::TenantStatus(tenant, reply),
+                Some(Duration::from_secs(10)),
+            )
+            .await
+            .map_err(|e| Error::Actor(e.to_string()))?
+            .success_or(())
+            .map_err(|_| Error::Actor("tenant status timed out".into()))
+    }
+
+    /// Test hook: make a tenant's indexer fail as a poisoned input would.
+    #[doc(hidden)]
+    pub fn crash_indexer(&self, tenant: &str) {
+        let _ = self.supervisor.cast(NodeMsg::ToTenant(
+            tenant.to_owned(),
+            TenantMsg::CrashIndexer,
+        ));
+    }
+
+    /// Stops taking writes, commits every index, and stops the actors.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.raft.shutdown();
+        let thread = self
+            .raft_thread
+            .lock()
+            .expect("raft thread lock poisoned")
+            .take();
+        if let Some(thread) = thread {
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if let Ok(Ok(Err(e))) = joined {
+                tracing::warn!(error = %e, "raft thread ended with an error");
+            }
+        }
+        self.flush().await?;
+        self.supervisor
+            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(30)))
+            .await
+            .map_err(|e| Error::Actor(e.to_string()))?;
+        self.db
+            .flush_async()
+            .await
+            .map_err(meniscus_storage::Error::from)?;
+        Ok(())
+    }
+}

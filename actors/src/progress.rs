@@ -1,0 +1,120 @@
+//! How far committed entries have been handed to indexers, shared between the Raft thread and
+//! the actors. It is what lets a (re)started indexer catch up from the log without gaps.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Dispatch bookkeeping. All counters only grow except `queued_bytes`.
+#[derive(Debug, Default)]
+pub struct DispatchProgress {
+    /// Highest Raft index handed to the actors (or known committed at start).
+    watermark: AtomicU64,
+    /// Per tenant: the highest Raft index carrying its events.
+    last_entry: Mutex<HashMap<String, u64>>,
+    /// Bytes of event batches dispatched but not yet indexed (or dropped).
+    queued_bytes: Arc<AtomicU64>,
+}
+
+impl DispatchProgress {
+    /// Progress starting at `watermark` (the commit index found at start).
+    pub fn new(watermark: u64) -> Self {
+        DispatchProgress {
+            watermark: AtomicU64::new(watermark),
+            ..Default::default()
+        }
+    }
+
+    /// Records that the entry at `index` carrying `tenant`'s events is about to be dispatched.
+    /// Called before the message is sent, so anyone who reads the watermark afterwards either
+    /// finds the entry in the log below it or receives the message.
+    pub fn record(&self, tenant: &str, index: u64) {
+        self.last_entry
+            .lock()
+            .expect("progress lock poisoned")
+            .insert(tenant.to_owned(), index);
+        self.watermark.fetch_max(index, Ordering::SeqCst);
+    }
+
+    /// Records that a non-event entry was applied.
+    pub fn advance(&self, index: u64) {
+        self.watermark.fetch_max(index, Ordering::SeqCst);
+    }
+
+    /// Highest Raft index dispatched.
+    pub fn watermark(&self) -> u64 {
+        self.watermark.load(Ordering::SeqCst)
+    }
+
+    /// Highest Raft index carrying `tenant`'s events seen in this process (0 if none).
+    pub fn last_entry_of(&self, tenant: &str) -> u64 {
+        self.last_entry
+            .lock()
+            .expect("progress lock poisoned")
+            .get(tenant)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Bytes of event batches waiting to be indexed.
+    pub fn queued_bytes(&self) -> u64 {
+        self.queued_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Wraps a batch so that its bytes count as queued until it is dropped, wherever that is:
+    /// indexed, or discarded with a failed actor's mailbox.
+    pub fn queue(&self, batch: Vec<u8>) -> QueuedBatch {
+        self.queued_bytes
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        QueuedBatch {
+            bytes: batch,
+            gauge: self.queued_bytes.clone(),
+        }
+    }
+}
+
+/// An encoded event batch on its way to an indexer.
+#[derive(Debug)]
+pub struct QueuedBatch {
+    bytes: Vec<u8>,
+    gauge: Arc<AtomicU64>,
+}
+
+impl QueuedBatch {
+    /// The encoded `EventBatch`.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for QueuedBatch {
+    fn drop(&mut self) {
+        self.gauge
+            .fetch_sub(self.bytes.len() as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_bytes_follow_batches_until_dropped() {
+        let progress = DispatchProgress::new(5);
+        let a = progress.queue(vec![0; 10]);
+        let b = progress.queue(vec![0; 5]);
+        assert_eq!(progress.queued_bytes(), 15);
+        drop(a);
+        assert_eq!(progress.queued_bytes(), 5);
+        drop(b);
+        assert_eq!(progress.queued_bytes(), 0);
+        progress.record("acme", 3);
+        assert_eq!(progress.watermark(), 5, "the watermark never goes back");
+        progress.record("acme", 9);
+        assert_eq!(
+            (progress.watermark(), progress.last_entry_of("acme")),
+            (9, 9)
+        );
+        assert_eq!(progress.last_entry_of("other"), 0);
+    }
+}
