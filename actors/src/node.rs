@@ -132,17 +132,23 @@ impl Node {
 
     /// Creates a tenant. Returns its first token, or `None` if the tenant exists.
     pub async fn create_tenant(&self, name: &str) -> Result<Option<String>> {
-        meniscus_storage::validate_tenant_name(name)?;
         let token = tokens::generate();
+        let created = self.create_tenant_with_token(name, &token).await?;
+        Ok(created.then_some(token))
+    }
+
+    /// Creates a tenant whose first token is `token`. Returns false if the tenant exists.
+    pub async fn create_tenant_with_token(&self, name: &str, token: &str) -> Result<bool> {
+        meniscus_storage::validate_tenant_name(name)?;
         let kind = CommandKind::CreateTenant(CreateTenant {
             name: name.to_owned(),
-            token_hash: tokens::hash(&token),
+            token_hash: tokens::hash(token),
             created_at_nanos: now_nanos(),
         });
-        match self.propose(kind).await? {
-            (_, ApplyOutcome::TenantExists) => Ok(None),
-            _ => Ok(Some(token)),
-        }
+        Ok(!matches!(
+            self.propose(kind).await?,
+            (_, ApplyOutcome::TenantExists)
+        ))
     }
 
     /// Gives a tenant a new token; its previous tokens keep working for `grace`.
@@ -175,6 +181,16 @@ impl Node {
     /// Whether any admin token exists.
     pub fn has_admin(&self) -> Result<bool> {
         Ok(self.metadata.has_admin()?)
+    }
+
+    /// Every tenant's name.
+    pub fn tenant_names(&self) -> Result<Vec<String>> {
+        Ok(self
+            .metadata
+            .tenants()?
+            .into_iter()
+            .map(|t| t.name)
+            .collect())
     }
 
     /// Whether a tenant exists.

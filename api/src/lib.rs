@@ -1,1 +1,79 @@
-//! placeholder
+//! Meniscus HTTP API (axum): publish, search, tenant administration, health.
+//!
+//! Every error is JSON: `{"error": {"code": "...", "message": "..."}}`.
+//!
+//! # Layout
+//! - `error`: [`ApiError`] and its HTTP mapping.
+//! - `auth`: bearer tokens to principals.
+//! - `routes`: one file per resource.
+#![deny(missing_docs)]
+
+mod auth;
+mod error;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use meniscus_actors::Node;
+use meniscus_event::publish::Limits;
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+
+/// API settings.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Per-event and per-batch limits.
+    pub limits: Limits,
+    /// How long a rotated-out token keeps working when the request does not say.
+    pub default_token_grace: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            max_body_bytes: 32 * 1024 * 1024,
+            limits: Limits::default(),
+            default_token_grace: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub node: Arc<Node>,
+    pub config: Arc<ApiConfig>,
+}
+
+/// The API's routes.
+pub fn router(node: Arc<Node>, config: ApiConfig) -> Router {
+    let max_body = config.max_body_bytes;
+    let state = AppState {
+        node,
+        config: Arc::new(config),
+    };
+    routes::routes()
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

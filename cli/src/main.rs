@@ -1,1 +1,118 @@
-fn main() {}
+//! `meniscus`: run a node, administer tenants, send and search events.
+
+mod bench;
+mod client;
+mod credentials;
+mod dev;
+mod logging;
+mod parse;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Meniscus: durable, multi-tenant event collection and search.
+#[derive(Parser, Debug)]
+#[command(name = "meniscus", version, about, long_about = None)]
+struct Cli {
+    /// Log format on stderr: human or json.
+    #[arg(long, global = true, default_value = "human", value_parser = ["human", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a complete single-node Meniscus on a local data directory (creates the tenant
+    /// `default` and DIR/credentials.json on first start).
+    Dev(DevArgs),
+    /// Administer tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Publish events from a file or stdin (NDJSON, or plain text lines as messages).
+    Send(client::SendArgs),
+    /// Search a tenant's events; prints one JSON event per line, newest first.
+    Search(client::SearchArgs),
+    /// Measure ingest throughput and acknowledgement-to-searchable latency on a fresh local node.
+    Bench(bench::BenchArgs),
+    /// Parse syslog lines from stdin and print each as the JSON event it becomes.
+    Parse(parse::ParseArgs),
+}
+
+#[derive(Args, Debug)]
+struct DevArgs {
+    /// Data directory (created if missing).
+    #[arg(long, default_value = "./meniscus-data", env = "MENISCUS_DATA_DIR")]
+    data_dir: PathBuf,
+    /// HTTP API listen address (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Syslog over TCP listen address (RFC 6587 framing), bound to the `default` tenant.
+    #[arg(long)]
+    syslog_tcp: Option<SocketAddr>,
+    /// Syslog over UDP listen address, bound to the `default` tenant.
+    #[arg(long)]
+    syslog_udp: Option<SocketAddr>,
+    /// Milliseconds between index commits: the delay from acknowledgement to searchable.
+    #[arg(long, default_value_t = 500)]
+    commit_interval_ms: u64,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Largest single event in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    max_event_bytes: usize,
+    /// Most events in one publish request.
+    #[arg(long, default_value_t = 100_000)]
+    max_batch_events: usize,
+}
+
+#[derive(Subcommand, Debug)]
+enum TenantCommand {
+    /// Create a tenant and print its token (shown once).
+    Create {
+        /// Tenant name: 1 to 63 of a-z, 0-9, '-' and '_'.
+        name: String,
+        #[command(flatten)]
+        admin: client::AdminConn,
+    },
+    /// Give a tenant a new token; the previous ones keep working for the grace period.
+    RotateToken {
+        /// Tenant name.
+        name: String,
+        /// Seconds the previous tokens keep working (0 revokes them now).
+        #[arg(long)]
+        grace_seconds: Option<u64>,
+        #[command(flatten)]
+        admin: client::AdminConn,
+    },
+    /// List tenants.
+    List {
+        #[command(flatten)]
+        admin: client::AdminConn,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    logging::init(&cli.log_format);
+    match cli.command {
+        Command::Dev(args) => dev::run(args).await,
+        Command::Tenant(TenantCommand::Create { name, admin }) => {
+            client::tenant_create(&admin, &name).await
+        }
+        Command::Tenant(TenantCommand::RotateToken {
+            name,
+            grace_seconds,
+            admin,
+        }) => client::tenant_rotate(&admin, &name, grace_seconds).await,
+        Command::Tenant(TenantCommand::List { admin }) => client::tenant_list(&admin).await,
+        Command::Send(args) => client::send(args).await,
+        Command::Search(args) => client::search(args).await,
+        Command::Bench(args) => bench::run(args).await,
+        Command::Parse(args) => parse::run(args),
+    }
+}

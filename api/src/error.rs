@@ -1,0 +1,107 @@
+//! API errors and how they map to HTTP.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use meniscus_actors::Error as NodeError;
+use meniscus_consensus::Error as RaftError;
+use meniscus_storage::Error as StorageError;
+use serde_json::json;
+
+/// An error answered to a client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with an explicit status and code.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub(crate) fn internal(message: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %message, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            message.to_string(),
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE
+            || self.status == StatusCode::TOO_MANY_REQUESTS
+        {
+            (self.status, [(header::RETRY_AFTER, "1")], body).into_response()
+        } else {
+            (self.status, body).into_response()
+        }
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        let unavailable =
+            |m: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m);
+        match e {
+            NodeError::Overloaded(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", m)
+            }
+            NodeError::UnknownTenant(t) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("tenant {t:?} does not exist"),
+            ),
+            NodeError::Consensus(RaftError::Overloaded) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                RaftError::Overloaded.to_string(),
+            ),
+            NodeError::Consensus(
+                e @ (RaftError::NotLeader { .. } | RaftError::Dropped | RaftError::Stopped),
+            ) => unavailable(e.to_string()),
+            NodeError::Storage(e) => e.into(),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::InvalidQuery(m) => ApiError::bad_request("invalid_query", m),
+            StorageError::InvalidCursor(m) => ApiError::bad_request("invalid_cursor", m),
+            StorageError::InvalidTenantName(m) => {
+                ApiError::bad_request("invalid_name", format!("invalid tenant name {m}"))
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! One file per resource.
+
+mod events;
+mod health;
+mod search;
+mod tenants;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/v1/tenants", post(tenants::create).get(tenants::list))
+        .route("/v1/tenants/{name}/tokens", post(tenants::rotate))
+        .route("/v1/events", post(events::publish))
+        .route("/v1/search", get(search::search))
+        .fallback(|| async {
+            crate::ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route",
+            )
+        })
+}

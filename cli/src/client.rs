@@ -1,0 +1,318 @@
+//! The client subcommands: tenant admin, send, search. They talk to a node over HTTP.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+
+use crate::credentials;
+
+/// Where the node is, and where to find a token when none is given.
+#[derive(Args, Debug, Clone)]
+pub struct Conn {
+    /// The node's HTTP address.
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "MENISCUS_SERVER")]
+    server: String,
+    /// Data directory of a local `meniscus dev`, to read tokens from its credentials.json.
+    #[arg(long, default_value = "./meniscus-data", env = "MENISCUS_DATA_DIR")]
+    data_dir: PathBuf,
+}
+
+/// Connection for admin commands.
+#[derive(Args, Debug, Clone)]
+pub struct AdminConn {
+    #[command(flatten)]
+    conn: Conn,
+    /// Admin token (default: from the data directory's credentials.json).
+    #[arg(long, env = "MENISCUS_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+}
+
+/// Connection for tenant commands.
+#[derive(Args, Debug, Clone)]
+pub struct TenantConn {
+    #[command(flatten)]
+    conn: Conn,
+    /// Tenant token (default: the --tenant's token from the data directory's credentials.json).
+    #[arg(long, env = "MENISCUS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Tenant whose token to read from credentials.json when --token is not given.
+    #[arg(long, default_value = "default")]
+    tenant: String,
+}
+
+impl AdminConn {
+    fn token(&self) -> anyhow::Result<String> {
+        if let Some(t) = &self.admin_token {
+            return Ok(t.clone());
+        }
+        match credentials::load(&self.conn.data_dir)? {
+            Some(c) => Ok(c.admin_token),
+            None => bail!(
+                "no admin token: pass --admin-token, set MENISCUS_ADMIN_TOKEN, or point --data-dir at a `meniscus dev` data directory"
+            ),
+        }
+    }
+}
+
+impl TenantConn {
+    fn token(&self) -> anyhow::Result<String> {
+        if let Some(t) = &self.token {
+            return Ok(t.clone());
+        }
+        let found = credentials::load(&self.conn.data_dir)?
+            .and_then(|c| c.tenants.get(&self.tenant).cloned());
+        match found {
+            Some(t) => Ok(t),
+            None => bail!(
+                "no token for tenant {:?}: pass --token, set MENISCUS_TOKEN, or point --data-dir at a `meniscus dev` data directory",
+                self.tenant
+            ),
+        }
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("the HTTP client builds with static settings")
+}
+
+/// Sends a request; a non-2xx answer becomes an error carrying the server's message.
+async fn call(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    let response = request
+        .send()
+        .await
+        .context("cannot reach the Meniscus node")?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let message = body["error"]["message"].as_str().unwrap_or("no message");
+        bail!("{status}: {message}");
+    }
+    Ok(body)
+}
+
+pub async fn tenant_create(admin: &AdminConn, name: &str) -> anyhow::Result<()> {
+    let body = call(
+        http()
+            .post(format!("{}/v1/tenants", admin.conn.server))
+            .bearer_auth(admin.token()?)
+            .json(&serde_json::json!({ "name": name })),
+    )
+    .await?;
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    Ok(())
+}
+
+pub async fn tenant_rotate(
+    admin: &AdminConn,
+    name: &str,
+    grace_seconds: Option<u64>,
+) -> anyhow::Result<()> {
+    let body = call(
+        http()
+            .post(format!("{}/v1/tenants/{name}/tokens", admin.conn.server))
+            .bearer_auth(admin.token()?)
+            .json(&serde_json::json!({ "grace_seconds": grace_seconds })),
+    )
+    .await?;
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    Ok(())
+}
+
+pub async fn tenant_list(admin: &AdminConn) -> anyhow::Result<()> {
+    let body = call(
+        http()
+            .get(format!("{}/v1/tenants", admin.conn.server))
+            .bearer_auth(admin.token()?),
+    )
+    .await?;
+    for name in body["tenants"].as_array().into_iter().flatten() {
+        println!("{}", name.as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// Arguments of `meniscus send`.
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    /// File to send; `-` (the default) reads stdin.
+    #[arg(default_value = "-")]
+    input: String,
+    /// Input format: ndjson (one JSON event per line), lines (each line is a message), or auto
+    /// (ndjson if the first line starts with '{').
+    #[arg(long, default_value = "auto", value_parser = ["auto", "ndjson", "lines"])]
+    format: String,
+    /// Events per request.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    #[command(flatten)]
+    conn: TenantConn,
+}
+
+pub async fn send(args: SendArgs) -> anyhow::Result<()> {
+    let token = args.conn.token()?;
+    let (reader, size): (Box<dyn Read + Send>, Option<u64>) = if args.input == "-" {
+        (Box::new(std::io::stdin()), None)
+    } else {
+        let file =
+            std::fs::File::open(&args.input).with_context(|| format!("opening {}", args.input))?;
+        let size = file.metadata().ok().map(|m| m.len());
+        (Box::new(file), size)
+    };
+    let progress = match size {
+        Some(len) => ProgressBar::new(len).with_style(
+            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})")
+                .expect("static template"),
+        ),
+        None => ProgressBar::new_spinner(),
+    };
+    let mut lines = BufReader::new(reader).lines();
+    let mut ndjson = match args.format.as_str() {
+        "ndjson" => Some(true),
+        "lines" => Some(false),
+        _ => None,
+    };
+    let url = format!("{}/v1/events", args.conn.conn.server);
+    let client = http();
+    let started = Instant::now();
+    let (mut sent, mut batch, mut batch_bytes) = (0usize, String::new(), 0u64);
+    let mut in_batch = 0;
+    loop {
+        let line = lines.next().transpose().context("reading input")?;
+        if let Some(line) = &line {
+            batch_bytes += line.len() as u64 + 1;
+            if !line.trim().is_empty() {
+                let is_json = *ndjson.get_or_insert_with(|| line.trim_start().starts_with('{'));
+                if is_json {
+                    batch.push_str(line);
+                } else {
+                    batch.push_str(&serde_json::json!({ "message": line }).to_string());
+                }
+                batch.push('\n');
+                in_batch += 1;
+            }
+        }
+        if in_batch > 0 && (in_batch >= args.batch.max(1) || line.is_none()) {
+            post_with_retry(&client, &url, &token, std::mem::take(&mut batch)).await?;
+            sent += in_batch;
+            in_batch = 0;
+            progress.inc(batch_bytes);
+            batch_bytes = 0;
+            progress.set_message(format!("{sent} events"));
+        }
+        if line.is_none() {
+            break;
+        }
+    }
+    progress.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "sent {sent} events in {secs:.1}s ({:.0} events/s)",
+        sent as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+/// Retries only what is safe and useful to retry: overload answers and lost connections.
+async fn post_with_retry(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: String,
+) -> anyhow::Result<()> {
+    let mut delay = Duration::from_millis(100);
+    for attempt in 0.. {
+        let response = client
+            .post(url)
+            .bearer_auth(token)
+            .header("content-type", "application/x-ndjson")
+            .body(body.clone())
+            .send()
+            .await;
+        match response {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) if r.status().as_u16() == 503 && attempt < 20 => {}
+            Ok(r) => {
+                let status = r.status();
+                let body: Value = r.json().await.unwrap_or(Value::Null);
+                bail!(
+                    "{status}: {}",
+                    body["error"]["message"].as_str().unwrap_or("no message")
+                );
+            }
+            Err(e) if attempt < 5 => tracing::warn!(error = %e, "publish failed; retrying"),
+            Err(e) => return Err(e).context("cannot reach the Meniscus node"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+    unreachable!("the loop returns")
+}
+
+/// Arguments of `meniscus search`.
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    /// Query in tantivy syntax, e.g. `severity:err AND host:web-1`; `*` matches everything.
+    #[arg(default_value = "*")]
+    query: String,
+    /// Only events at or after this RFC 3339 time.
+    #[arg(long)]
+    from: Option<String>,
+    /// Only events before this RFC 3339 time.
+    #[arg(long)]
+    to: Option<String>,
+    /// Most events to print (follows pages as needed).
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Print only the total count.
+    #[arg(long)]
+    count: bool,
+    #[command(flatten)]
+    conn: TenantConn,
+}
+
+pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
+    let token = args.conn.token()?;
+    let client = http();
+    let mut cursor: Option<String> = None;
+    let mut printed = 0;
+    loop {
+        let page = (args.limit - printed).clamp(1, 10_000);
+        let mut query = vec![("q", args.query.clone()), ("limit", page.to_string())];
+        if let Some(f) = &args.from {
+            query.push(("from", f.clone()));
+        }
+        if let Some(t) = &args.to {
+            query.push(("to", t.clone()));
+        }
+        if let Some(c) = &cursor {
+            query.push(("cursor", c.clone()));
+        }
+        let body = call(
+            client
+                .get(format!("{}/v1/search", args.conn.conn.server))
+                .bearer_auth(&token)
+                .query(&query),
+        )
+        .await?;
+        if args.count {
+            println!("{}", body["total"]);
+            return Ok(());
+        }
+        for event in body["events"].as_array().into_iter().flatten() {
+            println!("{event}");
+            printed += 1;
+        }
+        cursor = body["next"].as_str().map(str::to_owned);
+        if cursor.is_none() || printed >= args.limit {
+            return Ok(());
+        }
+    }
+}
