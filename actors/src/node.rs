@@ -2,10 +2,9 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use meniscus_consensus::{RaftConfig, RaftHandle, RaftNode, RaftStatus};
+use meniscus_consensus::{RaftConfig, RaftHandle, RaftNode, RaftStatus, RaftThread};
 use meniscus_event::Event;
 use meniscus_storage::{
     tokens, AddAdminToken, AppendEvents, ApplyOutcome, Command, CommandKind, CreateTenant,
@@ -50,7 +49,7 @@ impl NodeOptions {
 pub struct Node {
     metadata: Metadata,
     raft: RaftHandle<ApplyOutcome>,
-    raft_thread: Mutex<Option<JoinHandle<meniscus_consensus::Result<()>>>>,
+    raft_thread: Mutex<Option<RaftThread>>,
     supervisor: ActorRef<NodeMsg>,
     ctx: Arc<NodeContext>,
     max_backlog: u64,

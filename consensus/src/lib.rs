@@ -18,4 +18,4 @@ mod node;
 
 pub use error::{Error, Result};
 pub use handle::{Committed, RaftHandle, RaftStatus};
-pub use node::{RaftConfig, RaftNode, StateMachine};
+pub use node::{RaftConfig, RaftNode, RaftThread, StateMachine};

@@ -63,6 +63,9 @@ pub trait StateMachine: Send + 'static {
 /// Starts Raft groups.
 pub struct RaftNode;
 
+/// The Raft thread; joining it yields the error that stopped it, if any.
+pub type RaftThread = JoinHandle<Result<()>>;
+
 impl RaftNode {
     /// Starts the group stored in `log` on a dedicated thread. `applied` is the highest index the
     /// state machine has made durable.
@@ -71,7 +74,7 @@ impl RaftNode {
         log: RaftLog,
         applied: u64,
         machine: M,
-    ) -> Result<(RaftHandle<M::Output>, JoinHandle<Result<()>>)> {
+    ) -> Result<(RaftHandle<M::Output>, RaftThread)> {
         let storage_err = |e: meniscus_storage::RaftLogError| Error::Storage(e.to_string());
         let state = log.initial_state()?;
         if state.conf_state.voters.is_empty() {

@@ -6,8 +6,10 @@ use std::time::Duration;
 use meniscus_consensus::{RaftConfig, RaftNode, StateMachine};
 use meniscus_storage::RaftLog;
 
+type Applied = Vec<(u64, Vec<u8>)>;
+
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<(u64, Vec<u8>)>>>);
+struct Recorder(Arc<Mutex<Applied>>);
 
 impl StateMachine for Recorder {
     type Output = usize;
