@@ -31,6 +31,8 @@ pub struct NodeOptions {
     pub indexer: IndexerSettings,
     /// Bytes of committed events waiting for indexers above which publishes are refused.
     pub max_indexing_backlog_bytes: u64,
+    /// How often the Raft log is compacted below what the indexes have committed.
+    pub compact_interval: Duration,
 }
 
 impl NodeOptions {
@@ -41,6 +43,7 @@ impl NodeOptions {
             node_id: 1,
             indexer: IndexerSettings::default(),
             max_indexing_backlog_bytes: 512 * 1024 * 1024,
+            compact_interval: Duration::from_secs(30),
         }
     }
 }
@@ -53,7 +56,39 @@ pub struct Node {
     supervisor: ActorRef<NodeMsg>,
     ctx: Arc<NodeContext>,
     max_backlog: u64,
+    compactor: tokio::task::JoinHandle<()>,
     db: sled::Db,
+}
+
+/// Drops the Raft log below what every tenant index has committed, so disk use stays bounded.
+/// Returns the log's new first index.
+///
+/// A tenant constrains compaction only while it has entries its index has not committed (its
+/// last entry in this process is above its commit point); tenants that were behind at start are
+/// recorded as such in [`Node::start`].
+async fn compact_log(metadata: &Metadata, ctx: &NodeContext) -> Result<u64> {
+    let watermark = ctx.progress.watermark();
+    let mut keep_from = watermark.min(metadata.applied_index()?);
+    for tenant in metadata.tenants()? {
+        let last = ctx.progress.last_entry_of(&tenant.name);
+        if last == 0 {
+            continue;
+        }
+        let committed = ctx.indexes.get(&tenant.name)?.committed_raft_index()?;
+        if committed < last {
+            keep_from = keep_from.min(committed + 1);
+        }
+    }
+    let log = ctx.log.clone();
+    tokio::task::spawn_blocking(move || {
+        if keep_from > log.first_index()? {
+            log.compact(keep_from)?;
+        }
+        log.first_index()
+    })
+    .await
+    .map_err(|e| Error::Actor(format!("compaction task failed: {e}")))?
+    .map_err(|e| Error::Storage(meniscus_storage::Error::Raft(e)))
 }
 
 fn now_nanos() -> i64 {
@@ -85,9 +120,11 @@ impl Node {
         let (supervisor, _) = Actor::spawn(None, NodeSupervisor, ctx.clone())
             .await
             .map_err(|e| Error::Actor(e.to_string()))?;
-        // Indexes that are behind the log catch up now rather than on their next event.
+        // Indexes that are behind the log catch up now rather than on their next event; until
+        // they have, the log above their commit point must stay (see `compact_log`).
         for tenant in metadata.tenants()? {
             if ctx.indexes.get(&tenant.name)?.committed_raft_index()? < commit {
+                ctx.progress.record(&tenant.name, commit);
                 let _ = supervisor.cast(NodeMsg::Start(tenant.name));
             }
         }
@@ -95,7 +132,19 @@ impl Node {
         let applied = metadata.applied_index()?;
         let (raft, raft_thread) =
             RaftNode::start(RaftConfig::single(options.node_id), log, applied, applier)?;
+        let compactor = {
+            let (metadata, ctx, every) = (metadata.clone(), ctx.clone(), options.compact_interval);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Err(e) = compact_log(&metadata, &ctx).await {
+                        tracing::warn!(error = %e, "raft log compaction failed; will retry");
+                    }
+                }
+            })
+        };
         Ok(Node {
+            compactor,
             metadata,
             raft,
             raft_thread: Mutex::new(Some(raft_thread)),
@@ -220,6 +269,17 @@ impl Node {
         Ok(())
     }
 
+    /// Drops the Raft log below what every tenant index has committed (see [`compact_log`]).
+    /// Returns the log's new first index.
+    pub async fn compact_log(&self) -> Result<u64> {
+        compact_log(&self.metadata, &self.ctx).await
+    }
+
+    /// The Raft log's first index (everything below was compacted).
+    pub fn log_first_index(&self) -> u64 {
+        self.ctx.log.first_index().unwrap_or(0)
+    }
+
     /// The Raft group's state.
     pub fn raft_status(&self) -> RaftStatus {
         self.raft.status()
@@ -260,6 +320,7 @@ impl Node {
 
     /// Stops taking writes, commits every index, and stops the actors.
     pub async fn shutdown(&self) -> Result<()> {
+        self.compactor.abort();
         self.raft.shutdown();
         let thread = self
             .raft_thread

@@ -139,3 +139,31 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_compacted_below_what_indexes_committed_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    node.create_tenant("a").await.unwrap();
+    node.create_tenant("idle").await.unwrap();
+    for i in 0..20 {
+        node.publish("a", &events("a", i * 10, 10)).await.unwrap();
+    }
+    let before = node.log_first_index();
+    node.flush().await.unwrap();
+    let first = node.compact_log().await.unwrap();
+    assert!(first > before + 15, "compacted from {before} to {first}");
+    assert_eq!(count(&node, "a").await, 200);
+    assert_eq!(count(&node, "idle").await, 0);
+    node.shutdown().await.unwrap();
+    drop(node);
+    let node = start(dir.path()).await;
+    assert_eq!(
+        count(&node, "a").await,
+        200,
+        "a restart after compaction loses nothing"
+    );
+    node.publish("a", &events("a", 1000, 5)).await.unwrap();
+    assert_eq!(count(&node, "a").await, 205);
+    node.shutdown().await.unwrap();
+}
