@@ -11,6 +11,7 @@
 mod auth;
 mod error;
 mod routes;
+pub mod syslog;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

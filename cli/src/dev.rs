@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meniscus_actors::{Node, NodeOptions};
+use meniscus_api::syslog::{Shutdown, SyslogConfig, TcpSyslog, UdpSyslog};
 use meniscus_api::ApiConfig;
 use meniscus_event::publish::Limits;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 use crate::credentials::{self, Credentials};
 use crate::DevArgs;
@@ -16,11 +18,6 @@ use crate::DevArgs;
 const DEFAULT_TENANT: &str = "default";
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    if args.syslog_tcp.is_some() || args.syslog_udp.is_some() {
-        anyhow::bail!(
-            "syslog listeners are not available in this build yet (see issue 5); use the HTTP API"
-        );
-    }
     let mut options = NodeOptions::new(&args.data_dir);
     options.indexer.commit_interval = Duration::from_millis(args.commit_interval_ms.max(10));
     let node = Arc::new(
@@ -46,17 +43,56 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("meniscus: http listening on {addr}");
     tracing::info!(%addr, data_dir = %args.data_dir.display(), credentials = %credentials::path(&args.data_dir).display(), "meniscus dev is ready");
 
+    // One signal stops HTTP and every syslog listener.
+    let (stop, shutdown) = Shutdown::channel();
+    let syslog = start_syslog(&node, &args, &shutdown).await?;
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let mut http_shutdown = shutdown.clone();
     meniscus_api::serve(
         listener,
         meniscus_api::router(node.clone(), config),
-        shutdown_signal(),
+        async move { http_shutdown.requested().await },
     )
     .await
     .context("serving HTTP")?;
-    tracing::info!("HTTP stopped; committing indexes");
+    tracing::info!("HTTP stopped; waiting for syslog listeners to publish what they have read");
+    for listener in syslog {
+        if let Err(e) = listener.await {
+            tracing::error!(error = %e, "a syslog listener task failed");
+        }
+    }
+    tracing::info!("listeners stopped; committing indexes");
     node.shutdown().await.context("shutting down")?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Binds the syslog listeners asked for, bound to the `default` tenant, and starts them. Each
+/// address is printed like the HTTP one, for scripts and tests that ask for port 0.
+async fn start_syslog(
+    node: &Arc<Node>,
+    args: &DevArgs,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let mut running = Vec::new();
+    if let Some(addr) = args.syslog_tcp {
+        let tcp =
+            TcpSyslog::bind(addr, node.clone(), SyslogConfig::bound_to(DEFAULT_TENANT)).await?;
+        println!("meniscus: syslog-tcp listening on {}", tcp.local_addr());
+        tracing::info!(addr = %tcp.local_addr(), tenant = DEFAULT_TENANT, "syslog-tcp listening");
+        running.push(tokio::spawn(tcp.run(shutdown.clone())));
+    }
+    if let Some(addr) = args.syslog_udp {
+        let udp =
+            UdpSyslog::bind(addr, node.clone(), SyslogConfig::bound_to(DEFAULT_TENANT)).await?;
+        println!("meniscus: syslog-udp listening on {}", udp.local_addr());
+        tracing::info!(addr = %udp.local_addr(), tenant = DEFAULT_TENANT, "syslog-udp listening");
+        running.push(tokio::spawn(udp.run(shutdown.clone())));
+    }
+    Ok(running)
 }
 
 /// On first start: an admin token and the `default` tenant. The tokens are written to

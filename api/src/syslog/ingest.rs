@@ -1,0 +1,358 @@
+//! From frames to committed events: parsing, tenant resolution, batching, publishing.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meniscus_actors::{Error as NodeError, Node};
+use meniscus_event::syslog::{self, SdCredentials};
+use meniscus_event::{Event, Source};
+use meniscus_storage::Principal;
+use time::OffsetDateTime;
+
+use super::{Shutdown, SyslogConfig, SyslogStats};
+
+/// First wait before retrying a refused publish; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A boxed future that may move between threads.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where a listener's events go: the [`Node`], or a stand-in that tests can slow down or make
+/// refuse.
+pub(crate) trait Sink: Send + Sync {
+    /// See [`Node::publish`].
+    fn publish<'a>(
+        &'a self,
+        tenant: &'a str,
+        events: &'a [Event],
+    ) -> BoxFuture<'a, Result<u64, NodeError>>;
+
+    /// See [`Node::authenticate`].
+    fn authenticate(&self, token: &str) -> Result<Option<Principal>, NodeError>;
+}
+
+impl Sink for Node {
+    fn publish<'a>(
+        &'a self,
+        tenant: &'a str,
+        events: &'a [Event],
+    ) -> BoxFuture<'a, Result<u64, NodeError>> {
+        Box::pin(Node::publish(self, tenant, events))
+    }
+
+    fn authenticate(&self, token: &str) -> Result<Option<Principal>, NodeError> {
+        Node::authenticate(self, token)
+    }
+}
+
+/// What one listener shares with its connections.
+pub(crate) struct Ingest {
+    pub node: Arc<dyn Sink>,
+    pub config: SyslogConfig,
+    pub stats: Arc<SyslogStats>,
+    /// `syslog-tcp` or `syslog-udp`: the events' `source.transport`.
+    pub transport: &'static str,
+}
+
+/// How long a batch may keep retrying a publish that ingest refuses.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Patience {
+    /// Until it succeeds; once shutdown is requested, for the configured grace period more.
+    UntilShutdown,
+    /// For this long, then its events are dropped (and counted).
+    For(Duration),
+}
+
+/// One tenant's events in a batch.
+struct Group {
+    tenant: String,
+    events: Vec<Event>,
+}
+
+/// Events read but not yet published, grouped by tenant in arrival order.
+#[derive(Default)]
+pub(crate) struct Batch {
+    groups: Vec<Group>,
+    events: usize,
+    bytes: usize,
+    /// Token -> principal, for this batch only, so a revoked token stops working at once.
+    principals: HashMap<String, Option<Principal>>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.events == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.events
+    }
+
+    /// Whether the batch should be published before more is read.
+    pub fn is_full(&self, config: &SyslogConfig) -> bool {
+        self.events >= config.max_batch_events || self.bytes >= config.max_batch_bytes
+    }
+
+    fn clear(&mut self) {
+        self.groups.clear();
+        self.events = 0;
+        self.bytes = 0;
+        self.principals.clear();
+    }
+
+    /// Parses one message and adds it under its tenant, or counts and logs its refusal.
+    pub fn add(&mut self, ingest: &Ingest, data: &[u8], peer: &str, now: OffsetDateTime) {
+        let parsed = syslog::parse(data, ingest.config.format, now);
+        ingest.stats.received(parsed.parse_error.is_some());
+        let mut draft = parsed.into_draft();
+        let credentials = syslog::take_meniscus_sd(&mut draft.structured_data);
+        redact_tokens(&mut draft.message);
+        let principals = &mut self.principals;
+        let tenant = resolve_tenant(ingest.config.tenant.as_deref(), credentials, |token| {
+            if let Some(p) = principals.get(token) {
+                return Ok(p.clone());
+            }
+            let p = ingest.node.authenticate(token).map_err(|e| e.to_string())?;
+            principals.insert(token.to_owned(), p.clone());
+            Ok(p)
+        });
+        let tenant = match tenant {
+            Ok(t) => t,
+            Err(reason) => return ingest.stats.rejected(1, peer, &reason),
+        };
+        let source = Source {
+            transport: ingest.transport.to_owned(),
+            peer: Some(peer.to_owned()),
+        };
+        let event = draft.into_event(&tenant, now, source, || uuid::Uuid::now_v7().to_string());
+        self.events += 1;
+        self.bytes += data.len();
+        match self.groups.iter_mut().find(|g| g.tenant == tenant) {
+            Some(group) => group.events.push(event),
+            None => self.groups.push(Group {
+                tenant,
+                events: vec![event],
+            }),
+        }
+    }
+}
+
+impl Ingest {
+    /// Publishes every group of `batch` and empties it. A refused publish is retried with
+    /// backoff for as long as `patience` allows; this is where TCP back-pressure comes from.
+    pub async fn publish(&self, batch: &mut Batch, shutdown: &mut Shutdown, patience: Patience) {
+        for group in &batch.groups {
+            self.publish_group(group, shutdown, patience).await;
+        }
+        batch.clear();
+    }
+
+    async fn publish_group(&self, group: &Group, shutdown: &mut Shutdown, patience: Patience) {
+        let n = group.events.len();
+        let mut backoff = FIRST_BACKOFF;
+        let mut deadline = match patience {
+            Patience::For(d) => Some(Instant::now() + d),
+            Patience::UntilShutdown => None,
+        };
+        loop {
+            if deadline.is_none() && shutdown.is_requested() {
+                deadline = Some(Instant::now() + self.config.shutdown_grace);
+            }
+            let error = match self.node.publish(&group.tenant, &group.events).await {
+                Ok(_) => return self.stats.stored(n),
+                Err(NodeError::UnknownTenant(t)) => {
+                    let peer = group.events[0].source.peer.as_deref().unwrap_or("-");
+                    let reason = format!("tenant {t:?} does not exist");
+                    return self.stats.rejected(n, peer, &reason);
+                }
+                Err(e) => e,
+            };
+            if deadline.is_some_and(|d| Instant::now() + backoff > d) {
+                return self.stats.dropped(n, &error.to_string());
+            }
+            self.stats.retry(&error, backoff);
+            if deadline.is_none() {
+                // Shutdown cuts the wait short: from then on the grace period counts.
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.requested() => {}
+                }
+            } else {
+                tokio::time::sleep(backoff).await;
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// The tenant a message belongs to, or why it belongs to none.
+///
+/// Without credentials: the listener's bound tenant. With them: the tenant the token
+/// authenticates to, which must be the `tenant` param when that is given.
+pub(crate) fn resolve_tenant(
+    bound: Option<&str>,
+    credentials: Option<SdCredentials>,
+    authenticate: impl FnOnce(&str) -> Result<Option<Principal>, String>,
+) -> Result<String, Cow<'static, str>> {
+    let Some(credentials) = credentials else {
+        return bound.map(str::to_owned).ok_or(Cow::Borrowed(
+            "no meniscus token in the message and no tenant bound to the listener",
+        ));
+    };
+    let Some(token) = credentials.token else {
+        return Err(Cow::Borrowed(
+            "the meniscus structured-data element has no token param",
+        ));
+    };
+    match authenticate(&token) {
+        Ok(Some(Principal::Tenant(owner))) => match credentials.tenant {
+            Some(claimed) if claimed != owner => Err(Cow::Owned(format!(
+                "the token does not belong to tenant {claimed:?}"
+            ))),
+            _ => Ok(owner),
+        },
+        Ok(Some(Principal::Admin)) => Err(Cow::Borrowed(
+            "the admin token speaks for no tenant; use a tenant token",
+        )),
+        Ok(None) => Err(Cow::Borrowed("invalid, revoked or expired token")),
+        Err(e) => Err(Cow::Owned(format!("cannot check the token: {e}"))),
+    }
+}
+
+/// Replaces the value of every `token="..."` in a message that mentions a `[meniscus` element:
+/// the text of a line whose structured data did not parse must not leak its token.
+pub(crate) fn redact_tokens(message: &mut String) {
+    const KEY: &str = "token=\"";
+    if !message.contains("[meniscus") || !message.contains(KEY) {
+        return;
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message.as_str();
+    while let Some(i) = rest.find(KEY) {
+        let value_start = i + KEY.len();
+        out.push_str(&rest[..value_start]);
+        out.push_str("<redacted>");
+        let value = &rest[value_start..];
+        let mut escaped = false;
+        let end = value
+            .char_indices()
+            .find(|&(_, c)| {
+                let closes = c == '"' && !escaped;
+                escaped = c == '\\' && !escaped;
+                closes
+            })
+            .map_or(value.len(), |(j, _)| j);
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    *message = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds(tenant: Option<&str>, token: Option<&str>) -> Option<SdCredentials> {
+        Some(SdCredentials {
+            tenant: tenant.map(str::to_owned),
+            token: token.map(str::to_owned),
+        })
+    }
+
+    /// "good" is acme's token, "root" the admin's; anything else is unknown.
+    fn auth(token: &str) -> Result<Option<Principal>, String> {
+        Ok(match token {
+            "good" => Some(Principal::Tenant("acme".into())),
+            "root" => Some(Principal::Admin),
+            "broken" => return Err("sled is on fire".into()),
+            _ => None,
+        })
+    }
+
+    /// Bound tenant, credentials, and the tenant or a piece of the refusal reason.
+    type Case<'a> = (
+        Option<&'a str>,
+        Option<SdCredentials>,
+        Result<&'a str, &'a str>,
+    );
+
+    #[test]
+    fn tenant_resolution_table() {
+        let cases: &[Case] = &[
+            (Some("default"), None, Ok("default")),
+            (None, None, Err("no meniscus token")),
+            (Some("default"), creds(None, Some("good")), Ok("acme")),
+            (
+                Some("default"),
+                creds(Some("acme"), Some("good")),
+                Ok("acme"),
+            ),
+            (None, creds(Some("acme"), Some("good")), Ok("acme")),
+            (
+                Some("default"),
+                creds(Some("other"), Some("good")),
+                Err("does not belong to tenant \"other\""),
+            ),
+            (
+                Some("default"),
+                creds(Some("acme"), Some("wrong")),
+                Err("invalid, revoked or expired"),
+            ),
+            (
+                Some("default"),
+                creds(Some("acme"), None),
+                Err("has no token"),
+            ),
+            (Some("default"), creds(None, None), Err("has no token")),
+            (
+                Some("default"),
+                creds(None, Some("root")),
+                Err("admin token"),
+            ),
+            (
+                Some("default"),
+                creds(None, Some("broken")),
+                Err("sled is on fire"),
+            ),
+        ];
+        for (bound, credentials, expected) in cases {
+            let got = resolve_tenant(*bound, credentials.clone(), auth);
+            match (expected, &got) {
+                (Ok(t), Ok(g)) => assert_eq!(t, g),
+                (Err(needle), Err(reason)) => {
+                    assert!(reason.contains(needle), "{credentials:?}: {reason}")
+                }
+                _ => panic!("{bound:?} {credentials:?}: expected {expected:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn tokens_in_unparsed_text_are_redacted() {
+        let cases = [
+            (
+                r#"<13>1 - - - - [meniscus token="s3cret" tenant="a"] [x"#,
+                r#"<13>1 - - - - [meniscus token="<redacted>" tenant="a"] [x"#,
+            ),
+            (
+                r#"[meniscus@1 token="a\"b" x] [meniscus token="c"#,
+                r#"[meniscus@1 token="<redacted>" x] [meniscus token="<redacted>"#,
+            ),
+            (
+                r#"token="kept" with no element"#,
+                r#"token="kept" with no element"#,
+            ),
+            ("plain", "plain"),
+        ];
+        for (input, expected) in cases {
+            let mut m = input.to_owned();
+            redact_tokens(&mut m);
+            assert_eq!(m, expected);
+        }
+    }
+}
