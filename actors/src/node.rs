@@ -132,6 +132,17 @@ impl Node {
         let applied = metadata.applied_index()?;
         let (raft, raft_thread) =
             RaftNode::start(RaftConfig::single(options.node_id), log, applied, applier)?;
+        // Alone in its group the node leads at once, but only after its first Ready is
+        // persisted: wait for that so "started" means "takes writes".
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !raft.is_writable() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if !raft.is_writable() {
+            tracing::warn!(
+                "the node is not writable 10 s after start; writes will wait for a leader"
+            );
+        }
         let compactor = {
             let (metadata, ctx, every) = (metadata.clone(), ctx.clone(), options.compact_interval);
             tokio::spawn(async move {

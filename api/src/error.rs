@@ -56,12 +56,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
-        if self.status == StatusCode::SERVICE_UNAVAILABLE
-            || self.status == StatusCode::TOO_MANY_REQUESTS
-        {
-            (self.status, [(header::RETRY_AFTER, "1")], body).into_response()
-        } else {
-            (self.status, body).into_response()
+        match self.status {
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
+                (self.status, [(header::RETRY_AFTER, "1")], body).into_response()
+            }
+            // The rest of an oversize body is not read, so the connection cannot be reused:
+            // say so, or keep-alive clients send their next request into a closed socket.
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                (self.status, [(header::CONNECTION, "close")], body).into_response()
+            }
+            _ => (self.status, body).into_response(),
         }
     }
 }
