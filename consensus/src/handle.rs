@@ -38,6 +38,7 @@ pub(crate) enum Request<O> {
         data: Vec<u8>,
         reply: oneshot::Sender<Result<Committed<O>>>,
     },
+    Step(Box<raft::prelude::Message>),
     Shutdown,
 }
 
@@ -83,6 +84,11 @@ impl<O: Send + 'static> RaftHandle<O> {
     pub fn is_writable(&self) -> bool {
         let s = self.status();
         s.running && s.leader == s.id
+    }
+
+    /// Delivers a message from a peer. Dropped when the queue is full: Raft retransmits.
+    pub fn step(&self, message: raft::prelude::Message) {
+        let _ = self.requests.try_send(Request::Step(Box::new(message)));
     }
 
     /// Asks the Raft thread to stop after the current Ready.

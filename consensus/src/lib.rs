@@ -15,6 +15,7 @@ mod error;
 mod handle;
 mod logger;
 mod node;
+pub mod transport;
 
 pub use error::{Error, Result};
 pub use handle::{Committed, RaftHandle, RaftStatus};

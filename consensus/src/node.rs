@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::handle::Request;
 use crate::logger::raft_logger;
+use crate::transport::Transport;
 use crate::{Committed, Error, RaftHandle, RaftStatus, Result};
 
 /// How one Raft group runs.
@@ -74,6 +75,7 @@ impl RaftNode {
         log: RaftLog,
         applied: u64,
         machine: M,
+        transport: Option<Arc<Transport>>,
     ) -> Result<(RaftHandle<M::Output>, RaftThread)> {
         let storage_err = |e: meniscus_storage::RaftLogError| Error::Storage(e.to_string());
         let state = log.initial_state()?;
@@ -108,9 +110,12 @@ impl RaftNode {
         }));
         let driver = Driver {
             raw,
+            group: log.group(),
+            transport,
             log,
             machine,
             waiters: BTreeMap::new(),
+            replies: Vec::new(),
             status: status.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -125,10 +130,14 @@ type Reply<O> = oneshot::Sender<Result<Committed<O>>>;
 
 struct Driver<M: StateMachine> {
     raw: RawNode<RaftLog>,
+    group: u64,
+    transport: Option<Arc<Transport>>,
     log: RaftLog,
     machine: M,
     /// Proposals waiting for their entry to apply: index -> (term proposed in, reply).
     waiters: BTreeMap<u64, (u64, Reply<M::Output>)>,
+    /// Outcomes of this Ready's applied proposals, sent once the status is published.
+    replies: Vec<(Reply<M::Output>, Result<Committed<M::Output>>)>,
     status: Arc<Mutex<RaftStatus>>,
 }
 
@@ -175,6 +184,10 @@ impl<M: StateMachine> Driver<M> {
             }
             self.on_ready()?;
             self.publish_status();
+            // Acknowledge only now, so a caller that sees its ack also sees the new status.
+            for (reply, result) in self.replies.drain(..) {
+                let _ = reply.send(result);
+            }
         }
     }
 
@@ -182,6 +195,12 @@ impl<M: StateMachine> Driver<M> {
     fn handle(&mut self, request: Request<M::Output>) -> bool {
         match request {
             Request::Shutdown => false,
+            Request::Step(message) => {
+                if let Err(e) = self.raw.step(*message) {
+                    tracing::debug!(error = %e, "raft message ignored");
+                }
+                true
+            }
             Request::Propose { data, reply } => {
                 if self.raw.raft.state != StateRole::Leader {
                     let leader = Some(self.raw.raft.leader_id).filter(|id| *id != 0);
@@ -245,12 +264,15 @@ impl<M: StateMachine> Driver<M> {
     }
 
     fn send(&mut self, messages: Vec<Message>) {
-        // No transport yet: a single-voter group never has peers to talk to.
-        if !messages.is_empty() {
-            tracing::warn!(
+        if messages.is_empty() {
+            return;
+        }
+        match &self.transport {
+            Some(transport) => transport.send(self.group, messages),
+            None => tracing::warn!(
                 count = messages.len(),
                 "raft messages for peers dropped: no transport"
-            );
+            ),
         }
     }
 
@@ -269,7 +291,7 @@ impl<M: StateMachine> Driver<M> {
                         } else {
                             Err(Error::Dropped)
                         };
-                        let _ = reply.send(result);
+                        self.replies.push((reply, result));
                     }
                 }
                 EntryType::EntryNormal => {

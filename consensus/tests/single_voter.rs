@@ -40,7 +40,7 @@ async fn proposals_commit_in_order_and_replay_after_restart() {
         let db = open_db(dir.path());
         let log = RaftLog::open(&db, 0).unwrap();
         let (handle, thread) =
-            RaftNode::start(RaftConfig::single(1), log, 0, recorder.clone()).unwrap();
+            RaftNode::start(RaftConfig::single(1), log, 0, recorder.clone(), None).unwrap();
         let mut tasks = Vec::new();
         for i in 0..50u32 {
             let handle = handle.clone();
@@ -72,8 +72,14 @@ async fn proposals_commit_in_order_and_replay_after_restart() {
     let db = open_db(dir.path());
     let log = RaftLog::open(&db, 0).unwrap();
     let first_applied = recorder.0.lock().unwrap()[9].0;
-    let (handle, thread) =
-        RaftNode::start(RaftConfig::single(1), log, first_applied, replayed.clone()).unwrap();
+    let (handle, thread) = RaftNode::start(
+        RaftConfig::single(1),
+        log,
+        first_applied,
+        replayed.clone(),
+        None,
+    )
+    .unwrap();
     let next = handle.propose(b"after restart".to_vec()).await.unwrap();
     assert!(next.index > last_index);
     let seen = replayed.0.lock().unwrap().clone();

@@ -1,0 +1,370 @@
+//! Node-to-node transport for Raft messages: tokio TCP, length-prefixed prost frames, one
+//! outbound connection per peer that batches whatever is queued, reconnecting with backoff.
+//!
+//! Raft tolerates lost messages (it retransmits), so the transport never blocks the Raft thread:
+//! a full peer queue or a broken connection drops messages, and they are counted. A malformed or
+//! oversized inbound frame closes that connection only.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::prelude::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// Largest frame accepted or sent (snapshot chunks included).
+pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+/// Messages queued per peer before new ones are dropped.
+const PEER_QUEUE: usize = 4096;
+/// Messages put in one frame at most.
+const MAX_BATCH: usize = 512;
+
+/// One frame on the wire: messages from one node, each tagged with its Raft group.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Frame {
+    /// The sending node.
+    #[prost(uint64, tag = "1")]
+    pub from: u64,
+    /// The messages.
+    #[prost(message, repeated, tag = "2")]
+    pub envelopes: Vec<Envelope>,
+}
+
+/// A Raft message and the group it belongs to.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Envelope {
+    /// Raft group id.
+    #[prost(uint64, tag = "1")]
+    pub group: u64,
+    /// A raft-rs `Message`, protobuf-encoded (raft-rs's own codec).
+    #[prost(bytes = "vec", tag = "2")]
+    pub message: Vec<u8>,
+}
+
+/// A message that arrived for a group.
+#[derive(Debug)]
+pub struct Inbound {
+    /// Raft group id.
+    pub group: u64,
+    /// The message.
+    pub message: Message,
+}
+
+/// Counters for what the transport could not deliver.
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    /// Messages dropped because a peer's queue was full or its connection broke.
+    pub dropped: AtomicU64,
+    /// Inbound connections closed for a bad or oversized frame.
+    pub bad_frames: AtomicU64,
+}
+
+/// Sends Raft messages to peers and receives theirs.
+pub struct Transport {
+    node_id: u64,
+    peers: Mutex<HashMap<u64, mpsc::Sender<Envelope>>>,
+    stats: Arc<TransportStats>,
+}
+
+impl Transport {
+    /// Listens on `addr` and delivers inbound messages to `inbound`. Returns the transport and
+    /// the bound address (`addr` may use port 0).
+    pub async fn bind(
+        node_id: u64,
+        addr: SocketAddr,
+        inbound: mpsc::Sender<Inbound>,
+    ) -> std::io::Result<(Arc<Transport>, SocketAddr)> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let stats = Arc::new(TransportStats::default());
+        tokio::spawn(accept_loop(listener, inbound, stats.clone()));
+        let transport = Arc::new(Transport {
+            node_id,
+            peers: Mutex::new(HashMap::new()),
+            stats,
+        });
+        Ok((transport, local))
+    }
+
+    /// Adds (or re-points) a peer. Messages to unknown peers are dropped.
+    pub fn set_peer(&self, id: u64, addr: SocketAddr) {
+        let (sender, receiver) = mpsc::channel(PEER_QUEUE);
+        tokio::spawn(peer_loop(
+            self.node_id,
+            id,
+            addr,
+            receiver,
+            self.stats.clone(),
+        ));
+        // Replacing the sender ends the previous peer task when its queue drains.
+        self.peers
+            .lock()
+            .expect("peers lock poisoned")
+            .insert(id, sender);
+    }
+
+    /// Removes a peer.
+    pub fn remove_peer(&self, id: u64) {
+        self.peers.lock().expect("peers lock poisoned").remove(&id);
+    }
+
+    /// Queues messages for their recipients without blocking (callable from the Raft thread).
+    pub fn send(&self, group: u64, messages: Vec<Message>) {
+        let peers = self.peers.lock().expect("peers lock poisoned");
+        for message in messages {
+            let Some(peer) = peers.get(&message.to) else {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let envelope = match message.write_to_bytes() {
+                Ok(bytes) => Envelope {
+                    group,
+                    message: bytes,
+                },
+                Err(_) => continue,
+            };
+            if peer.try_send(envelope).is_err() {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// What could not be delivered.
+    pub fn stats(&self) -> &TransportStats {
+        &self.stats
+    }
+}
+
+async fn peer_loop(
+    from: u64,
+    to: u64,
+    addr: SocketAddr,
+    mut queue: mpsc::Receiver<Envelope>,
+    stats: Arc<TransportStats>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    let mut stream: Option<TcpStream> = None;
+    while let Some(first) = queue.recv().await {
+        let mut envelopes = vec![first];
+        while envelopes.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(e) => envelopes.push(e),
+                Err(_) => break,
+            }
+        }
+        let count = envelopes.len() as u64;
+        let frame = Frame { from, envelopes }.encode_to_vec();
+        if stream.is_none() {
+            match TcpStream::connect(addr).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    stream = Some(s);
+                    backoff = Duration::from_millis(50);
+                }
+                Err(e) => {
+                    tracing::debug!(peer = to, %addr, error = %e, "cannot reach peer; retrying");
+                    stats.dropped.fetch_add(count, Ordering::Relaxed);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            }
+        }
+        let Some(s) = stream.as_mut() else { continue };
+        let written = async {
+            s.write_all(&(frame.len() as u32).to_be_bytes()).await?;
+            s.write_all(&frame).await
+        }
+        .await;
+        if let Err(e) = written {
+            tracing::debug!(peer = to, error = %e, "peer connection broke; reconnecting");
+            stats.dropped.fetch_add(count, Ordering::Relaxed);
+            stream = None;
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    inbound: mpsc::Sender<Inbound>,
+    stats: Arc<TransportStats>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(read_connection(
+                    stream,
+                    peer,
+                    inbound.clone(),
+                    stats.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "raft transport accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FrameError {
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME_BYTES} byte limit")]
+    TooLarge(usize),
+    #[error("undecodable frame: {0}")]
+    Frame(#[from] prost::DecodeError),
+    #[error("undecodable raft message: {0}")]
+    Message(#[from] protobuf::ProtobufError),
+}
+
+async fn read_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    inbound: mpsc::Sender<Inbound>,
+    stats: Arc<TransportStats>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        let mut len = [0u8; 4];
+        if stream.read_exact(&mut len).await.is_err() {
+            return; // closed
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        let result = async {
+            if len > MAX_FRAME_BYTES {
+                return Err(FrameError::TooLarge(len));
+            }
+            buf.resize(len, 0);
+            if stream.read_exact(&mut buf).await.is_err() {
+                return Ok(None);
+            }
+            let frame = Frame::decode(buf.as_slice())?;
+            let mut messages = Vec::with_capacity(frame.envelopes.len());
+            for envelope in frame.envelopes {
+                let message = Message::parse_from_bytes(&envelope.message)?;
+                messages.push(Inbound {
+                    group: envelope.group,
+                    message,
+                });
+            }
+            Ok(Some(messages))
+        }
+        .await;
+        match result {
+            Ok(Some(messages)) => {
+                for message in messages {
+                    // Raft retransmits: a full inbound queue drops rather than stalls the socket.
+                    if inbound.try_send(message).is_err() {
+                        stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Ok(None) => return,
+            Err(e) => {
+                stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%peer, error = %e, "closing raft connection on a bad frame");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::prelude::MessageType;
+
+    fn heartbeat(from: u64, to: u64, term: u64) -> Message {
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgHeartbeat);
+        m.from = from;
+        m.to = to;
+        m.term = term;
+        m
+    }
+
+    async fn recv(rx: &mut mpsc::Receiver<Inbound>) -> Inbound {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("a message arrives")
+            .expect("the channel is open")
+    }
+
+    #[tokio::test]
+    async fn messages_reach_their_peer_with_their_group() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (a_tx, _a_rx) = mpsc::channel(100);
+        let (b_tx, mut b_rx) = mpsc::channel(100);
+        let (a, _) = Transport::bind(1, any, a_tx).await.unwrap();
+        let (_b, b_addr) = Transport::bind(2, any, b_tx).await.unwrap();
+        a.set_peer(2, b_addr);
+        a.send(7, vec![heartbeat(1, 2, 3), heartbeat(1, 2, 4)]);
+        a.send(0, vec![heartbeat(1, 9, 1)]); // unknown peer: dropped, counted
+        let first = recv(&mut b_rx).await;
+        let second = recv(&mut b_rx).await;
+        assert_eq!((first.group, first.message.term), (7, 3));
+        assert_eq!((second.group, second.message.term), (7, 4));
+        assert_eq!(a.stats().dropped.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_bad_frame_closes_only_its_connection() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (b_tx, mut b_rx) = mpsc::channel(100);
+        let (b, b_addr) = Transport::bind(2, any, b_tx).await.unwrap();
+        for garbage in [
+            vec![0xff, 0xff, 0xff, 0xff],
+            vec![0, 0, 0, 3, 0xff, 0xff, 0xff],
+        ] {
+            let mut raw = TcpStream::connect(b_addr).await.unwrap();
+            raw.write_all(&garbage).await.unwrap();
+            let mut byte = [0u8; 1];
+            let closed = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut byte)).await;
+            assert!(
+                matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+                "the bad connection is closed"
+            );
+        }
+        assert_eq!(b.stats().bad_frames.load(Ordering::Relaxed), 2);
+        let (a_tx, _a_rx) = mpsc::channel(100);
+        let (a, _) = Transport::bind(1, any, a_tx).await.unwrap();
+        a.set_peer(2, b_addr);
+        a.send(0, vec![heartbeat(1, 2, 5)]);
+        assert_eq!(
+            recv(&mut b_rx).await.message.term,
+            5,
+            "other senders are still served"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_restarted_peer_is_reached_again() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (a_tx, _a_rx) = mpsc::channel(100);
+        let (a, _) = Transport::bind(1, any, a_tx).await.unwrap();
+        // Reserve an address, then free it: the peer is down.
+        let addr = TcpListener::bind(any).await.unwrap().local_addr().unwrap();
+        a.set_peer(2, addr);
+        a.send(0, vec![heartbeat(1, 2, 1)]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (b_tx, mut b_rx) = mpsc::channel(100);
+        let (_b, _) = Transport::bind(2, addr, b_tx).await.unwrap();
+        let mut got = None;
+        for term in 2..100 {
+            a.send(0, vec![heartbeat(1, 2, term)]);
+            if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(100), b_rx.recv()).await
+            {
+                got = Some(m);
+                break;
+            }
+        }
+        assert!(got.is_some(), "messages flow once the peer is up");
+    }
+}

@@ -1,0 +1,160 @@
+//! Three Raft nodes in one process, talking over the real TCP transport on loopback.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use meniscus_consensus::transport::Transport;
+use meniscus_consensus::{RaftConfig, RaftHandle, RaftNode, RaftThread, StateMachine};
+use meniscus_storage::RaftLog;
+use tokio::sync::mpsc;
+
+type Applied = Arc<Mutex<Vec<Vec<u8>>>>;
+
+#[derive(Clone, Default)]
+struct Recorder(Applied);
+
+impl StateMachine for Recorder {
+    type Output = ();
+    fn apply(&mut self, _index: u64, data: &[u8]) -> Result<(), String> {
+        self.0.lock().unwrap().push(data.to_vec());
+        Ok(())
+    }
+}
+
+struct Member {
+    handle: RaftHandle<()>,
+    thread: Option<RaftThread>,
+    applied: Applied,
+    _db: sled::Db,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_cluster(n: u64) -> Vec<Member> {
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut transports = Vec::new();
+    let mut inbounds = Vec::new();
+    let mut addrs = Vec::new();
+    for id in 1..=n {
+        let (tx, rx) = mpsc::channel(4096);
+        let (t, addr) = Transport::bind(id, any, tx).await.unwrap();
+        transports.push(t);
+        inbounds.push(rx);
+        addrs.push(addr);
+    }
+    let mut members = Vec::new();
+    for (i, (transport, mut inbound)) in transports.into_iter().zip(inbounds).enumerate() {
+        let id = i as u64 + 1;
+        for (j, addr) in addrs.iter().enumerate() {
+            if j != i {
+                transport.set_peer(j as u64 + 1, *addr);
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let log = RaftLog::open(&db, 0).unwrap();
+        let mut config = RaftConfig::single(id);
+        config.initial_voters = (1..=n).collect();
+        config.tick_interval = Duration::from_millis(20);
+        let recorder = Recorder::default();
+        let applied = recorder.0.clone();
+        let (handle, thread) = RaftNode::start(config, log, 0, recorder, Some(transport)).unwrap();
+        let stepper = handle.clone();
+        tokio::spawn(async move {
+            while let Some(inbound) = inbound.recv().await {
+                stepper.step(inbound.message);
+            }
+        });
+        members.push(Member {
+            handle,
+            thread: Some(thread),
+            applied,
+            _db: db,
+            _dir: dir,
+        });
+    }
+    members
+}
+
+async fn wait_for_leader(members: &[Member], exclude: Option<usize>) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for (i, m) in members.iter().enumerate() {
+            if Some(i) != exclude && m.handle.is_writable() {
+                return i;
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader elected within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn wait_applied(members: &[Member], indexes: &[usize], count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while indexes
+        .iter()
+        .any(|&i| members[i].applied.lock().unwrap().len() < count)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not apply {count} entries within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_group_replicates_and_survives_its_leader() {
+    let mut members = start_cluster(3).await;
+    let leader = wait_for_leader(&members, None).await;
+    for i in 0..20u32 {
+        members[leader]
+            .handle
+            .propose(i.to_be_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    let follower = (leader + 1) % 3;
+    assert!(
+        members[follower]
+            .handle
+            .propose(b"x".to_vec())
+            .await
+            .is_err(),
+        "followers refuse proposals"
+    );
+    wait_applied(&members, &[0, 1, 2], 20).await;
+    let first = members[0].applied.lock().unwrap().clone();
+    for m in &members[1..] {
+        assert_eq!(
+            *m.applied.lock().unwrap(),
+            first,
+            "every replica applies the same entries in order"
+        );
+    }
+
+    // Stop the leader: the other two elect a new one and keep committing.
+    members[leader].handle.shutdown();
+    members[leader]
+        .thread
+        .take()
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap();
+    let stopped_at = Instant::now();
+    let new_leader = wait_for_leader(&members, Some(leader)).await;
+    let failover = stopped_at.elapsed();
+    assert_ne!(new_leader, leader);
+    members[new_leader]
+        .handle
+        .propose(b"after failover".to_vec())
+        .await
+        .unwrap();
+    let survivors: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    wait_applied(&members, &survivors, 21).await;
+    eprintln!("failover took {failover:?}");
+    for m in &members {
+        m.handle.shutdown();
+    }
+}
