@@ -2,6 +2,7 @@
 
 mod events;
 mod health;
+mod metrics;
 mod search;
 mod tenants;
 
@@ -13,6 +14,7 @@ use crate::AppState;
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/metrics", get(metrics::metrics))
         .route("/v1/tenants", post(tenants::create).get(tenants::list))
         .route("/v1/tenants/{name}/tokens", post(tenants::rotate))
         .route("/v1/events", post(events::publish))
