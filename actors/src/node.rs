@@ -130,8 +130,13 @@ impl Node {
         }
         let applier = Applier::new(metadata.clone(), supervisor.clone(), progress);
         let applied = metadata.applied_index()?;
-        let (raft, raft_thread) =
-            RaftNode::start(RaftConfig::single(options.node_id), log, applied, applier)?;
+        let (raft, raft_thread) = RaftNode::start(
+            RaftConfig::single(options.node_id),
+            log,
+            applied,
+            applier,
+            None,
+        )?;
         // Alone in its group the node leads at once, but only after its first Ready is
         // persisted: wait for that so "started" means "takes writes".
         let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meniscus_actors::{Node, NodeOptions};
-use meniscus_api::syslog::{Shutdown, SyslogConfig, TcpSyslog, UdpSyslog};
+use meniscus_api::syslog::{
+    RelpSyslog, Shutdown, SyslogConfig, TcpSyslog, TlsSettings, TlsSyslog, UdpSyslog,
+};
 use meniscus_api::ApiConfig;
 use meniscus_event::publish::Limits;
 use tokio::net::TcpListener;
@@ -91,6 +93,30 @@ async fn start_syslog(
         println!("meniscus: syslog-udp listening on {}", udp.local_addr());
         tracing::info!(addr = %udp.local_addr(), tenant = DEFAULT_TENANT, "syslog-udp listening");
         running.push(tokio::spawn(udp.run(shutdown.clone())));
+    }
+    if let Some(addr) = args.relp {
+        let relp =
+            RelpSyslog::bind(addr, node.clone(), SyslogConfig::bound_to(DEFAULT_TENANT)).await?;
+        println!("meniscus: relp listening on {}", relp.local_addr());
+        tracing::info!(addr = %relp.local_addr(), tenant = DEFAULT_TENANT, "relp listening");
+        running.push(tokio::spawn(relp.run(shutdown.clone())));
+    }
+    if let (Some(addr), Some(cert), Some(key)) = (args.syslog_tls, &args.tls_cert, &args.tls_key) {
+        let settings = TlsSettings {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: args.tls_client_ca.clone(),
+        };
+        let config = SyslogConfig::bound_to(DEFAULT_TENANT);
+        let tls = TlsSyslog::bind(addr, node.clone(), config, &settings).await?;
+        println!("meniscus: syslog-tls listening on {}", tls.local_addr());
+        let tenants = if settings.client_ca.is_some() {
+            "from client certificates"
+        } else {
+            DEFAULT_TENANT
+        };
+        tracing::info!(addr = %tls.local_addr(), tenant = tenants, "syslog-tls listening");
+        running.push(tokio::spawn(tls.run(shutdown.clone())));
     }
     Ok(running)
 }

@@ -55,6 +55,24 @@ struct DevArgs {
     /// Syslog over UDP listen address, bound to the `default` tenant.
     #[arg(long)]
     syslog_udp: Option<SocketAddr>,
+    /// RELP listen address (what rsyslog's omrelp speaks; each message is acknowledged once
+    /// committed), bound to the `default` tenant.
+    #[arg(long)]
+    relp: Option<SocketAddr>,
+    /// Syslog over TLS listen address (RFC 5425), bound to the `default` tenant unless
+    /// --tls-client-ca is given. Needs --tls-cert and --tls-key.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    syslog_tls: Option<SocketAddr>,
+    /// PEM file with the TLS server certificate chain (leaf first), for --syslog-tls.
+    #[arg(long, requires = "syslog_tls")]
+    tls_cert: Option<PathBuf>,
+    /// PEM file with the TLS server private key, for --syslog-tls.
+    #[arg(long, requires = "syslog_tls")]
+    tls_key: Option<PathBuf>,
+    /// PEM file with CA certificates for client-certificate authentication on --syslog-tls:
+    /// clients must present a certificate it signed, whose CN (or first DNS name) is the tenant.
+    #[arg(long, requires = "syslog_tls")]
+    tls_client_ca: Option<PathBuf>,
     /// Milliseconds between index commits: the delay from acknowledgement to searchable.
     #[arg(long, default_value_t = 500)]
     commit_interval_ms: u64,

@@ -55,8 +55,57 @@ pub(crate) struct Ingest {
     pub node: Arc<dyn Sink>,
     pub config: SyslogConfig,
     pub stats: Arc<SyslogStats>,
-    /// `syslog-tcp` or `syslog-udp`: the events' `source.transport`.
+    /// `syslog-tcp`, `syslog-udp`, `syslog-tls` or `syslog-relp`: the events' `source.transport`.
     pub transport: &'static str,
+}
+
+impl Ingest {
+    /// The shared state of a new listener whose events go to `node`.
+    pub fn new(node: Arc<dyn Sink>, config: SyslogConfig, transport: &'static str) -> Arc<Self> {
+        Arc::new(Ingest {
+            node,
+            config,
+            stats: Arc::new(SyslogStats::new(transport)),
+            transport,
+        })
+    }
+
+    /// Where the messages of a sender at `peer` come from, with the listener's bound tenant.
+    pub fn origin<'a>(&'a self, peer: &'a str) -> Origin<'a> {
+        Origin {
+            peer,
+            tenant: self.config.tenant.as_deref(),
+        }
+    }
+}
+
+/// Where a message comes from: the sender, and the tenant of messages that name none.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin<'a> {
+    /// The sender's address, as stored in `source.peer`.
+    pub peer: &'a str,
+    /// The listener's bound tenant, or the one a TLS client certificate names.
+    pub tenant: Option<&'a str>,
+}
+
+/// What [`Batch::add`] did with a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Added {
+    /// Queued for publishing in the batch's group number `group`; see [`Ingest::publish`].
+    Queued { group: usize },
+    /// Refused for its credentials (counted and logged): it will never be stored.
+    Refused(String),
+}
+
+/// What became of one tenant's group of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Committed: safe to acknowledge.
+    Stored,
+    /// Refused for good (its tenant does not exist): retrying cannot help.
+    Refused(String),
+    /// Not committed: ingest refused it for longer than the patience allowed.
+    Dropped,
 }
 
 /// How long a batch may keep retrying a publish that ingest refuses.
@@ -106,14 +155,21 @@ impl Batch {
     }
 
     /// Parses one message and adds it under its tenant, or counts and logs its refusal.
-    pub fn add(&mut self, ingest: &Ingest, data: &[u8], peer: &str, now: OffsetDateTime) {
+    pub fn add(
+        &mut self,
+        ingest: &Ingest,
+        data: &[u8],
+        origin: Origin<'_>,
+        now: OffsetDateTime,
+    ) -> Added {
+        let peer = origin.peer;
         let parsed = syslog::parse(data, ingest.config.format, now);
         ingest.stats.received(parsed.parse_error.is_some());
         let mut draft = parsed.into_draft();
         let credentials = syslog::take_meniscus_sd(&mut draft.structured_data);
         redact_tokens(&mut draft.message);
         let principals = &mut self.principals;
-        let tenant = resolve_tenant(ingest.config.tenant.as_deref(), credentials, |token| {
+        let tenant = resolve_tenant(origin.tenant, credentials, |token| {
             if let Some(p) = principals.get(token) {
                 return Ok(p.clone());
             }
@@ -123,7 +179,10 @@ impl Batch {
         });
         let tenant = match tenant {
             Ok(t) => t,
-            Err(reason) => return ingest.stats.rejected(1, peer, &reason),
+            Err(reason) => {
+                ingest.stats.rejected(1, peer, &reason);
+                return Added::Refused(reason.into_owned());
+            }
         };
         let source = Source {
             transport: ingest.transport.to_owned(),
@@ -132,27 +191,45 @@ impl Batch {
         let event = draft.into_event(&tenant, now, source, || uuid::Uuid::now_v7().to_string());
         self.events += 1;
         self.bytes += data.len();
-        match self.groups.iter_mut().find(|g| g.tenant == tenant) {
-            Some(group) => group.events.push(event),
-            None => self.groups.push(Group {
-                tenant,
-                events: vec![event],
-            }),
-        }
+        let group = match self.groups.iter().position(|g| g.tenant == tenant) {
+            Some(i) => i,
+            None => {
+                self.groups.push(Group {
+                    tenant,
+                    events: Vec::new(),
+                });
+                self.groups.len() - 1
+            }
+        };
+        self.groups[group].events.push(event);
+        Added::Queued { group }
     }
 }
 
 impl Ingest {
-    /// Publishes every group of `batch` and empties it. A refused publish is retried with
-    /// backoff for as long as `patience` allows; this is where TCP back-pressure comes from.
-    pub async fn publish(&self, batch: &mut Batch, shutdown: &mut Shutdown, patience: Patience) {
+    /// Publishes every group of `batch` and empties it; returns what became of each group, by
+    /// the group numbers [`Batch::add`] gave. A refused publish is retried with backoff for as
+    /// long as `patience` allows; this is where TCP back-pressure comes from.
+    pub async fn publish(
+        &self,
+        batch: &mut Batch,
+        shutdown: &mut Shutdown,
+        patience: Patience,
+    ) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(batch.groups.len());
         for group in &batch.groups {
-            self.publish_group(group, shutdown, patience).await;
+            outcomes.push(self.publish_group(group, shutdown, patience).await);
         }
         batch.clear();
+        outcomes
     }
 
-    async fn publish_group(&self, group: &Group, shutdown: &mut Shutdown, patience: Patience) {
+    async fn publish_group(
+        &self,
+        group: &Group,
+        shutdown: &mut Shutdown,
+        patience: Patience,
+    ) -> Outcome {
         let n = group.events.len();
         let mut backoff = FIRST_BACKOFF;
         let mut deadline = match patience {
@@ -164,16 +241,21 @@ impl Ingest {
                 deadline = Some(Instant::now() + self.config.shutdown_grace);
             }
             let error = match self.node.publish(&group.tenant, &group.events).await {
-                Ok(_) => return self.stats.stored(n),
+                Ok(_) => {
+                    self.stats.stored(n);
+                    return Outcome::Stored;
+                }
                 Err(NodeError::UnknownTenant(t)) => {
                     let peer = group.events[0].source.peer.as_deref().unwrap_or("-");
                     let reason = format!("tenant {t:?} does not exist");
-                    return self.stats.rejected(n, peer, &reason);
+                    self.stats.rejected(n, peer, &reason);
+                    return Outcome::Refused(reason);
                 }
                 Err(e) => e,
             };
             if deadline.is_some_and(|d| Instant::now() + backoff > d) {
-                return self.stats.dropped(n, &error.to_string());
+                self.stats.dropped(n, &error.to_string());
+                return Outcome::Dropped;
             }
             self.stats.retry(&error, backoff);
             if deadline.is_none() {

@@ -1,19 +1,22 @@
-//! Syslog listeners: UDP and TCP (RFC 6587 framing), feeding a [`Node`].
+//! Syslog listeners: UDP, TCP (RFC 6587 framing), TLS (RFC 5425) and RELP, feeding a [`Node`].
 //!
 //! Every message is parsed by [`meniscus_event::syslog::parse`] (a line that is not valid syslog
 //! is stored with `fields.parse_error`, never dropped), its tenant is resolved, and the events
 //! are published in batches that are acknowledged only once committed.
 //!
-//! **Tenant.** A listener may be bound to a tenant (`meniscus dev` binds `default`). A message
-//! may name its own with a structured-data element `meniscus` or `meniscus@<PEN>` carrying
-//! `token` (and optionally `tenant`); the token must authenticate to that tenant. The element is
-//! removed before storage, and a `token="..."` that a malformed line carries in its text is
-//! redacted, so tokens are never stored or searchable. A message whose credentials fail is not
-//! stored under any tenant: it is counted in [`SyslogStats`] and logged (rate-limited).
+//! **Tenant.** A listener may be bound to a tenant (`meniscus dev` binds `default`). A TLS
+//! listener that authenticates clients binds each connection to the tenant its client
+//! certificate names instead. A message may name its own with a structured-data element
+//! `meniscus` or `meniscus@<PEN>` carrying `token` (and optionally `tenant`); the token must
+//! authenticate to that tenant. The element is removed before storage, and a `token="..."` that
+//! a malformed line carries in its text is redacted, so tokens are never stored or searchable.
+//! A message whose credentials fail is not stored under any tenant: it is counted in
+//! [`SyslogStats`] and logged (rate-limited).
 //!
-//! **Back-pressure.** A TCP connection publishes what it has read before it reads more, and
-//! retries a refused publish with backoff, so while ingest is slow the connection stops reading
-//! and the sender's queue holds the data. UDP cannot push back: its receive loop hands batches
+//! **Back-pressure.** A stream connection (TCP, TLS, RELP) publishes what it has read before it
+//! reads more, and retries a refused publish with backoff, so while ingest is slow the
+//! connection stops reading and the sender's queue holds the data. RELP answers `rsp 200` for a
+//! message only once it is committed. UDP cannot push back: its receive loop hands batches
 //! to a publisher task through a short queue, and what does not fit, or cannot be published
 //! within a short time, is counted as dropped.
 //!
@@ -24,7 +27,10 @@
 //! - `mod.rs`: [`SyslogConfig`], [`Shutdown`], [`SyslogError`].
 //! - `stats`: [`SyslogStats`]: counters, and the rate-limited log lines that go with them.
 //! - `ingest`: frames to events, tenant resolution, batches, publishing with retry.
-//! - `tcp`: [`TcpSyslog`]; `udp`: [`UdpSyslog`].
+//! - `listener`: what stream listeners share: binding, the accept loop, reads of what is ready.
+//! - `tcp`: [`TcpSyslog`], and the octet-counted/LF stream that TLS reuses; `udp`: [`UdpSyslog`].
+//! - `tls`: [`TlsSyslog`], [`TlsSettings`]: RFC 5425, optional client-certificate tenants.
+//! - `relp`: [`RelpSyslog`]; `relp_frame`: the RELP frame parser.
 //!
 //! ```no_run
 //! # async fn example(node: std::sync::Arc<meniscus_actors::Node>) -> Result<(), meniscus_api::syslog::SyslogError> {
@@ -41,18 +47,25 @@
 //! ```
 
 mod ingest;
+mod listener;
+mod relp;
+mod relp_frame;
 mod stats;
 mod tcp;
+mod tls;
 mod udp;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use meniscus_event::syslog::Format;
 use tokio::sync::watch;
 
+pub use relp::RelpSyslog;
 pub use stats::{SyslogCounts, SyslogStats};
 pub use tcp::TcpSyslog;
+pub use tls::{TlsSettings, TlsSyslog};
 pub use udp::UdpSyslog;
 
 #[cfg(doc)]
@@ -110,7 +123,7 @@ pub enum SyslogError {
     /// The address could not be bound.
     #[error("cannot bind syslog {transport} to {addr}: {source}")]
     Bind {
-        /// `tcp` or `udp`.
+        /// `tcp`, `udp`, `tls` or `relp`.
         transport: &'static str,
         /// The address asked for.
         addr: SocketAddr,
@@ -120,11 +133,32 @@ pub enum SyslogError {
     /// The bound socket's address could not be read.
     #[error("cannot read the address of the syslog {transport} socket: {source}")]
     LocalAddr {
-        /// `tcp` or `udp`.
+        /// `tcp`, `udp`, `tls` or `relp`.
         transport: &'static str,
         /// Why.
         source: std::io::Error,
     },
+    /// A PEM file of the TLS settings could not be read or holds nothing usable.
+    #[error("cannot load the {what} from {path}: {reason}")]
+    Pem {
+        /// `server certificate`, `server private key` or `client CA certificate`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The client CA certificates cannot verify clients.
+    #[error("cannot verify client certificates with the CA in {path}: {reason}")]
+    ClientCa {
+        /// The CA file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// rustls refused the certificates or key (for example a key that does not match).
+    #[error("invalid TLS certificate or key: {0}")]
+    Tls(#[from] rustls::Error),
 }
 
 /// Result alias for the syslog listeners.

@@ -26,12 +26,14 @@ pub struct SyslogStats {
     dropped: AtomicU64,
     oversized: AtomicU64,
     retries: AtomicU64,
+    protocol_errors: AtomicU64,
     connections: AtomicU64,
     open_connections: AtomicU64,
     rejected_log: RateLimit,
     dropped_log: RateLimit,
     frame_log: RateLimit,
     retry_log: RateLimit,
+    protocol_log: RateLimit,
 }
 
 /// A copy of [`SyslogStats`] at one moment.
@@ -51,9 +53,12 @@ pub struct SyslogCounts {
     pub oversized: u64,
     /// Publishes retried after ingest refused them.
     pub retries: u64,
-    /// TCP connections accepted.
+    /// Connections closed because the peer broke the protocol (a malformed RELP frame, a
+    /// failed TLS handshake or client certificate).
+    pub protocol_errors: u64,
+    /// Connections accepted (TCP, TLS, RELP).
     pub connections: u64,
-    /// TCP connections open now.
+    /// Connections open now.
     pub open_connections: u64,
 }
 
@@ -68,16 +73,19 @@ impl SyslogStats {
             dropped: AtomicU64::new(0),
             oversized: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            protocol_errors: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             open_connections: AtomicU64::new(0),
             rejected_log: RateLimit::default(),
             dropped_log: RateLimit::default(),
             frame_log: RateLimit::default(),
             retry_log: RateLimit::default(),
+            protocol_log: RateLimit::default(),
         }
     }
 
-    /// The transport these counters are for: `syslog-tcp` or `syslog-udp`.
+    /// The transport these counters are for: `syslog-tcp`, `syslog-udp`, `syslog-tls` or
+    /// `syslog-relp`.
     pub fn transport(&self) -> &'static str {
         self.transport
     }
@@ -92,6 +100,7 @@ impl SyslogStats {
             dropped: self.dropped.load(Relaxed),
             oversized: self.oversized.load(Relaxed),
             retries: self.retries.load(Relaxed),
+            protocol_errors: self.protocol_errors.load(Relaxed),
             connections: self.connections.load(Relaxed),
             open_connections: self.open_connections.load(Relaxed),
         }
@@ -162,6 +171,20 @@ impl SyslogStats {
                 backoff_ms = backoff.as_millis() as u64,
                 suppressed_log_lines = suppressed,
                 "syslog publish refused; holding the batch and retrying (TCP stops reading meanwhile)"
+            );
+        }
+    }
+
+    /// A connection closed because its peer broke the protocol.
+    pub(crate) fn protocol_error(&self, peer: &str, error: &dyn std::fmt::Display) {
+        let total = self.protocol_errors.fetch_add(1, Relaxed) + 1;
+        if let Some(suppressed) = self.protocol_log.allow() {
+            tracing::warn!(
+                transport = self.transport,
+                %peer,
+                protocol_errors_total = total,
+                suppressed_log_lines = suppressed,
+                "syslog connection closed: {error}"
             );
         }
     }

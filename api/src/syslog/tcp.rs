@@ -1,6 +1,6 @@
 //! Syslog over TCP: RFC 6587 framing (octet counting or LF, per frame), one task per connection.
+//! The same stream handling serves TLS connections once their handshake is done.
 
-use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,17 +8,13 @@ use std::time::{Duration, Instant};
 use meniscus_actors::Node;
 use meniscus_event::framing::Framer;
 use time::OffsetDateTime;
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::io::AsyncRead;
+use tokio::net::TcpListener;
 
-use super::ingest::{Batch, Ingest, Patience, Sink};
-use super::{Result, Shutdown, SyslogConfig, SyslogError, SyslogStats};
+use super::ingest::{Batch, Ingest, Origin, Patience, Sink};
+use super::listener::{self, Read, READ_BUFFER};
+use super::{Result, Shutdown, SyslogConfig, SyslogStats};
 
-/// Bytes read from a socket at a time.
-const READ_BUFFER: usize = 64 * 1024;
-/// Wait after a failed `accept` (for example when out of file descriptors).
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// At shutdown, a connection is drained until it has had nothing to read for this long.
 const DRAIN_QUIET: Duration = Duration::from_millis(100);
 
@@ -41,29 +37,11 @@ impl TcpSyslog {
         sink: Arc<dyn Sink>,
         config: SyslogConfig,
     ) -> Result<Self> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| SyslogError::Bind {
-                transport: "tcp",
-                addr,
-                source,
-            })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| SyslogError::LocalAddr {
-                transport: "tcp",
-                source,
-            })?;
-        let ingest = Arc::new(Ingest {
-            node: sink,
-            config,
-            stats: Arc::new(SyslogStats::new("syslog-tcp")),
-            transport: "syslog-tcp",
-        });
+        let (listener, addr) = listener::bind(addr, "tcp").await?;
         Ok(TcpSyslog {
             listener,
             addr,
-            ingest,
+            ingest: Ingest::new(sink, config, "syslog-tcp"),
         })
     }
 
@@ -78,94 +56,72 @@ impl TcpSyslog {
     }
 
     /// Accepts connections until `shutdown`, then waits for every connection to publish what it
-    /// has read. A connection permit is taken *before* `accept`, so at most
-    /// `max_connections` are served and further senders wait in the backlog.
-    pub async fn run(self, mut shutdown: Shutdown) {
-        let permits = Arc::new(Semaphore::new(self.ingest.config.max_connections.max(1)));
-        // Each connection holds a clone of `done`; `recv` returns once all are dropped.
-        let (done, mut all_done) = mpsc::channel::<()>(1);
-        loop {
-            let permit = tokio::select! {
-                p = permits.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break, // never closed
-                },
-                _ = shutdown.requested() => break,
-            };
-            let (stream, peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, addr = %self.addr, "syslog-tcp accept failed; retrying");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                        continue;
-                    }
-                },
-                _ = shutdown.requested() => break,
-            };
-            let ingest = self.ingest.clone();
-            let shutdown = shutdown.clone();
-            let done = done.clone();
-            tokio::spawn(async move {
-                ingest.stats.connection_opened();
-                Connection::new(&ingest, stream, peer.to_string(), shutdown)
-                    .run()
-                    .await;
-                ingest.stats.connection_closed();
-                drop(permit);
-                drop(done);
-            });
-        }
-        drop(self.listener);
-        drop(done);
-        let _ = all_done.recv().await;
-        tracing::info!(addr = %self.addr, counts = ?self.ingest.stats.snapshot(), "syslog-tcp stopped");
+    /// has read. At most `max_connections` are served at once; further senders wait in the
+    /// backlog.
+    pub async fn run(self, shutdown: Shutdown) {
+        let ingest = self.ingest.clone();
+        listener::accept_loop(
+            self.listener,
+            self.addr,
+            self.ingest,
+            shutdown,
+            |stream, peer, shutdown| {
+                let ingest = ingest.clone();
+                async move {
+                    let peer = peer.to_string();
+                    serve_stream(&ingest, stream, ingest.origin(&peer), shutdown).await;
+                }
+            },
+        )
+        .await;
     }
 }
 
+/// Serves one sender's octet-counted or LF-framed stream (plain TCP, or TLS once the handshake
+/// is done) until it ends or `shutdown`.
+pub(crate) async fn serve_stream<S: AsyncRead + Unpin>(
+    ingest: &Ingest,
+    stream: S,
+    origin: Origin<'_>,
+    shutdown: Shutdown,
+) {
+    Connection {
+        framer: Framer::new(ingest.config.max_frame_bytes),
+        ingest,
+        stream,
+        origin,
+        shutdown,
+        batch: Batch::default(),
+        buf: vec![0; READ_BUFFER],
+    }
+    .run()
+    .await
+}
+
 /// One sender's stream.
-struct Connection<'a> {
+struct Connection<'a, S> {
     ingest: &'a Ingest,
-    stream: TcpStream,
-    peer: String,
+    stream: S,
+    origin: Origin<'a>,
     shutdown: Shutdown,
     framer: Framer,
     batch: Batch,
     buf: Vec<u8>,
 }
 
-/// What a read brought.
-enum Read {
-    Data,
-    Eof,
-    WouldBlock,
-    Failed,
-}
-
-impl<'a> Connection<'a> {
-    fn new(ingest: &'a Ingest, stream: TcpStream, peer: String, shutdown: Shutdown) -> Self {
-        Connection {
-            framer: Framer::new(ingest.config.max_frame_bytes),
-            ingest,
-            stream,
-            peer,
-            shutdown,
-            batch: Batch::default(),
-            buf: vec![0; READ_BUFFER],
-        }
-    }
-
+impl<S: AsyncRead + Unpin> Connection<'_, S> {
     /// Reads, frames, and publishes each batch before reading further: while ingest is slow
     /// this connection does not read, and TCP flow control holds the sender.
     async fn run(mut self) {
-        tracing::debug!(peer = %self.peer, "syslog-tcp connection opened");
+        let (transport, peer) = (self.ingest.transport, self.origin.peer);
+        tracing::debug!(%peer, transport, "syslog connection opened");
         let shutdown_requested = loop {
             let read = tokio::select! {
-                r = self.stream.read(&mut self.buf) => self.take(r),
+                r = listener::read(&mut self.stream, &mut self.buf, peer) => self.take(r),
                 _ = self.shutdown.requested() => break true,
             };
             let ended = match read {
-                Read::Data => matches!(self.read_ready(), Read::Eof | Read::Failed),
+                Read::Data(_) => matches!(self.read_ready().await, Read::Eof | Read::Failed),
                 Read::WouldBlock => false,
                 Read::Eof | Read::Failed => true,
             };
@@ -180,7 +136,7 @@ impl<'a> Connection<'a> {
         if shutdown_requested {
             self.drain().await;
         }
-        tracing::debug!(peer = %self.peer, "syslog-tcp connection closed");
+        tracing::debug!(%peer, transport, "syslog connection closed");
     }
 
     /// At shutdown: publishes what the sender has already sent — until the socket stays quiet
@@ -188,67 +144,67 @@ impl<'a> Connection<'a> {
     async fn drain(&mut self) {
         let deadline = Instant::now() + self.ingest.config.shutdown_grace;
         loop {
-            let read = self.read_ready();
-            if matches!(read, Read::Eof) {
+            let mut read = self.read_ready().await;
+            if read == Read::WouldBlock {
+                let peer = self.origin.peer;
+                let waited = tokio::time::timeout(
+                    DRAIN_QUIET,
+                    listener::read(&mut self.stream, &mut self.buf, peer),
+                )
+                .await;
+                read = match waited {
+                    Ok(r) => self.take(r),
+                    Err(_) => Read::WouldBlock, // quiet: the sender has nothing more
+                };
+            }
+            if read == Read::Eof {
                 self.finish_stream();
             }
             self.publish().await;
-            let more = match read {
-                Read::Data => true,
-                Read::WouldBlock => tokio::time::timeout(DRAIN_QUIET, self.stream.readable())
-                    .await
-                    .is_ok_and(|r| r.is_ok()),
-                Read::Eof | Read::Failed => false,
-            };
-            if !more || Instant::now() > deadline {
+            if !matches!(read, Read::Data(_)) || Instant::now() > deadline {
                 return;
             }
         }
     }
 
     /// Feeds what is already readable without waiting, until the batch is full.
-    fn read_ready(&mut self) -> Read {
+    async fn read_ready(&mut self) -> Read {
         loop {
             if self.batch.is_full(&self.ingest.config) {
-                return Read::Data;
+                return Read::Data(0);
             }
-            let r = self.stream.try_read(&mut self.buf);
+            let r = listener::read_now(&mut self.stream, &mut self.buf, self.origin.peer).await;
             match self.take(r) {
-                Read::Data => continue,
+                Read::Data(_) => continue,
                 other => return other,
             }
         }
     }
 
     /// Frames the bytes of a read.
-    fn take(&mut self, read: std::io::Result<usize>) -> Read {
-        match read {
-            Ok(0) => Read::Eof,
-            Ok(n) => {
-                let now = OffsetDateTime::now_utc();
-                let (ingest, batch, peer) = (self.ingest, &mut self.batch, &self.peer);
-                self.framer.push(&self.buf[..n], |frame| match frame {
-                    Ok(frame) => batch.add(ingest, frame.data, peer, now),
-                    Err(e) => ingest.stats.frame_error(peer, &e),
-                });
-                Read::Data
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Read::WouldBlock,
-            Err(e) if e.kind() == ErrorKind::Interrupted => Read::WouldBlock,
-            Err(e) => {
-                tracing::info!(peer = %self.peer, error = %e, "syslog-tcp read failed; closing the connection");
-                Read::Failed
-            }
+    fn take(&mut self, read: Read) -> Read {
+        if let Read::Data(n) = read {
+            let now = OffsetDateTime::now_utc();
+            let (ingest, batch, origin) = (self.ingest, &mut self.batch, self.origin);
+            self.framer.push(&self.buf[..n], |frame| match frame {
+                Ok(frame) => {
+                    batch.add(ingest, frame.data, origin, now);
+                }
+                Err(e) => ingest.stats.frame_error(origin.peer, &e),
+            });
         }
+        read
     }
 
     /// The sender closed: a last line without LF is a message; a cut-short frame is reported.
     fn finish_stream(&mut self) {
         let now = OffsetDateTime::now_utc();
-        let (ingest, batch, peer) = (self.ingest, &mut self.batch, &self.peer);
+        let (ingest, batch, origin) = (self.ingest, &mut self.batch, self.origin);
         self.framer.finish(|frame| match frame {
-            Ok(frame) => batch.add(ingest, frame.data, peer, now),
-            Err(e) => ingest.stats.frame_error(peer, &e),
+            Ok(frame) => {
+                batch.add(ingest, frame.data, origin, now);
+            }
+            Err(e) => ingest.stats.frame_error(origin.peer, &e),
         });
     }
 

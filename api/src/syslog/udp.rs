@@ -55,12 +55,7 @@ impl UdpSyslog {
                 transport: "udp",
                 source,
             })?;
-        let ingest = Arc::new(Ingest {
-            node: sink,
-            config,
-            stats: Arc::new(SyslogStats::new("syslog-udp")),
-            transport: "syslog-udp",
-        });
+        let ingest = Ingest::new(sink, config, "syslog-udp");
         Ok(UdpSyslog {
             socket,
             addr,
@@ -155,7 +150,8 @@ impl UdpSyslog {
         if datagram.iter().all(|b| matches!(b, b'\n' | b'\r' | 0)) {
             return; // keep-alives and stray newlines are not messages
         }
-        batch.add(&self.ingest, datagram, &peer, OffsetDateTime::now_utc());
+        let origin = self.ingest.origin(&peer);
+        batch.add(&self.ingest, datagram, origin, OffsetDateTime::now_utc());
     }
 }
 

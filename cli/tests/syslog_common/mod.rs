@@ -5,6 +5,9 @@
 //! its data directory and log are kept, and their path printed, when the test panics.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod rsyslog;
+
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -54,12 +57,15 @@ impl Drop for Dir {
     }
 }
 
-/// A running `meniscus dev --syslog-tcp 127.0.0.1:0 --syslog-udp 127.0.0.1:0`.
+/// A running `meniscus dev --syslog-tcp 127.0.0.1:0 --syslog-udp 127.0.0.1:0`, with the
+/// listeners that [`Listeners`] adds.
 pub struct SyslogNode {
     child: Child,
     pub http: String,
     pub tcp: SocketAddr,
     pub udp: SocketAddr,
+    /// Every `meniscus: NAME listening on ADDR` line: `relp`, `syslog-tls`, ...
+    pub listeners: HashMap<String, SocketAddr>,
     pub admin_token: String,
     /// The `default` tenant's token.
     pub token: String,
@@ -75,9 +81,32 @@ fn read_file(path: &Path) -> String {
     s
 }
 
+/// Listeners to start beside HTTP, syslog-tcp and syslog-udp.
+#[derive(Debug, Clone, Default)]
+pub struct Listeners {
+    /// `--relp ADDR` (port 0 picks one; a restart passes the port it got to keep it).
+    pub relp: Option<SocketAddr>,
+    /// `--syslog-tls ADDR` with its `--tls-*` files.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of `--syslog-tls`.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub addr: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
 impl SyslogNode {
     /// Starts a node on `dir` (a restart reuses its data) and waits for its three listen lines.
     pub fn start(dir: &Dir) -> SyslogNode {
+        SyslogNode::start_with(dir, &Listeners::default())
+    }
+
+    /// Starts a node on `dir` with more listeners, and waits for every listen line.
+    pub fn start_with(dir: &Dir, extra: &Listeners) -> SyslogNode {
         let data = dir.path.join("data");
         let n = std::fs::read_dir(&dir.path).map_or(0, |d| d.count());
         let log = dir.path.join(format!("node-{n}.log"));
@@ -89,6 +118,7 @@ impl SyslogNode {
             .args(["--syslog-tcp", "127.0.0.1:0"])
             .args(["--syslog-udp", "127.0.0.1:0"])
             .args(["--commit-interval-ms", "50"])
+            .args(extra.args())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -103,8 +133,9 @@ impl SyslogNode {
             }
         });
         let (mut http, mut tcp, mut udp) = (None, None, None);
+        let mut listeners = HashMap::new();
         let deadline = Instant::now() + START_TIMEOUT;
-        while http.is_none() || tcp.is_none() || udp.is_none() {
+        while http.is_none() || tcp.is_none() || udp.is_none() || listeners.len() < extra.count() {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
                 Ok(line) => line,
@@ -124,6 +155,11 @@ impl SyslogNode {
                 tcp = Some(a.parse().expect("tcp address"));
             } else if let Some(a) = addr("meniscus: syslog-udp listening on ") {
                 udp = Some(a.parse().expect("udp address"));
+            } else if let Some((name, a)) = line
+                .strip_prefix("meniscus: ")
+                .and_then(|l| l.split_once(" listening on "))
+            {
+                listeners.insert(name.to_owned(), a.parse().expect("listen address"));
             }
         }
         let creds: Value = serde_json::from_str(&read_file(&data.join("credentials.json")))
@@ -133,6 +169,7 @@ impl SyslogNode {
             http: http.unwrap(),
             tcp: tcp.unwrap(),
             udp: udp.unwrap(),
+            listeners,
             admin_token: creds["admin_token"].as_str().unwrap().to_owned(),
             token: creds["tenants"]["default"].as_str().unwrap().to_owned(),
             log,
@@ -141,6 +178,22 @@ impl SyslogNode {
                 .build()
                 .unwrap(),
         }
+    }
+
+    /// The address of the `relp` listener.
+    pub fn relp(&self) -> SocketAddr {
+        self.listeners["relp"]
+    }
+
+    /// The address of the `syslog-tls` listener.
+    pub fn tls(&self) -> SocketAddr {
+        self.listeners["syslog-tls"]
+    }
+
+    /// Kills the node with SIGKILL (no shutdown at all) and waits for it to be gone.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill -9 the node");
+        self.child.wait().expect("waiting for the killed node");
     }
 
     /// The node's log so far (stderr).
@@ -214,6 +267,39 @@ impl SyslogNode {
         )
     }
 
+    /// The `message` of every event `query` finds in the `default` tenant, read in pages of
+    /// 10,000 with the search cursor.
+    pub fn all_messages(&self, query: &str) -> Vec<String> {
+        let mut messages = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut params = vec![("q", query.to_owned()), ("limit", "10000".to_owned())];
+            if let Some(c) = cursor.take() {
+                params.push(("cursor", c));
+            }
+            let resp = self
+                .client
+                .get(format!("{}/v1/search", self.http))
+                .bearer_auth(&self.token)
+                .query(&params)
+                .send()
+                .expect("GET /v1/search");
+            let status = resp.status();
+            let body: Value = resp.json().expect("JSON answer");
+            assert!(status.is_success(), "search {query:?}: {status} {body}");
+            let events = body["events"].as_array().cloned().unwrap_or_default();
+            messages.extend(
+                events
+                    .iter()
+                    .map(|e| e["message"].as_str().unwrap_or_default().to_owned()),
+            );
+            match body["next"].as_str() {
+                Some(next) if !events.is_empty() => cursor = Some(next.to_owned()),
+                _ => return messages,
+            }
+        }
+    }
+
     /// The events `query` finds in the tenant of `token` (up to 1000).
     pub fn search_as(&self, token: &str, query: &str) -> Vec<Value> {
         self.search_total_as(token, query).1
@@ -269,6 +355,29 @@ impl SyslogNode {
     }
 }
 
+impl Listeners {
+    fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(relp) = self.relp {
+            args.extend(["--relp".to_owned(), relp.to_string()]);
+        }
+        if let Some(tls) = &self.tls {
+            args.extend(["--syslog-tls".to_owned(), tls.addr.to_string()]);
+            args.extend(["--tls-cert".to_owned(), tls.cert.display().to_string()]);
+            args.extend(["--tls-key".to_owned(), tls.key.display().to_string()]);
+            if let Some(ca) = &tls.client_ca {
+                args.extend(["--tls-client-ca".to_owned(), ca.display().to_string()]);
+            }
+        }
+        args
+    }
+
+    /// How many listen lines they add.
+    fn count(&self) -> usize {
+        usize::from(self.relp.is_some()) + usize::from(self.tls.is_some())
+    }
+}
+
 impl Drop for SyslogNode {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -283,6 +392,18 @@ pub fn marker(what: &str) -> String {
         .unwrap()
         .as_nanos();
     format!("{what}{nanos}")
+}
+
+/// Connects over plain TCP, writes `bytes`, and reads until the peer closes (at most 30 s).
+pub fn send_plain(addr: SocketAddr, bytes: &[u8]) {
+    let mut stream = TcpStream::connect(addr).expect("connecting");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let _ = stream.write_all(bytes);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
 }
 
 /// `bytes` as an RFC 6587 octet-counted frame.
