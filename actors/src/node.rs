@@ -1,9 +1,11 @@
 //! [`Node`]: one Meniscus node's storage, consensus and actors, wired together.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use meniscus_consensus::transport::Transport;
 use meniscus_consensus::{RaftConfig, RaftHandle, RaftNode, RaftStatus, RaftThread};
 use meniscus_event::Event;
 use meniscus_storage::{
@@ -33,6 +35,19 @@ pub struct NodeOptions {
     pub max_indexing_backlog_bytes: u64,
     /// How often the Raft log is compacted below what the indexes have committed.
     pub compact_interval: Duration,
+    /// Other voters, when this node is one of several; `None` runs a cluster of one.
+    pub cluster: Option<ClusterOptions>,
+}
+
+/// A static cluster: every voter's id and Raft address, known at bootstrap.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// This node's Raft (node-to-node) listen address.
+    pub raft_addr: SocketAddr,
+    /// Every voter, this node included: id and Raft address.
+    pub members: Vec<(u64, SocketAddr)>,
+    /// Length of one Raft tick (election timeout is 10 ticks).
+    pub tick_interval: Duration,
 }
 
 impl NodeOptions {
@@ -44,6 +59,7 @@ impl NodeOptions {
             indexer: IndexerSettings::default(),
             max_indexing_backlog_bytes: 512 * 1024 * 1024,
             compact_interval: Duration::from_secs(30),
+            cluster: None,
         }
     }
 }
@@ -130,23 +146,46 @@ impl Node {
         }
         let applier = Applier::new(metadata.clone(), supervisor.clone(), progress);
         let applied = metadata.applied_index()?;
-        let (raft, raft_thread) = RaftNode::start(
-            RaftConfig::single(options.node_id),
-            log,
-            applied,
-            applier,
-            None,
-        )?;
+        let mut raft_config = RaftConfig::single(options.node_id);
+        let mut transport = None;
+        let mut inbound = None;
+        if let Some(cluster) = &options.cluster {
+            raft_config.initial_voters = cluster.members.iter().map(|(id, _)| *id).collect();
+            raft_config.tick_interval = cluster.tick_interval;
+            let (sender, receiver) = tokio::sync::mpsc::channel(16 * 1024);
+            let (bound, _) = Transport::bind(options.node_id, cluster.raft_addr, sender)
+                .await
+                .map_err(meniscus_storage::Error::from)?;
+            for (id, addr) in &cluster.members {
+                if *id != options.node_id {
+                    bound.set_peer(*id, *addr);
+                }
+            }
+            transport = Some(bound);
+            inbound = Some(receiver);
+        }
+        let (raft, raft_thread) = RaftNode::start(raft_config, log, applied, applier, transport)?;
+        if let Some(mut inbound) = inbound {
+            let stepper = raft.clone();
+            tokio::spawn(async move {
+                while let Some(message) = inbound.recv().await {
+                    stepper.step(message.message);
+                }
+            });
+        }
         // Alone in its group the node leads at once, but only after its first Ready is
-        // persisted: wait for that so "started" means "takes writes".
+        // persisted: wait for that so "started" means "takes writes". In a cluster, wait for
+        // any leader to be known.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !raft.is_writable() && std::time::Instant::now() < deadline {
+        let ready = |raft: &RaftHandle<ApplyOutcome>| match options.cluster {
+            None => raft.is_writable(),
+            Some(_) => raft.status().leader != 0,
+        };
+        while !ready(&raft) && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        if !raft.is_writable() {
-            tracing::warn!(
-                "the node is not writable 10 s after start; writes will wait for a leader"
-            );
+        if !ready(&raft) {
+            tracing::warn!("no Raft leader 10 s after start; writes will wait for one");
         }
         let compactor = {
             let (metadata, ctx, every) = (metadata.clone(), ctx.clone(), options.compact_interval);
