@@ -174,18 +174,16 @@ impl Node {
             });
         }
         // Alone in its group the node leads at once, but only after its first Ready is
-        // persisted: wait for that so "started" means "takes writes". In a cluster, wait for
-        // any leader to be known.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let ready = |raft: &RaftHandle<ApplyOutcome>| match options.cluster {
-            None => raft.is_writable(),
-            Some(_) => raft.status().leader != 0,
-        };
-        while !ready(&raft) && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        if !ready(&raft) {
-            tracing::warn!("no Raft leader 10 s after start; writes will wait for one");
+        // persisted: wait for that so "started" means "takes writes". A cluster member cannot
+        // wait here: its peers may not be up yet, and elections need them.
+        if options.cluster.is_none() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !raft.is_writable() && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            if !raft.is_writable() {
+                tracing::warn!("the node is not writable 10 s after start; writes will wait");
+            }
         }
         let compactor = {
             let (metadata, ctx, every) = (metadata.clone(), ctx.clone(), options.compact_interval);
