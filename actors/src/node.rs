@@ -169,7 +169,7 @@ impl Node {
             let stepper = raft.clone();
             tokio::spawn(async move {
                 while let Some(message) = inbound.recv().await {
-                    stepper.step(message.message);
+                    stepper.deliver(message);
                 }
             });
         }

@@ -89,7 +89,10 @@ impl From<NodeError> for ApiError {
                 RaftError::Overloaded.to_string(),
             ),
             NodeError::Consensus(
-                e @ (RaftError::NotLeader { .. } | RaftError::Dropped | RaftError::Stopped),
+                e @ (RaftError::NotLeader { .. }
+                | RaftError::Dropped
+                | RaftError::Forwarded(_)
+                | RaftError::Stopped),
             ) => unavailable(e.to_string()),
             NodeError::Storage(e) => e.into(),
             other => ApiError::internal(other),

@@ -13,6 +13,9 @@ pub enum Error {
     /// The entry was replaced by another leader's entry before it committed; retry it.
     #[error("the write was dropped by a leader change; retry it")]
     Dropped,
+    /// The leader refused a proposal this node forwarded to it.
+    #[error("the leader refused the forwarded write: {0}")]
+    Forwarded(String),
     /// The Raft thread has stopped (shutdown or a fatal storage error).
     #[error("the consensus thread has stopped")]
     Stopped,

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
+use crate::transport::{Forward, ForwardReply, Inbound};
 use crate::{Error, Result};
 
 /// A proposal whose entry is committed and applied.
@@ -39,6 +40,13 @@ pub(crate) enum Request<O> {
         reply: oneshot::Sender<Result<Committed<O>>>,
     },
     Step(Box<raft::prelude::Message>),
+    /// A proposal another node forwarded to us (we should be the leader).
+    Forwarded {
+        from: u64,
+        forward: Forward,
+    },
+    /// The leader's answer to a proposal we forwarded.
+    ForwardReply(ForwardReply),
     Shutdown,
 }
 
@@ -86,9 +94,15 @@ impl<O: Send + 'static> RaftHandle<O> {
         s.running && s.leader == s.id
     }
 
-    /// Delivers a message from a peer. Dropped when the queue is full: Raft retransmits.
-    pub fn step(&self, message: raft::prelude::Message) {
-        let _ = self.requests.try_send(Request::Step(Box::new(message)));
+    /// Delivers a message from a peer. Dropped when the queue is full: Raft retransmits, and a
+    /// forwarded proposal whose answer is lost times out at its sender.
+    pub fn deliver(&self, inbound: Inbound) {
+        let request = match inbound {
+            Inbound::Raft { message, .. } => Request::Step(Box::new(message)),
+            Inbound::Forward { from, forward, .. } => Request::Forwarded { from, forward },
+            Inbound::ForwardReply { reply, .. } => Request::ForwardReply(reply),
+        };
+        let _ = self.requests.try_send(request);
     }
 
     /// Asks the Raft thread to stop after the current Ready.

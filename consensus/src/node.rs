@@ -1,6 +1,6 @@
 //! The Raft thread: one raft-rs `RawNode`, its ticks, proposals and Ready loop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::handle::Request;
 use crate::logger::raft_logger;
-use crate::transport::Transport;
+use crate::transport::{Envelope, Forward, ForwardReply, Transport};
 use crate::{Committed, Error, RaftHandle, RaftStatus, Result};
 
 /// How one Raft group runs.
@@ -54,7 +54,7 @@ impl RaftConfig {
 /// again, so `apply` must skip what it has already made durable.
 pub trait StateMachine: Send + 'static {
     /// What a proposer learns when its entry is applied.
-    type Output: Send + 'static;
+    type Output: Send + Clone + 'static;
 
     /// Applies the committed entry at `index`. An error stops the node: a replica that cannot
     /// apply must not go on acknowledging writes.
@@ -115,6 +115,10 @@ impl RaftNode {
             log,
             machine,
             waiters: BTreeMap::new(),
+            forwarded: HashMap::new(),
+            next_forward_id: 0,
+            awaiting_apply: BTreeMap::new(),
+            recent_outputs: BTreeMap::new(),
             replies: Vec::new(),
             status: status.clone(),
         };
@@ -128,14 +132,34 @@ impl RaftNode {
 
 type Reply<O> = oneshot::Sender<Result<Committed<O>>>;
 
+/// Who waits for a proposal's entry to apply.
+enum Waiter<O> {
+    /// A caller on this node.
+    Local(Reply<O>),
+    /// A follower that forwarded the proposal; it gets a [`ForwardReply`].
+    Remote { from: u64, id: u64 },
+}
+
+/// How long a forwarded proposal may wait for the leader's answer.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many applied outputs are kept for late forward answers.
+const RECENT_OUTPUTS: usize = 4096;
+
 struct Driver<M: StateMachine> {
     raw: RawNode<RaftLog>,
     group: u64,
     transport: Option<Arc<Transport>>,
     log: RaftLog,
     machine: M,
-    /// Proposals waiting for their entry to apply: index -> (term proposed in, reply).
-    waiters: BTreeMap<u64, (u64, Reply<M::Output>)>,
+    /// Proposals waiting for their entry to apply: index -> (term proposed in, who waits).
+    waiters: BTreeMap<u64, (u64, Waiter<M::Output>)>,
+    /// Our proposals forwarded to the leader, waiting for its answer: request id -> reply.
+    forwarded: HashMap<u64, (Reply<M::Output>, Instant)>,
+    next_forward_id: u64,
+    /// Forwarded proposals the leader committed, waiting for us to apply them too.
+    awaiting_apply: BTreeMap<u64, Vec<Reply<M::Output>>>,
+    /// Outputs of the last applied entries, for answers that arrive after the apply.
+    recent_outputs: BTreeMap<u64, M::Output>,
     /// Outcomes of this Ready's applied proposals, sent once the status is published.
     replies: Vec<(Reply<M::Output>, Result<Committed<M::Output>>)>,
     status: Arc<Mutex<RaftStatus>>,
@@ -180,6 +204,7 @@ impl<M: StateMachine> Driver<M> {
             }
             if last_tick.elapsed() >= tick {
                 self.raw.tick();
+                self.expire_forwards();
                 last_tick = Instant::now();
             }
             self.on_ready()?;
@@ -202,26 +227,127 @@ impl<M: StateMachine> Driver<M> {
                 true
             }
             Request::Propose { data, reply } => {
-                if self.raw.raft.state != StateRole::Leader {
-                    let leader = Some(self.raw.raft.leader_id).filter(|id| *id != 0);
-                    let _ = reply.send(Err(Error::NotLeader { leader }));
-                    return true;
-                }
-                let before = self.raw.raft.raft_log.last_index();
-                match self.raw.propose(Vec::new(), data) {
-                    Ok(()) => {
-                        let index = self.raw.raft.raft_log.last_index();
-                        if index == before {
-                            let _ = reply.send(Err(Error::Dropped));
-                        } else {
-                            self.waiters.insert(index, (self.raw.raft.term, reply));
+                if self.raw.raft.state == StateRole::Leader {
+                    match self.propose(data) {
+                        Ok(index) => {
+                            self.waiters
+                                .insert(index, (self.raw.raft.term, Waiter::Local(reply)));
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
                         }
                     }
-                    Err(e) => {
-                        let _ = reply.send(Err(Error::Raft(e)));
+                } else {
+                    self.forward(data, reply);
+                }
+                true
+            }
+            Request::Forwarded { from, forward } => {
+                let result = if self.raw.raft.state == StateRole::Leader {
+                    self.propose(forward.data)
+                } else {
+                    Err(Error::NotLeader {
+                        leader: self.leader(),
+                    })
+                };
+                match result {
+                    Ok(index) => {
+                        let waiter = Waiter::Remote {
+                            from,
+                            id: forward.id,
+                        };
+                        self.waiters.insert(index, (self.raw.raft.term, waiter));
+                    }
+                    Err(e) => self.answer_forward(from, forward.id, 0, e.to_string()),
+                }
+                true
+            }
+            Request::ForwardReply(answer) => {
+                if let Some((reply, _)) = self.forwarded.remove(&answer.id) {
+                    if !answer.error.is_empty() {
+                        let _ = reply.send(Err(Error::Forwarded(answer.error)));
+                    } else if answer.index <= self.raw.raft.raft_log.applied {
+                        let result = match self.recent_outputs.get(&answer.index) {
+                            Some(output) => Ok(Committed {
+                                index: answer.index,
+                                output: output.clone(),
+                            }),
+                            None => Err(Error::Dropped),
+                        };
+                        let _ = reply.send(result);
+                    } else {
+                        self.awaiting_apply
+                            .entry(answer.index)
+                            .or_default()
+                            .push(reply);
                     }
                 }
                 true
+            }
+        }
+    }
+
+    fn leader(&self) -> Option<u64> {
+        Some(self.raw.raft.leader_id).filter(|id| *id != 0)
+    }
+
+    /// Proposes as the leader; returns the entry's index.
+    fn propose(&mut self, data: Vec<u8>) -> Result<u64> {
+        let before = self.raw.raft.raft_log.last_index();
+        self.raw.propose(Vec::new(), data)?;
+        let index = self.raw.raft.raft_log.last_index();
+        if index == before {
+            return Err(Error::Dropped);
+        }
+        Ok(index)
+    }
+
+    /// Sends a proposal to the leader; its answer arrives as a `ForwardReply`.
+    fn forward(&mut self, data: Vec<u8>, reply: Reply<M::Output>) {
+        let (Some(leader), Some(transport)) = (self.leader(), &self.transport) else {
+            let _ = reply.send(Err(Error::NotLeader {
+                leader: self.leader(),
+            }));
+            return;
+        };
+        self.next_forward_id += 1;
+        let id = self.next_forward_id;
+        let envelope = Envelope {
+            group: self.group,
+            forward: Some(Forward { id, data }),
+            ..Default::default()
+        };
+        if transport.send_envelope(leader, envelope) {
+            self.forwarded.insert(id, (reply, Instant::now()));
+        } else {
+            let _ = reply.send(Err(Error::NotLeader {
+                leader: Some(leader),
+            }));
+        }
+    }
+
+    fn answer_forward(&self, to: u64, id: u64, index: u64, error: String) {
+        if let Some(transport) = &self.transport {
+            let envelope = Envelope {
+                group: self.group,
+                forward_reply: Some(ForwardReply { id, index, error }),
+                ..Default::default()
+            };
+            transport.send_envelope(to, envelope);
+        }
+    }
+
+    /// Fails forwarded proposals whose answer never came (lost message, dead leader).
+    fn expire_forwards(&mut self) {
+        let expired: Vec<u64> = self
+            .forwarded
+            .iter()
+            .filter(|(_, (_, sent))| sent.elapsed() > FORWARD_TIMEOUT)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some((reply, _)) = self.forwarded.remove(&id) {
+                let _ = reply.send(Err(Error::Dropped));
             }
         }
     }
@@ -285,20 +411,11 @@ impl<M: StateMachine> Driver<M> {
                         .machine
                         .apply(index, &entry.data)
                         .map_err(|e| Error::Storage(format!("applying entry {index}: {e}")))?;
-                    if let Some((term, reply)) = self.waiters.remove(&index) {
-                        let result = if term == entry.term {
-                            Ok(Committed { index, output })
-                        } else {
-                            Err(Error::Dropped)
-                        };
-                        self.replies.push((reply, result));
-                    }
+                    self.settle(index, entry.term, Some(output));
                 }
                 EntryType::EntryNormal => {
                     // A new leader's empty entry: whatever was proposed at this index was lost.
-                    if let Some((_, reply)) = self.waiters.remove(&index) {
-                        let _ = reply.send(Err(Error::Dropped));
-                    }
+                    self.settle(index, entry.term, None);
                 }
                 EntryType::EntryConfChange => {
                     let mut change = ConfChange::default();
@@ -323,6 +440,41 @@ impl<M: StateMachine> Driver<M> {
             }
         }
         Ok(())
+    }
+
+    /// Answers whoever waits for the entry at `index`, applied with `output` (`None`: the entry
+    /// is a leader's empty entry, so a proposal made at this index was lost).
+    fn settle(&mut self, index: u64, term: u64, output: Option<M::Output>) {
+        if let Some((proposed_in, waiter)) = self.waiters.remove(&index) {
+            let committed = output.clone().filter(|_| proposed_in == term);
+            match waiter {
+                Waiter::Local(reply) => {
+                    let result = committed
+                        .map(|output| Committed { index, output })
+                        .ok_or(Error::Dropped);
+                    self.replies.push((reply, result));
+                }
+                Waiter::Remote { from, id } => match committed {
+                    Some(_) => self.answer_forward(from, id, index, String::new()),
+                    None => self.answer_forward(from, id, 0, Error::Dropped.to_string()),
+                },
+            }
+        }
+        if let Some(output) = output {
+            for reply in self.awaiting_apply.remove(&index).unwrap_or_default() {
+                self.replies.push((
+                    reply,
+                    Ok(Committed {
+                        index,
+                        output: output.clone(),
+                    }),
+                ));
+            }
+            self.recent_outputs.insert(index, output);
+            while self.recent_outputs.len() > RECENT_OUTPUTS {
+                self.recent_outputs.pop_first();
+            }
+        }
     }
 
     fn publish_status(&self) {

@@ -36,24 +36,75 @@ pub struct Frame {
     pub envelopes: Vec<Envelope>,
 }
 
-/// A Raft message and the group it belongs to.
+/// One item for a Raft group: a raft-rs message, or a proposal forwarded to the leader, or the
+/// leader's answer to one.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Envelope {
     /// Raft group id.
     #[prost(uint64, tag = "1")]
     pub group: u64,
-    /// A raft-rs `Message`, protobuf-encoded (raft-rs's own codec).
+    /// A raft-rs `Message`, protobuf-encoded (raft-rs's own codec); empty for forwards.
     #[prost(bytes = "vec", tag = "2")]
     pub message: Vec<u8>,
+    /// A proposal a follower forwards to the leader.
+    #[prost(message, optional, tag = "3")]
+    pub forward: Option<Forward>,
+    /// The leader's answer to a forwarded proposal.
+    #[prost(message, optional, tag = "4")]
+    pub forward_reply: Option<ForwardReply>,
 }
 
-/// A message that arrived for a group.
+/// A proposal forwarded from a follower to the leader.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Forward {
+    /// The follower's id for this request.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// The proposal.
+    #[prost(bytes = "vec", tag = "2")]
+    pub data: Vec<u8>,
+}
+
+/// The leader's answer to a [`Forward`]: the entry's index once it is committed, or why not.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ForwardReply {
+    /// The follower's request id.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// The committed entry's index (0 on error).
+    #[prost(uint64, tag = "2")]
+    pub index: u64,
+    /// Why the proposal was not committed; empty on success.
+    #[prost(string, tag = "3")]
+    pub error: String,
+}
+
+/// What arrived for a group.
 #[derive(Debug)]
-pub struct Inbound {
-    /// Raft group id.
-    pub group: u64,
-    /// The message.
-    pub message: Message,
+pub enum Inbound {
+    /// A raft-rs message.
+    Raft {
+        /// Raft group id.
+        group: u64,
+        /// The message.
+        message: Message,
+    },
+    /// A proposal forwarded by node `from`.
+    Forward {
+        /// Raft group id.
+        group: u64,
+        /// The forwarding node.
+        from: u64,
+        /// The proposal.
+        forward: Forward,
+    },
+    /// The leader's answer to one of our forwarded proposals.
+    ForwardReply {
+        /// Raft group id.
+        group: u64,
+        /// The answer.
+        reply: ForwardReply,
+    },
 }
 
 /// Counters for what the transport could not deliver.
@@ -126,6 +177,7 @@ impl Transport {
                 Ok(bytes) => Envelope {
                     group,
                     message: bytes,
+                    ..Default::default()
                 },
                 Err(_) => continue,
             };
@@ -133,6 +185,17 @@ impl Transport {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Sends a forwarded proposal or its answer to node `to`. Returns false when it could not
+    /// be queued (unknown peer, full queue): the caller fails the request rather than waiting.
+    pub fn send_envelope(&self, to: u64, envelope: Envelope) -> bool {
+        let peers = self.peers.lock().expect("peers lock poisoned");
+        let queued = peers.get(&to).is_some_and(|p| p.try_send(envelope).is_ok());
+        if !queued {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        queued
     }
 
     /// What could not be delivered.
@@ -248,10 +311,18 @@ async fn read_connection(
             let frame = Frame::decode(buf.as_slice())?;
             let mut messages = Vec::with_capacity(frame.envelopes.len());
             for envelope in frame.envelopes {
-                let message = Message::parse_from_bytes(&envelope.message)?;
-                messages.push(Inbound {
-                    group: envelope.group,
-                    message,
+                let group = envelope.group;
+                messages.push(match (envelope.forward, envelope.forward_reply) {
+                    (Some(forward), _) => Inbound::Forward {
+                        group,
+                        from: frame.from,
+                        forward,
+                    },
+                    (None, Some(reply)) => Inbound::ForwardReply { group, reply },
+                    (None, None) => Inbound::Raft {
+                        group,
+                        message: Message::parse_from_bytes(&envelope.message)?,
+                    },
                 });
             }
             Ok(Some(messages))
@@ -290,11 +361,16 @@ mod tests {
         m
     }
 
-    async fn recv(rx: &mut mpsc::Receiver<Inbound>) -> Inbound {
-        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+    /// The next raft message: (group, term).
+    async fn recv(rx: &mut mpsc::Receiver<Inbound>) -> (u64, u64) {
+        let inbound = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
             .expect("a message arrives")
-            .expect("the channel is open")
+            .expect("the channel is open");
+        match inbound {
+            Inbound::Raft { group, message } => (group, message.term),
+            other => panic!("expected a raft message, got {other:?}"),
+        }
     }
 
     #[tokio::test]
@@ -309,8 +385,8 @@ mod tests {
         a.send(0, vec![heartbeat(1, 9, 1)]); // unknown peer: dropped, counted
         let first = recv(&mut b_rx).await;
         let second = recv(&mut b_rx).await;
-        assert_eq!((first.group, first.message.term), (7, 3));
-        assert_eq!((second.group, second.message.term), (7, 4));
+        assert_eq!(first, (7, 3));
+        assert_eq!(second, (7, 4));
         assert_eq!(a.stats().dropped.load(Ordering::Relaxed), 1);
     }
 
@@ -337,11 +413,7 @@ mod tests {
         let (a, _) = Transport::bind(1, any, a_tx).await.unwrap();
         a.set_peer(2, b_addr);
         a.send(0, vec![heartbeat(1, 2, 5)]);
-        assert_eq!(
-            recv(&mut b_rx).await.message.term,
-            5,
-            "other senders are still served"
-        );
+        assert_eq!(recv(&mut b_rx).await.1, 5, "other senders are still served");
     }
 
     #[tokio::test]

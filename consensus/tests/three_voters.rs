@@ -62,7 +62,7 @@ async fn start_cluster(n: u64) -> Vec<Member> {
         let stepper = handle.clone();
         tokio::spawn(async move {
             while let Some(inbound) = inbound.recv().await {
-                stepper.step(inbound.message);
+                stepper.deliver(inbound);
             }
         });
         members.push(Member {
@@ -114,16 +114,21 @@ async fn a_three_node_group_replicates_and_survives_its_leader() {
             .await
             .unwrap();
     }
+    // A follower forwards to the leader and answers once it has applied the entry itself.
     let follower = (leader + 1) % 3;
-    assert!(
-        members[follower]
-            .handle
-            .propose(b"x".to_vec())
-            .await
-            .is_err(),
-        "followers refuse proposals"
-    );
-    wait_applied(&members, &[0, 1, 2], 20).await;
+    let forwarded = members[follower]
+        .handle
+        .propose(b"via follower".to_vec())
+        .await
+        .unwrap();
+    assert!(members[follower]
+        .applied
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|d| d == b"via follower"));
+    assert!(forwarded.index > 20);
+    wait_applied(&members, &[0, 1, 2], 21).await;
     let first = members[0].applied.lock().unwrap().clone();
     for m in &members[1..] {
         assert_eq!(
@@ -152,7 +157,7 @@ async fn a_three_node_group_replicates_and_survives_its_leader() {
         .await
         .unwrap();
     let survivors: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
-    wait_applied(&members, &survivors, 21).await;
+    wait_applied(&members, &survivors, 22).await;
     eprintln!("failover took {failover:?}");
     for m in &members {
         m.handle.shutdown();
