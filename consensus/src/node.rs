@@ -130,7 +130,8 @@ impl RaftNode {
     }
 }
 
-type Reply<O> = oneshot::Sender<Result<Committed<O>>>;
+type Outcome<O> = Result<Committed<O>>;
+type Reply<O> = oneshot::Sender<Outcome<O>>;
 
 /// Who waits for a proposal's entry to apply.
 enum Waiter<O> {
@@ -161,7 +162,7 @@ struct Driver<M: StateMachine> {
     /// Outputs of the last applied entries, for answers that arrive after the apply.
     recent_outputs: BTreeMap<u64, M::Output>,
     /// Outcomes of this Ready's applied proposals, sent once the status is published.
-    replies: Vec<(Reply<M::Output>, Result<Committed<M::Output>>)>,
+    replies: Vec<(Reply<M::Output>, Outcome<M::Output>)>,
     status: Arc<Mutex<RaftStatus>>,
 }
 
