@@ -132,6 +132,8 @@ impl RaftNode {
 
 type Outcome<O> = Result<Committed<O>>;
 type Reply<O> = oneshot::Sender<Outcome<O>>;
+/// A reply and what to send on it.
+type Answer<O> = (Reply<O>, Outcome<O>);
 
 /// Who waits for a proposal's entry to apply.
 enum Waiter<O> {
@@ -162,7 +164,7 @@ struct Driver<M: StateMachine> {
     /// Outputs of the last applied entries, for answers that arrive after the apply.
     recent_outputs: BTreeMap<u64, M::Output>,
     /// Outcomes of this Ready's applied proposals, sent once the status is published.
-    replies: Vec<(Reply<M::Output>, Outcome<M::Output>)>,
+    replies: Vec<Answer<M::Output>>,
     status: Arc<Mutex<RaftStatus>>,
 }
 
