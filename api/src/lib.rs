@@ -24,6 +24,7 @@ use meniscus_event::publish::Limits;
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
+pub use syslog::SyslogStats;
 
 /// API settings.
 #[derive(Debug, Clone)]
@@ -34,6 +35,9 @@ pub struct ApiConfig {
     pub limits: Limits,
     /// How long a rotated-out token keeps working when the request does not say.
     pub default_token_grace: Duration,
+    /// The counters of the syslog listeners running beside the API, which `GET /metrics`
+    /// exports with a `listener` label (`tcp`, `udp`, `tls`, `relp`). Empty when none runs.
+    pub syslog: Vec<Arc<SyslogStats>>,
 }
 
 impl Default for ApiConfig {
@@ -42,6 +46,7 @@ impl Default for ApiConfig {
             max_body_bytes: 32 * 1024 * 1024,
             limits: Limits::default(),
             default_token_grace: Duration::from_secs(3600),
+            syslog: Vec::new(),
         }
     }
 }

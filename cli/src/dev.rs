@@ -9,13 +9,13 @@ use meniscus_actors::{Node, NodeOptions};
 use meniscus_api::syslog::{
     RelpSyslog, Shutdown, SyslogConfig, TcpSyslog, TlsSettings, TlsSyslog, UdpSyslog,
 };
-use meniscus_api::ApiConfig;
+use meniscus_api::{ApiConfig, SyslogStats};
 use meniscus_event::publish::Limits;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::credentials::{self, Credentials};
-use crate::DevArgs;
+use crate::{fdlimit, DevArgs};
 
 const DEFAULT_TENANT: &str = "default";
 
@@ -29,7 +29,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     bootstrap(&node, &args).await?;
 
-    let config = ApiConfig {
+    let mut config = ApiConfig {
         max_body_bytes: args.max_body_bytes,
         limits: Limits {
             max_event_bytes: args.max_event_bytes,
@@ -47,7 +47,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     // One signal stops HTTP and every syslog listener.
     let (stop, shutdown) = Shutdown::channel();
-    let syslog = start_syslog(&node, &args, &shutdown).await?;
+    let (syslog, syslog_stats) = start_syslog(&node, &args, &shutdown).await?;
+    config.syslog = syslog_stats;
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop.send(true);
@@ -72,33 +73,56 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Running syslog listeners: their tasks, and their counters for `/metrics`.
+type Started = (Vec<JoinHandle<()>>, Vec<Arc<SyslogStats>>);
+
 /// Binds the syslog listeners asked for, bound to the `default` tenant, and starts them. Each
-/// address is printed like the HTTP one, for scripts and tests that ask for port 0.
+/// address is printed like the HTTP one, for scripts and tests that ask for port 0. The
+/// open-file limit is raised first to fit the connection limit of the stream listeners.
 async fn start_syslog(
     node: &Arc<Node>,
     args: &DevArgs,
     shutdown: &Shutdown,
-) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let mut running = Vec::new();
+) -> anyhow::Result<Started> {
+    let streams = [args.syslog_tcp, args.relp, args.syslog_tls]
+        .iter()
+        .filter(|a| a.is_some())
+        .count();
+    let fit = fdlimit::fit_connections(streams, args.syslog_max_connections);
+    let config = SyslogConfig {
+        max_connections: fit.per_listener,
+        idle_timeout: (args.syslog_idle_timeout_secs > 0)
+            .then(|| Duration::from_secs(args.syslog_idle_timeout_secs)),
+        ..SyslogConfig::bound_to(DEFAULT_TENANT)
+    };
+    if streams > 0 {
+        tracing::info!(
+            max_connections = config.max_connections,
+            idle_timeout_secs = args.syslog_idle_timeout_secs,
+            open_file_limit = fit.limit,
+            "syslog stream connection limits"
+        );
+    }
+    let (mut running, mut stats) = (Vec::new(), Vec::new());
     if let Some(addr) = args.syslog_tcp {
-        let tcp =
-            TcpSyslog::bind(addr, node.clone(), SyslogConfig::bound_to(DEFAULT_TENANT)).await?;
+        let tcp = TcpSyslog::bind(addr, node.clone(), config.clone()).await?;
         println!("meniscus: syslog-tcp listening on {}", tcp.local_addr());
         tracing::info!(addr = %tcp.local_addr(), tenant = DEFAULT_TENANT, "syslog-tcp listening");
+        stats.push(tcp.stats());
         running.push(tokio::spawn(tcp.run(shutdown.clone())));
     }
     if let Some(addr) = args.syslog_udp {
-        let udp =
-            UdpSyslog::bind(addr, node.clone(), SyslogConfig::bound_to(DEFAULT_TENANT)).await?;
+        let udp = UdpSyslog::bind(addr, node.clone(), config.clone()).await?;
         println!("meniscus: syslog-udp listening on {}", udp.local_addr());
         tracing::info!(addr = %udp.local_addr(), tenant = DEFAULT_TENANT, "syslog-udp listening");
+        stats.push(udp.stats());
         running.push(tokio::spawn(udp.run(shutdown.clone())));
     }
     if let Some(addr) = args.relp {
-        let relp =
-            RelpSyslog::bind(addr, node.clone(), SyslogConfig::bound_to(DEFAULT_TENANT)).await?;
+        let relp = RelpSyslog::bind(addr, node.clone(), config.clone()).await?;
         println!("meniscus: relp listening on {}", relp.local_addr());
         tracing::info!(addr = %relp.local_addr(), tenant = DEFAULT_TENANT, "relp listening");
+        stats.push(relp.stats());
         running.push(tokio::spawn(relp.run(shutdown.clone())));
     }
     if let (Some(addr), Some(cert), Some(key)) = (args.syslog_tls, &args.tls_cert, &args.tls_key) {
@@ -107,7 +131,6 @@ async fn start_syslog(
             key: key.clone(),
             client_ca: args.tls_client_ca.clone(),
         };
-        let config = SyslogConfig::bound_to(DEFAULT_TENANT);
         let tls = TlsSyslog::bind(addr, node.clone(), config, &settings).await?;
         println!("meniscus: syslog-tls listening on {}", tls.local_addr());
         let tenants = if settings.client_ca.is_some() {
@@ -116,9 +139,10 @@ async fn start_syslog(
             DEFAULT_TENANT
         };
         tracing::info!(addr = %tls.local_addr(), tenant = tenants, "syslog-tls listening");
+        stats.push(tls.stats());
         running.push(tokio::spawn(tls.run(shutdown.clone())));
     }
-    Ok(running)
+    Ok((running, stats))
 }
 
 /// On first start: an admin token and the `default` tenant. The tokens are written to

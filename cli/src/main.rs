@@ -4,6 +4,7 @@ mod bench;
 mod client;
 mod credentials;
 mod dev;
+mod fdlimit;
 mod logging;
 mod parse;
 
@@ -73,6 +74,14 @@ struct DevArgs {
     /// clients must present a certificate it signed, whose CN (or first DNS name) is the tenant.
     #[arg(long, requires = "syslog_tls")]
     tls_client_ca: Option<PathBuf>,
+    /// Syslog over TCP, TLS and RELP: close a connection whose sender sends nothing for this
+    /// many seconds (0 keeps idle connections open).
+    #[arg(long, default_value_t = 300)]
+    syslog_idle_timeout_secs: u64,
+    /// Syslog over TCP, TLS and RELP: most connections each listener serves at once; more wait
+    /// in the accept backlog. The open-file limit is raised to fit (up to its hard limit).
+    #[arg(long, default_value_t = meniscus_api::syslog::DEFAULT_MAX_CONNECTIONS)]
+    syslog_max_connections: usize,
     /// Milliseconds between index commits: the delay from acknowledgement to searchable.
     #[arg(long, default_value_t = 500)]
     commit_interval_ms: u64,

@@ -1,12 +1,17 @@
+//! `GET /metrics`: the node's gauges, and the counters of each syslog listener.
+
 use std::fmt::Write;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
+use crate::syslog::{MetricKind, SyslogCounts, SyslogStats};
 use crate::AppState;
 
-/// `GET /metrics`: Prometheus text exposition of the node's state.
+/// `GET /metrics`: Prometheus text exposition of the node's state and of the syslog listeners'
+/// counters.
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let raft = state.node.raft_status();
     let gauges: [(&str, &str, u64); 7] = [
@@ -49,5 +54,69 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
         );
     }
+    write_syslog(&mut body, &state.config.syslog);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// Each count of [`SyslogCounts`] as one metric family `meniscus_syslog_*`, with one series per
+/// listener labelled `listener="tcp|udp|tls|relp"`.
+fn write_syslog(body: &mut String, listeners: &[Arc<SyslogStats>]) {
+    if listeners.is_empty() {
+        return;
+    }
+    let counts: Vec<(&str, SyslogCounts)> = listeners
+        .iter()
+        .map(|stats| (stats.listener(), stats.snapshot()))
+        .collect();
+    for metric in SyslogCounts::METRICS {
+        let name = format!("meniscus_syslog_{}", metric.name);
+        let kind = match metric.kind {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+        };
+        let _ = writeln!(body, "# HELP {name} {}\n# TYPE {name} {kind}", metric.help);
+        for (listener, counts) in &counts {
+            let value = (metric.value)(counts);
+            let _ = writeln!(body, "{name}{{listener=\"{listener}\"}} {value}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syslog_counts_are_one_family_per_count_with_a_series_per_listener() {
+        let tcp = Arc::new(SyslogStats::new("syslog-tcp"));
+        let udp = Arc::new(SyslogStats::new("syslog-udp"));
+        tcp.received(true);
+        tcp.connection_opened();
+        let mut body = String::new();
+        write_syslog(&mut body, &[tcp, udp]);
+        for line in [
+            "# TYPE meniscus_syslog_received_total counter",
+            "meniscus_syslog_received_total{listener=\"tcp\"} 1",
+            "meniscus_syslog_received_total{listener=\"udp\"} 0",
+            "meniscus_syslog_parse_errors_total{listener=\"tcp\"} 1",
+            "meniscus_syslog_connections_total{listener=\"tcp\"} 1",
+            "# TYPE meniscus_syslog_open_connections gauge",
+            "meniscus_syslog_open_connections{listener=\"tcp\"} 1",
+            "meniscus_syslog_idle_closed_total{listener=\"udp\"} 0",
+        ] {
+            assert!(
+                body.lines().any(|l| l == line),
+                "{line:?} missing from:\n{body}"
+            );
+        }
+        let families = body.lines().filter(|l| l.starts_with("# TYPE")).count();
+        assert_eq!(families, SyslogCounts::METRICS.len());
+    }
+
+    #[test]
+    fn no_syslog_listener_adds_nothing() {
+        let mut body = String::new();
+        write_syslog(&mut body, &[]);
+        assert!(body.is_empty());
+    }
 }

@@ -9,16 +9,20 @@ use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 
 use super::ingest::Ingest;
 use super::{Result, Shutdown, SyslogError};
 
-/// Bytes read from a socket at a time.
+/// Most bytes read from a socket at a time.
 pub(crate) const READ_BUFFER: usize = 64 * 1024;
 /// Wait after a failed `accept` (for example when out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Connections the kernel may hold ready for `accept` (it caps this at `net.core.somaxconn`).
+/// A burst of senders reconnecting at once fits in it instead of waiting for SYN retries.
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// Binds a TCP listener on `addr` for `transport` (`tcp`, `tls`, `relp`); returns it with the
 /// address it got.
@@ -26,13 +30,20 @@ pub(crate) async fn bind(
     addr: SocketAddr,
     transport: &'static str,
 ) -> Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| SyslogError::Bind {
-            transport,
-            addr,
-            source,
-        })?;
+    let bind_error = |source| SyslogError::Bind {
+        transport,
+        addr,
+        source,
+    };
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(bind_error)?;
+    // As `TcpListener::bind` does: a restart may bind while old connections are in TIME_WAIT.
+    socket.set_reuseaddr(true).map_err(bind_error)?;
+    socket.bind(addr).map_err(bind_error)?;
+    let listener = socket.listen(LISTEN_BACKLOG).map_err(bind_error)?;
     let local = listener
         .local_addr()
         .map_err(|source| SyslogError::LocalAddr { transport, source })?;
@@ -54,10 +65,14 @@ pub(crate) async fn accept_loop<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let transport = ingest.transport;
-    let permits = Arc::new(Semaphore::new(ingest.config.max_connections.max(1)));
+    let max_connections = ingest.config.max_connections.max(1);
+    let permits = Arc::new(Semaphore::new(max_connections));
     // Each connection holds a clone of `done`; `recv` returns once all are dropped.
     let (done, mut all_done) = mpsc::channel::<()>(1);
     loop {
+        if permits.available_permits() == 0 {
+            ingest.stats.limit_reached(max_connections);
+        }
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p {
                 Ok(p) => p,
@@ -104,25 +119,65 @@ pub(crate) enum Read {
     WouldBlock,
     /// The connection failed (already logged).
     Failed,
+    /// The sender sent nothing for the idle timeout (already counted and logged).
+    Idle,
 }
 
-/// Reads once, waiting for data.
-pub(crate) async fn read<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut [u8], peer: &str) -> Read {
-    classify(stream.read(buf).await, peer)
+/// A connection's read buffer. Reads fill its spare capacity, so it is never zeroed, and it
+/// gives its memory back before waiting for a quiet sender: an idle connection holds a few
+/// dozen bytes instead of [`READ_BUFFER`].
+#[derive(Debug, Default)]
+pub(crate) struct ReadBuf(Vec<u8>);
+
+impl ReadBuf {
+    /// The bytes of the last read.
+    pub fn data(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Reads once, waiting for data. What is ready is read at once into the full buffer;
+    /// otherwise the buffer is freed while waiting.
+    pub async fn read<S: AsyncRead + Unpin>(&mut self, stream: &mut S, peer: &str) -> Read {
+        match self.read_now(stream, peer).await {
+            Read::WouldBlock => {}
+            read => return read,
+        }
+        self.0 = Vec::new();
+        classify(stream.read_buf(&mut self.0).await, peer)
+    }
+
+    /// Reads what is ready without waiting: one poll of a read, which tokio's and rustls's
+    /// streams allow to be abandoned without losing data.
+    pub async fn read_now<S: AsyncRead + Unpin>(&mut self, stream: &mut S, peer: &str) -> Read {
+        self.0.clear();
+        self.0.reserve(READ_BUFFER);
+        let mut reading = std::pin::pin!(stream.read_buf(&mut self.0));
+        let polled = poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
+        match polled {
+            Poll::Ready(r) => classify(r, peer),
+            Poll::Pending => Read::WouldBlock,
+        }
+    }
 }
 
-/// Reads what is ready without waiting: one poll of a read, which tokio's and rustls's streams
-/// allow to be abandoned without losing data.
-pub(crate) async fn read_now<S: AsyncRead + Unpin>(
+/// Reads once into `buf`, waiting for data at most the listener's idle timeout; a connection
+/// that stays quiet that long is counted in [`SyslogStats`](super::SyslogStats) and gets
+/// [`Read::Idle`].
+pub(crate) async fn read_or_idle<S: AsyncRead + Unpin>(
+    ingest: &Ingest,
     stream: &mut S,
-    buf: &mut [u8],
+    buf: &mut ReadBuf,
     peer: &str,
 ) -> Read {
-    let mut reading = std::pin::pin!(stream.read(buf));
-    let polled = poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
-    match polled {
-        Poll::Ready(r) => classify(r, peer),
-        Poll::Pending => Read::WouldBlock,
+    let Some(idle) = ingest.config.idle_timeout else {
+        return buf.read(stream, peer).await;
+    };
+    match tokio::time::timeout(idle, buf.read(stream, peer)).await {
+        Ok(read) => read,
+        Err(_) => {
+            ingest.stats.idle_closed(peer, idle);
+            Read::Idle
+        }
     }
 }
 

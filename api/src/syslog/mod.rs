@@ -20,6 +20,11 @@
 //! to a publisher task through a short queue, and what does not fit, or cannot be published
 //! within a short time, is counted as dropped.
 //!
+//! **Idle and many connections.** A stream connection whose sender sends nothing for
+//! [`SyslogConfig::idle_timeout`] is closed and counted; at most
+//! [`SyslogConfig::max_connections`] are served at once, the rest wait in the accept backlog.
+//! An idle connection holds no read buffer, so thousands of them cost little memory.
+//!
 //! **Shutdown.** [`Shutdown`] stops accepting and reading; batches already read are published
 //! before `run` returns.
 //!
@@ -63,13 +68,18 @@ use meniscus_event::syslog::Format;
 use tokio::sync::watch;
 
 pub use relp::RelpSyslog;
-pub use stats::{SyslogCounts, SyslogStats};
+pub use stats::{CountMetric, MetricKind, SyslogCounts, SyslogStats};
 pub use tcp::TcpSyslog;
 pub use tls::{TlsSettings, TlsSyslog};
 pub use udp::UdpSyslog;
 
 #[cfg(doc)]
 use meniscus_actors::Node;
+
+/// Default of [`SyslogConfig::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+/// Default of [`SyslogConfig::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Settings of one syslog listener.
 #[derive(Debug, Clone)]
@@ -80,12 +90,17 @@ pub struct SyslogConfig {
     pub format: Format,
     /// Largest message accepted, in bytes; a larger frame is skipped with a log line.
     pub max_frame_bytes: usize,
-    /// Most events published in one batch.
+    /// Most events published in one batch. A stream connection waits for each batch to be
+    /// committed before reading on, so larger batches carry more per commit round trip.
     pub max_batch_events: usize,
     /// Most message bytes published in one batch.
     pub max_batch_bytes: usize,
-    /// TCP: most connections served at once; further senders wait in the accept backlog.
+    /// TCP, TLS, RELP: most connections served at once; further senders wait in the accept
+    /// backlog. Each takes a file descriptor: see `RLIMIT_NOFILE`.
     pub max_connections: usize,
+    /// TCP, TLS, RELP: a connection whose sender sends nothing for this long is closed (and
+    /// counted in [`SyslogCounts::idle_closed`]); `None` keeps idle connections open.
+    pub idle_timeout: Option<Duration>,
     /// How long in-flight batches may keep retrying once shutdown is requested.
     pub shutdown_grace: Duration,
     /// UDP: how long a batch may keep retrying a refused publish before it is dropped.
@@ -108,9 +123,10 @@ impl Default for SyslogConfig {
             tenant: None,
             format: Format::Auto,
             max_frame_bytes: 64 * 1024,
-            max_batch_events: 2048,
+            max_batch_events: 16_384,
             max_batch_bytes: 4 * 1024 * 1024,
-            max_connections: 1024,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             shutdown_grace: Duration::from_secs(10),
             udp_publish_patience: Duration::from_millis(500),
         }

@@ -14,7 +14,7 @@
 //! `500 not stored: ...` (it would be refused again on every resend). A message that could
 //! not be committed before shutdown gets no answer at all, and the session closes: the
 //! sender resends it after reconnecting. A malformed frame closes the connection with a log
-//! line; at shutdown the server sends `serverclose`.
+//! line; at shutdown, or after the idle timeout, the server sends `serverclose`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::ingest::{Added, Batch, Ingest, Origin, Outcome, Patience, Sink};
-use super::listener::{self, Read, READ_BUFFER};
+use super::listener::{self, Read, ReadBuf};
 use super::relp_frame::{write_rsp, RelpFrame, RelpParser, SERVERCLOSE};
 use super::{Result, Shutdown, SyslogConfig, SyslogStats};
 
@@ -103,6 +103,8 @@ enum End {
     Protocol,
     /// Shutdown: answer what is committed, send `serverclose`.
     Shutdown,
+    /// The sender sent nothing for the idle timeout: send `serverclose` (counted already).
+    Idle,
 }
 
 /// The answer owed to one frame of the round, in arrival order.
@@ -193,7 +195,7 @@ struct Session<'a> {
     shutdown: Shutdown,
     parser: RelpParser,
     round: Round,
-    buf: Vec<u8>,
+    buf: ReadBuf,
     out: Vec<u8>,
 }
 
@@ -212,7 +214,7 @@ impl<'a> Session<'a> {
                 open: false,
                 end: None,
             },
-            buf: vec![0; READ_BUFFER],
+            buf: ReadBuf::default(),
             out: Vec::new(),
         }
     }
@@ -226,12 +228,12 @@ impl<'a> Session<'a> {
                 break End::Shutdown;
             }
             let read = tokio::select! {
-                r = listener::read(&mut self.stream, &mut self.buf, peer) => r,
+                r = listener::read_or_idle(self.ingest, &mut self.stream, &mut self.buf, peer) => r,
                 _ = self.shutdown.requested() => break End::Shutdown,
             };
             self.take(read);
             while !self.round.is_full(&self.ingest.config) {
-                match listener::read_now(&mut self.stream, &mut self.buf, peer).await {
+                match self.buf.read_now(&mut self.stream, peer).await {
                     Read::WouldBlock => break,
                     read => self.take(read),
                 }
@@ -241,7 +243,7 @@ impl<'a> Session<'a> {
                 break end;
             }
         };
-        if end == End::Shutdown {
+        if matches!(end, End::Shutdown | End::Idle) {
             self.write(SERVERCLOSE.to_vec()).await;
         }
         if end != End::Disconnected {
@@ -255,6 +257,10 @@ impl<'a> Session<'a> {
         let n = match read {
             Read::Data(n) => n,
             Read::WouldBlock => return,
+            Read::Idle => {
+                self.round.end.get_or_insert(End::Idle);
+                return;
+            }
             Read::Eof | Read::Failed => {
                 self.round.end.get_or_insert(End::Disconnected);
                 return;
@@ -264,9 +270,9 @@ impl<'a> Session<'a> {
             return;
         }
         let (ingest, origin, round) = (self.ingest, self.origin, &mut self.round);
-        let parsed = self
-            .parser
-            .push(&self.buf[..n], |frame| round.handle(ingest, origin, frame));
+        let parsed = self.parser.push(&self.buf.data()[..n], |frame| {
+            round.handle(ingest, origin, frame)
+        });
         if let Err(e) = parsed {
             ingest.stats.protocol_error(origin.peer, &e);
             self.round.end.get_or_insert(End::Protocol);

@@ -29,11 +29,15 @@ pub struct SyslogStats {
     protocol_errors: AtomicU64,
     connections: AtomicU64,
     open_connections: AtomicU64,
+    idle_closed: AtomicU64,
+    limit_reached: AtomicU64,
     rejected_log: RateLimit,
     dropped_log: RateLimit,
     frame_log: RateLimit,
     retry_log: RateLimit,
     protocol_log: RateLimit,
+    idle_log: RateLimit,
+    limit_log: RateLimit,
 }
 
 /// A copy of [`SyslogStats`] at one moment.
@@ -60,6 +64,106 @@ pub struct SyslogCounts {
     pub connections: u64,
     /// Connections open now.
     pub open_connections: u64,
+    /// Connections closed because the sender sent nothing for the idle timeout.
+    pub idle_closed: u64,
+    /// Times the listener reached its connection limit: new senders waited in the backlog.
+    pub limit_reached: u64,
+}
+
+/// Whether a Prometheus series only grows (`counter`) or goes up and down (`gauge`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only grows (until the process restarts).
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+/// One of [`SyslogCounts`] as a metric: its name without prefix, its kind, what it counts.
+#[derive(Debug, Clone, Copy)]
+pub struct CountMetric {
+    /// The name after `meniscus_syslog_`, with `_total` for counters (`received_total`).
+    pub name: &'static str,
+    /// Counter or gauge.
+    pub kind: MetricKind,
+    /// The `# HELP` text.
+    pub help: &'static str,
+    /// Reads the value from a snapshot.
+    pub value: fn(&SyslogCounts) -> u64,
+}
+
+impl SyslogCounts {
+    /// Every count with its metric name and help, in a fixed order: what `/metrics` exports.
+    pub const METRICS: [CountMetric; 12] = [
+        counter(
+            "received_total",
+            "syslog messages read (valid syslog or not)",
+            |c| c.received,
+        ),
+        counter("stored_total", "syslog events committed", |c| c.stored),
+        counter(
+            "parse_errors_total",
+            "syslog messages stored with fields.parse_error",
+            |c| c.parse_errors,
+        ),
+        counter(
+            "rejected_total",
+            "syslog messages refused for their tenant credentials",
+            |c| c.rejected,
+        ),
+        counter(
+            "dropped_total",
+            "syslog messages lost because ingest refused them too long",
+            |c| c.dropped,
+        ),
+        counter(
+            "oversized_total",
+            "syslog frames skipped for their size or cut short",
+            |c| c.oversized,
+        ),
+        counter(
+            "retries_total",
+            "syslog publishes retried after ingest refused them",
+            |c| c.retries,
+        ),
+        counter(
+            "protocol_errors_total",
+            "syslog connections closed for a protocol error",
+            |c| c.protocol_errors,
+        ),
+        counter("connections_total", "syslog connections accepted", |c| {
+            c.connections
+        }),
+        counter(
+            "idle_closed_total",
+            "syslog connections closed after the idle timeout",
+            |c| c.idle_closed,
+        ),
+        counter(
+            "limit_reached_total",
+            "times the syslog connection limit was reached",
+            |c| c.limit_reached,
+        ),
+        CountMetric {
+            name: "open_connections",
+            kind: MetricKind::Gauge,
+            help: "syslog connections open now",
+            value: |c| c.open_connections,
+        },
+    ];
+}
+
+const fn counter(
+    name: &'static str,
+    help: &'static str,
+    value: fn(&SyslogCounts) -> u64,
+) -> CountMetric {
+    CountMetric {
+        name,
+        kind: MetricKind::Counter,
+        help,
+        value,
+    }
 }
 
 impl SyslogStats {
@@ -76,11 +180,15 @@ impl SyslogStats {
             protocol_errors: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             open_connections: AtomicU64::new(0),
+            idle_closed: AtomicU64::new(0),
+            limit_reached: AtomicU64::new(0),
             rejected_log: RateLimit::default(),
             dropped_log: RateLimit::default(),
             frame_log: RateLimit::default(),
             retry_log: RateLimit::default(),
             protocol_log: RateLimit::default(),
+            idle_log: RateLimit::default(),
+            limit_log: RateLimit::default(),
         }
     }
 
@@ -88,6 +196,14 @@ impl SyslogStats {
     /// `syslog-relp`.
     pub fn transport(&self) -> &'static str {
         self.transport
+    }
+
+    /// The listener's short name, as in the `listener` label of `/metrics`: `tcp`, `udp`,
+    /// `tls` or `relp`.
+    pub fn listener(&self) -> &'static str {
+        self.transport
+            .strip_prefix("syslog-")
+            .unwrap_or(self.transport)
     }
 
     /// The counters now.
@@ -103,6 +219,8 @@ impl SyslogStats {
             protocol_errors: self.protocol_errors.load(Relaxed),
             connections: self.connections.load(Relaxed),
             open_connections: self.open_connections.load(Relaxed),
+            idle_closed: self.idle_closed.load(Relaxed),
+            limit_reached: self.limit_reached.load(Relaxed),
         }
     }
 
@@ -185,6 +303,35 @@ impl SyslogStats {
                 protocol_errors_total = total,
                 suppressed_log_lines = suppressed,
                 "syslog connection closed: {error}"
+            );
+        }
+    }
+
+    /// A connection closed because its sender sent nothing for `idle`.
+    pub(crate) fn idle_closed(&self, peer: &str, idle: Duration) {
+        let total = self.idle_closed.fetch_add(1, Relaxed) + 1;
+        if let Some(suppressed) = self.idle_log.allow() {
+            tracing::info!(
+                transport = self.transport,
+                %peer,
+                idle_secs = idle.as_secs_f64(),
+                idle_closed_total = total,
+                suppressed_log_lines = suppressed,
+                "syslog connection closed: idle for the idle timeout"
+            );
+        }
+    }
+
+    /// Every connection permit is taken: new senders wait in the accept backlog.
+    pub(crate) fn limit_reached(&self, max_connections: usize) {
+        let total = self.limit_reached.fetch_add(1, Relaxed) + 1;
+        if let Some(suppressed) = self.limit_log.allow() {
+            tracing::warn!(
+                transport = self.transport,
+                max_connections,
+                limit_reached_total = total,
+                suppressed_log_lines = suppressed,
+                "syslog connection limit reached; new senders wait in the backlog until one closes"
             );
         }
     }

@@ -12,7 +12,7 @@ use tokio::io::AsyncRead;
 use tokio::net::TcpListener;
 
 use super::ingest::{Batch, Ingest, Origin, Patience, Sink};
-use super::listener::{self, Read, READ_BUFFER};
+use super::listener::{self, Read, ReadBuf};
 use super::{Result, Shutdown, SyslogConfig, SyslogStats};
 
 /// At shutdown, a connection is drained until it has had nothing to read for this long.
@@ -92,7 +92,7 @@ pub(crate) async fn serve_stream<S: AsyncRead + Unpin>(
         origin,
         shutdown,
         batch: Batch::default(),
-        buf: vec![0; READ_BUFFER],
+        buf: ReadBuf::default(),
     }
     .run()
     .await
@@ -106,24 +106,27 @@ struct Connection<'a, S> {
     shutdown: Shutdown,
     framer: Framer,
     batch: Batch,
-    buf: Vec<u8>,
+    buf: ReadBuf,
 }
 
 impl<S: AsyncRead + Unpin> Connection<'_, S> {
     /// Reads, frames, and publishes each batch before reading further: while ingest is slow
-    /// this connection does not read, and TCP flow control holds the sender.
+    /// this connection does not read, and TCP flow control holds the sender. A sender quiet
+    /// for the idle timeout is closed like one that hung up: a last unterminated line is kept.
     async fn run(mut self) {
         let (transport, peer) = (self.ingest.transport, self.origin.peer);
         tracing::debug!(%peer, transport, "syslog connection opened");
         let shutdown_requested = loop {
             let read = tokio::select! {
-                r = listener::read(&mut self.stream, &mut self.buf, peer) => self.take(r),
+                r = listener::read_or_idle(self.ingest, &mut self.stream, &mut self.buf, peer) => {
+                    self.take(r)
+                }
                 _ = self.shutdown.requested() => break true,
             };
             let ended = match read {
                 Read::Data(_) => matches!(self.read_ready().await, Read::Eof | Read::Failed),
                 Read::WouldBlock => false,
-                Read::Eof | Read::Failed => true,
+                Read::Eof | Read::Failed | Read::Idle => true,
             };
             if ended {
                 self.finish_stream();
@@ -147,11 +150,8 @@ impl<S: AsyncRead + Unpin> Connection<'_, S> {
             let mut read = self.read_ready().await;
             if read == Read::WouldBlock {
                 let peer = self.origin.peer;
-                let waited = tokio::time::timeout(
-                    DRAIN_QUIET,
-                    listener::read(&mut self.stream, &mut self.buf, peer),
-                )
-                .await;
+                let waited =
+                    tokio::time::timeout(DRAIN_QUIET, self.buf.read(&mut self.stream, peer)).await;
                 read = match waited {
                     Ok(r) => self.take(r),
                     Err(_) => Read::WouldBlock, // quiet: the sender has nothing more
@@ -173,7 +173,7 @@ impl<S: AsyncRead + Unpin> Connection<'_, S> {
             if self.batch.is_full(&self.ingest.config) {
                 return Read::Data(0);
             }
-            let r = listener::read_now(&mut self.stream, &mut self.buf, self.origin.peer).await;
+            let r = self.buf.read_now(&mut self.stream, self.origin.peer).await;
             match self.take(r) {
                 Read::Data(_) => continue,
                 other => return other,
@@ -186,12 +186,13 @@ impl<S: AsyncRead + Unpin> Connection<'_, S> {
         if let Read::Data(n) = read {
             let now = OffsetDateTime::now_utc();
             let (ingest, batch, origin) = (self.ingest, &mut self.batch, self.origin);
-            self.framer.push(&self.buf[..n], |frame| match frame {
-                Ok(frame) => {
-                    batch.add(ingest, frame.data, origin, now);
-                }
-                Err(e) => ingest.stats.frame_error(origin.peer, &e),
-            });
+            self.framer
+                .push(&self.buf.data()[..n], |frame| match frame {
+                    Ok(frame) => {
+                        batch.add(ingest, frame.data, origin, now);
+                    }
+                    Err(e) => ingest.stats.frame_error(origin.peer, &e),
+                });
         }
         read
     }

@@ -465,6 +465,42 @@ async fn relp_shutdown_sends_serverclose_and_leaves_uncommitted_messages_unanswe
     assert_eq!(stats.snapshot().dropped, 1);
 }
 
+#[tokio::test]
+async fn relp_idle_sessions_get_serverclose_after_the_idle_timeout_and_are_counted() {
+    let sink = Arc::new(FakeSink::default());
+    let idle_timeout = Some(Duration::from_millis(300));
+    let (relp, addr) = bind_relp(
+        &sink,
+        SyslogConfig {
+            idle_timeout,
+            ..config()
+        },
+    )
+    .await;
+    let stats = relp.stats();
+    let (stop, shutdown) = Shutdown::channel();
+    let server = tokio::spawn(relp.run(shutdown));
+
+    let mut client = RelpClient::open(addr).await;
+    client
+        .send(2, "syslog", "<13>1 - h a - - - before idling")
+        .await;
+    assert_eq!(
+        client.next().await,
+        Some((2, "rsp".into(), "200 OK".into()))
+    );
+    assert_eq!(
+        client.next().await,
+        Some((0, "serverclose".into(), String::new()))
+    );
+    assert_eq!(client.next().await, None);
+    let counts = stats.snapshot();
+    assert_eq!((counts.idle_closed, counts.stored), (1, 1));
+    eventually("closed", || stats.snapshot().open_connections == 0).await;
+    stop.send(true).unwrap();
+    server.await.unwrap();
+}
+
 /// Certificates made with rcgen: a CA, and leaves it signs.
 mod certs {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};

@@ -88,6 +88,8 @@ pub struct Listeners {
     pub relp: Option<SocketAddr>,
     /// `--syslog-tls ADDR` with its `--tls-*` files.
     pub tls: Option<TlsFiles>,
+    /// Further `meniscus dev` flags (`--syslog-idle-timeout-secs 2`, ...).
+    pub args: Vec<String>,
 }
 
 /// The PEM files of `--syslog-tls`.
@@ -229,6 +231,54 @@ impl SyslogNode {
         }
     }
 
+    /// The PID of the node process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `GET /metrics`: the Prometheus text.
+    pub fn metrics(&self) -> String {
+        let resp = self
+            .client
+            .get(format!("{}/metrics", self.http))
+            .send()
+            .expect("GET /metrics");
+        assert!(
+            resp.status().is_success(),
+            "GET /metrics: {}",
+            resp.status()
+        );
+        resp.text().expect("the metrics text")
+    }
+
+    /// The value of `NAME{listener="LISTENER"}` in a `/metrics` scrape.
+    pub fn metric(&self, name: &str, listener: &str) -> u64 {
+        metric(&self.metrics(), name, listener)
+    }
+
+    /// Polls `/metrics` until `NAME{listener="LISTENER"}` satisfies `ok`; returns its value.
+    pub fn wait_for_metric(
+        &self,
+        name: &str,
+        listener: &str,
+        ok: impl Fn(u64) -> bool,
+        timeout: Duration,
+    ) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let value = self.metric(name, listener);
+            if ok(value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}{{listener={listener:?}}} stayed at {value} for {timeout:?}; metrics:\n{}",
+                self.metrics()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Creates a tenant through the admin API and returns its token.
     pub fn create_tenant(&self, name: &str) -> String {
         let resp = self
@@ -357,7 +407,7 @@ impl SyslogNode {
 
 impl Listeners {
     fn args(&self) -> Vec<String> {
-        let mut args = Vec::new();
+        let mut args = self.args.clone();
         if let Some(relp) = self.relp {
             args.extend(["--relp".to_owned(), relp.to_string()]);
         }
@@ -383,6 +433,17 @@ impl Drop for SyslogNode {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The value of the series `NAME{listener="LISTENER"}` in the Prometheus text `body`.
+pub fn metric(body: &str, name: &str, listener: &str) -> u64 {
+    let series = format!("{name}{{listener=\"{listener}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap_or_else(|| panic!("{series}missing from:\n{body}"))
+        .trim()
+        .parse()
+        .expect("a whole number")
 }
 
 /// A word unique to one test run, to search for.

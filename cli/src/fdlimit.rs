@@ -1,0 +1,107 @@
+//! The open-file limit (`RLIMIT_NOFILE`) against the syslog connection limit.
+//!
+//! Every syslog connection holds a file descriptor, and so do the stores, the HTTP API and the
+//! Raft transport. Many systems start processes with a soft limit of 1024 and a much higher hard
+//! limit, so `meniscus dev` raises the soft limit as far as its listeners need (at most to the
+//! hard limit), and when even that is too low it lowers the connection limits to what fits, with
+//! a warning, rather than run out of descriptors with a store file to open.
+
+/// Descriptors kept for everything but syslog connections: store files, HTTP, the runtime.
+pub const RESERVED: u64 = 1024;
+
+/// What [`fit_connections`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fit {
+    /// The soft open-file limit now in force (`None` when it cannot be read).
+    pub limit: Option<u64>,
+    /// Connections each stream listener may serve at once.
+    pub per_listener: usize,
+}
+
+/// Raises the soft `RLIMIT_NOFILE` so that `listeners` stream listeners can each serve
+/// `max_connections` connections, and returns how many each may serve within the limit it got.
+pub fn fit_connections(listeners: usize, max_connections: usize) -> Fit {
+    if listeners == 0 {
+        return Fit {
+            limit: None,
+            per_listener: max_connections,
+        };
+    }
+    let needed = RESERVED.saturating_add((listeners as u64).saturating_mul(max_connections as u64));
+    let limit = match rlimit::increase_nofile_limit(needed) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, needed, "cannot read or raise the open-file limit (RLIMIT_NOFILE); keeping the syslog connection limit");
+            return Fit {
+                limit: None,
+                per_listener: max_connections,
+            };
+        }
+    };
+    let per_listener = per_listener(limit, listeners, max_connections);
+    if per_listener < max_connections {
+        tracing::warn!(
+            open_file_limit = limit,
+            needed,
+            asked = max_connections,
+            per_listener,
+            "the open-file limit (RLIMIT_NOFILE, hard limit included) is too low for the syslog \
+             connection limit; serving fewer connections per listener (raise it with ulimit -n \
+             or LimitNOFILE=)"
+        );
+    } else {
+        tracing::debug!(
+            open_file_limit = limit,
+            needed,
+            "open-file limit fits the syslog connection limit"
+        );
+    }
+    Fit {
+        limit: Some(limit),
+        per_listener,
+    }
+}
+
+/// Connections per listener that fit in `limit` descriptors beside [`RESERVED`].
+fn per_listener(limit: u64, listeners: usize, max_connections: usize) -> usize {
+    let spare = limit.saturating_sub(RESERVED) / listeners.max(1) as u64;
+    usize::try_from(spare)
+        .unwrap_or(usize::MAX)
+        .clamp(1, max_connections.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_per_listener_fit_beside_the_reserve() {
+        let cases = [
+            // (limit, listeners, asked, expected)
+            (1024 + 30_000, 1, 16_384, 16_384),
+            (20_000, 1, 16_384, 16_384),
+            (20_000, 2, 16_384, 9_488),
+            (1024, 1, 16_384, 1),
+            (0, 3, 100, 1),
+            (u64::MAX, 3, 100, 100),
+        ];
+        for (limit, listeners, asked, expected) in cases {
+            assert_eq!(
+                per_listener(limit, listeners, asked),
+                expected,
+                "{limit} {listeners} {asked}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_stream_listener_changes_nothing() {
+        assert_eq!(
+            fit_connections(0, 10),
+            Fit {
+                limit: None,
+                per_listener: 10
+            }
+        );
+    }
+}
