@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use meniscus_actors::{Node, NodeOptions};
+use meniscus_actors::{ClusterOptions, Node, NodeOptions};
 use meniscus_api::syslog::{
     RelpSyslog, Shutdown, SyslogConfig, TcpSyslog, TlsSettings, TlsSyslog, UdpSyslog,
 };
@@ -22,6 +22,23 @@ const DEFAULT_TENANT: &str = "default";
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut options = NodeOptions::new(&args.data_dir);
     options.indexer.commit_interval = Duration::from_millis(args.commit_interval_ms.max(10));
+    if let Some(members) = &args.cluster.initial_cluster {
+        let id = args.cluster.node_id;
+        let own = members
+            .0
+            .iter()
+            .find(|(m, _)| *m == id)
+            .map(|(_, addr)| *addr);
+        let Some(own) = own else {
+            anyhow::bail!("--node-id {id} is not in --initial-cluster");
+        };
+        options.node_id = id;
+        options.cluster = Some(ClusterOptions {
+            raft_addr: args.cluster.raft.unwrap_or(own),
+            members: members.0.clone(),
+            tick_interval: Duration::from_millis(100),
+        });
+    }
     let node = Arc::new(
         Node::start(options)
             .await
@@ -149,6 +166,12 @@ async fn start_syslog(
 /// credentials.json *before* they are proposed, so a crash in between never leaves a token in
 /// the store that nobody knows.
 async fn bootstrap(node: &Node, args: &DevArgs) -> anyhow::Result<()> {
+    if let Some(members) = &args.cluster.initial_cluster {
+        let lowest = members.0.iter().map(|(id, _)| *id).min();
+        if lowest != Some(args.cluster.node_id) {
+            return Ok(()); // one node bootstraps; the others learn it through the log
+        }
+    }
     if node.has_admin()? {
         return Ok(());
     }
@@ -160,19 +183,39 @@ async fn bootstrap(node: &Node, args: &DevArgs) -> anyhow::Result<()> {
                 DEFAULT_TENANT.to_owned(),
                 meniscus_storage::tokens::generate(),
             );
+            let admin_token = std::env::var("MENISCUS_ADMIN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(meniscus_storage::tokens::generate);
             let fresh = Credentials {
-                admin_token: meniscus_storage::tokens::generate(),
+                admin_token,
                 tenants,
             };
             credentials::store(&args.data_dir, &fresh)?;
             fresh
         }
     };
+    // In a cluster the first proposals wait for an elected leader (peers may still be starting).
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        match propose_credentials(node, &credentials).await {
+            Ok(()) => break,
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::info!(error = %e, "bootstrap waits for a Raft leader");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e).context("bootstrapping the admin and default tenant tokens"),
+        }
+    }
+    tracing::info!(path = %credentials::path(&args.data_dir).display(), "first start: wrote the admin and default tenant tokens");
+    Ok(())
+}
+
+async fn propose_credentials(node: &Node, credentials: &Credentials) -> anyhow::Result<()> {
     for (tenant, token) in &credentials.tenants {
         node.create_tenant_with_token(tenant, token).await?;
     }
     node.add_admin_token(&credentials.admin_token).await?;
-    tracing::info!(path = %credentials::path(&args.data_dir).display(), "first start: wrote the admin and default tenant tokens");
     Ok(())
 }
 

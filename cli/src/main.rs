@@ -29,6 +29,11 @@ enum Command {
     /// Run a complete single-node Meniscus on a local data directory (creates the tenant
     /// `default` and DIR/credentials.json on first start).
     Dev(DevArgs),
+    /// Run one node of a cluster: the same node as `dev`, with `--node-id`, `--raft` and
+    /// `--initial-cluster ID=ADDR,...` (every voter, the same list on every node, like etcd's
+    /// --initial-cluster). The node with the lowest id bootstraps the admin and `default` tokens
+    /// into its credentials.json (the admin token is MENISCUS_ADMIN_TOKEN when set).
+    Start(DevArgs),
     /// Administer tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -94,6 +99,51 @@ struct DevArgs {
     /// Most events in one publish request.
     #[arg(long, default_value_t = 100_000)]
     max_batch_events: usize,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// Cluster membership (for `meniscus start`).
+#[derive(Args, Debug)]
+struct ClusterArgs {
+    /// This node's id in --initial-cluster.
+    #[arg(long, default_value_t = 1)]
+    node_id: u64,
+    /// Node-to-node (Raft) listen address; defaults to this node's address in --initial-cluster.
+    #[arg(long)]
+    raft: Option<SocketAddr>,
+    /// Every voter as ID=ADDR pairs, comma separated, e.g. 1=10.0.0.1:7000,2=10.0.0.2:7000.
+    #[arg(long, value_parser = parse_members)]
+    initial_cluster: Option<Members>,
+}
+
+/// Voters: id and Raft address.
+#[derive(Debug, Clone)]
+struct Members(Vec<(u64, SocketAddr)>);
+
+fn parse_members(s: &str) -> Result<Members, String> {
+    let mut members = Vec::new();
+    for pair in s.split(',').filter(|p| !p.trim().is_empty()) {
+        let (id, addr) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{pair:?}: expected ID=ADDR"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("{id:?}: a node id is a positive number"))?;
+        if id == 0 {
+            return Err("node id 0 is reserved; ids start at 1".into());
+        }
+        let addr: SocketAddr = addr.trim().parse().map_err(|e| format!("{addr:?}: {e}"))?;
+        if members.iter().any(|(other, _)| *other == id) {
+            return Err(format!("node id {id} appears twice"));
+        }
+        members.push((id, addr));
+    }
+    if members.is_empty() {
+        return Err("no members".into());
+    }
+    Ok(Members(members))
 }
 
 #[derive(Subcommand, Debug)]
@@ -128,6 +178,10 @@ async fn main() -> anyhow::Result<()> {
     logging::init(&cli.log_format);
     match cli.command {
         Command::Dev(args) => dev::run(args).await,
+        Command::Start(args) if args.cluster.initial_cluster.is_none() => {
+            anyhow::bail!("meniscus start needs --initial-cluster ID=ADDR,... (use `meniscus dev` for one node)")
+        }
+        Command::Start(args) => dev::run(args).await,
         Command::Tenant(TenantCommand::Create { name, admin }) => {
             client::tenant_create(&admin, &name).await
         }

@@ -19,6 +19,9 @@ pub(crate) struct SearchParams {
     to: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
+    /// `local`: answer from this node's replica. Every search is local for now; the parameter
+    /// is accepted so clients can already say what they mean.
+    read: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -52,6 +55,12 @@ pub(crate) async fn search(
     let tenant = auth::tenant(&state, &headers)?;
     let Query(params) =
         params.map_err(|e| ApiError::bad_request("invalid_parameters", e.body_text()))?;
+    if let Some(read) = params.read.as_deref().filter(|r| *r != "local") {
+        return Err(ApiError::bad_request(
+            "invalid_parameters",
+            format!("read={read:?}: the only read mode is \"local\""),
+        ));
+    }
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(
