@@ -420,25 +420,29 @@ impl<M: StateMachine> Driver<M> {
                     // A new leader's empty entry: whatever was proposed at this index was lost.
                     self.settle(index, entry.term, None);
                 }
-                EntryType::EntryConfChange => self.apply_conf_change::<ConfChange>(&entry.data)?,
+                EntryType::EntryConfChange => {
+                    let mut change = ConfChange::default();
+                    change
+                        .merge_from_bytes(&entry.data)
+                        .map_err(raft::Error::from)?;
+                    let conf_state = self.raw.apply_conf_change(&change)?;
+                    self.log
+                        .set_conf_state(&conf_state)
+                        .map_err(|e| Error::Storage(e.to_string()))?;
+                }
                 EntryType::EntryConfChangeV2 => {
-                    self.apply_conf_change::<ConfChangeV2>(&entry.data)?
+                    let mut change = ConfChangeV2::default();
+                    change
+                        .merge_from_bytes(&entry.data)
+                        .map_err(raft::Error::from)?;
+                    let conf_state = self.raw.apply_conf_change(&change)?;
+                    self.log
+                        .set_conf_state(&conf_state)
+                        .map_err(|e| Error::Storage(e.to_string()))?;
                 }
             }
         }
         Ok(())
-    }
-
-    fn apply_conf_change<C>(&mut self, data: &[u8]) -> Result<()>
-    where
-        C: raft::ConfChangeI + protobuf::Message + Default,
-    {
-        let mut change = C::default();
-        change.merge_from_bytes(data).map_err(raft::Error::from)?;
-        let conf_state = self.raw.apply_conf_change(&change)?;
-        self.log
-            .set_conf_state(&conf_state)
-            .map_err(|e| Error::Storage(e.to_string()))
     }
 
     /// Answers whoever waits for the entry at `index`, applied with `output` (`None`: the entry
