@@ -124,12 +124,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ..defaults
     };
     let id_len = if args.with_ids {
-        // `"id":"b1000-123456789-999",` — the id is part of the event's size.
-        r#""id":"b1000-000000000-000","#.len()
+        // `"id":"<8 hex digits of request><5 of position>",` — part of the event's size.
+        r#""id":"0000000000000","#.len()
     } else {
         0
     };
     let pool = Arc::new(generate_pool(args.event_bytes - id_len, POOL_LINES));
+    let avg_event_bytes =
+        pool.iter().map(String::len).sum::<usize>() as f64 / pool.len() as f64 + id_len as f64;
 
     let progress = progress_bar();
     let baseline = if args.baseline_events > 0 {
@@ -197,6 +199,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let report = Report {
         machine,
+        avg_event_bytes,
         index_threads: settings.threads,
         args: &args,
         baseline,
@@ -365,6 +368,13 @@ fn event_line(rng: &mut Rng, target: usize, marker: Option<&str>) -> String {
         )
     };
     let line = build(&msg);
+    if line.len() > target {
+        // Too long: shorten the message (ASCII), keeping a probe's marker at its start.
+        let shortest = marker.map_or(24, |m| m.len() + 24);
+        let keep = msg.len().saturating_sub(line.len() - target).max(shortest);
+        msg.truncate(keep);
+        return build(msg.trim_end());
+    }
     if line.len() + 1 >= target {
         return line;
     }
@@ -435,7 +445,8 @@ impl Workload {
                 _ => &pool[(start + k) % pool.len()],
             };
             if self.with_ids {
-                let _ = write!(body, r#"{{"id":"b{}-{request:09}-{k:03}","#, self.batch);
+                // Unique within the tenant (one per run) for batches up to 2^20 events.
+                let _ = write!(body, r#"{{"id":"{request:08x}{k:05x}","#);
                 body.push_str(&line[1..]);
             } else {
                 body.push_str(line);
@@ -1128,6 +1139,7 @@ struct Target {
 
 struct Report<'a> {
     machine: Machine,
+    avg_event_bytes: f64,
     index_threads: usize,
     args: &'a BenchArgs,
     baseline: Option<Baseline>,
@@ -1291,6 +1303,7 @@ impl Report<'_> {
             },
             "settings": {
                 "event_bytes": self.args.event_bytes,
+                "avg_event_bytes": round(self.avg_event_bytes, 1),
                 "with_ids": self.args.with_ids,
                 "duration_secs": self.args.events.is_none().then_some(self.args.duration_secs),
                 "events_per_batch_size": self.args.events,
@@ -1329,8 +1342,9 @@ impl Report<'_> {
         );
         let _ = writeln!(
             out,
-            "{}-byte NDJSON events{}, index commit every {} ms with {} indexing thread(s), probe every {} ms, {}; MB = 10^6 bytes of request body",
+            "{}-byte NDJSON events (average {:.1} bytes){}, index commit every {} ms with {} indexing thread(s), probe every {} ms, {}; MB = 10^6 bytes of request body",
             a.event_bytes,
+            self.avg_event_bytes,
             if a.with_ids { " with ids" } else { " without ids" },
             a.commit_interval_ms,
             self.index_threads,
