@@ -1,8 +1,7 @@
 //! The tantivy schema of a tenant index.
 
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, Field, JsonObjectOptions, Schema, FAST, INDEXED, STORED,
-    STRING, TEXT,
+    DateOptions, DateTimePrecision, Field, JsonObjectOptions, Schema, FAST, STORED, STRING, TEXT,
 };
 
 /// Every field of a tenant index, resolved once.
@@ -34,8 +33,9 @@ pub(crate) const DEFAULT_QUERY_FIELDS: &[&str] = &["message"];
 
 pub(crate) fn build() -> (Schema, Fields) {
     let mut b = Schema::builder();
+    // Fast only, not indexed: range filters on fast fields never use the inverted index in
+    // tantivy 0.27, and indexing three timestamps per event cost ~10% of ingest CPU.
     let date = DateOptions::default()
-        .set_indexed()
         .set_fast()
         .set_precision(DateTimePrecision::Microseconds);
     let json = JsonObjectOptions::from(TEXT).set_expand_dots_enabled();
@@ -53,7 +53,7 @@ pub(crate) fn build() -> (Schema, Fields) {
         received_at: b.add_date_field("received_at", date),
         structured_data: b.add_json_field("structured_data", json.clone()),
         fields: b.add_json_field("fields", json),
-        ts_us: b.add_i64_field("_ts_us", FAST | INDEXED),
+        ts_us: b.add_i64_field("_ts_us", FAST),
         seq: b.add_u64_field("_seq", FAST),
         source: b.add_bytes_field("_source", STORED),
     };
