@@ -1,18 +1,21 @@
 //! `meniscus bench`: ingest throughput and acknowledgement-to-searchable latency of a fresh node.
 //!
-//! Everything runs in this one process: a node (storage, Raft, actors, HTTP API) on a fresh
-//! temporary data directory and an ephemeral port, publishers that drive it over real HTTP, and a
-//! baseline — the same events indexed straight into tantivy, without HTTP or Raft — so the
-//! figures can be reported as ratios against a baseline measured on the same machine, in the same
-//! run.
+//! Everything runs in this one process: a node (storage, Raft, actors, HTTP API) on a temporary
+//! data directory and an ephemeral port, publishers that drive it over real HTTP, and a baseline
+//! — the same events indexed straight into tantivy, without HTTP or Raft — so the figures can be
+//! reported as ratios against a baseline measured on the same machine, in the same run.
 //!
-//! Per batch size (each in its own tenant, so every batch size starts from an empty index):
+//! Each run (one per batch size, plus by default the target: batch 1,000 offered at
+//! 100,000 events/s) gets a fresh node, and measures:
 //! - throughput from the first request to the last acknowledgement (an HTTP 200 means the batch
-//!   is committed and fsync'd);
+//!   is committed and fsync'd), publishers closed loop (as fast as acknowledged) or open loop
+//!   (`--rate`);
 //! - acknowledgement-to-searchable latency: every `--probe-interval-ms` one published batch
 //!   carries a unique marker term; after its acknowledgement a separate task searches for it
 //!   until found;
-//! - drain: from the last acknowledgement until `q=*` counts every acknowledged event.
+//! - drain: from the last acknowledgement until `q=*` counts every acknowledged event;
+//! - the process's CPU time per event, and how much CPU other processes took meanwhile (on a
+//!   shared machine the rates move with it; CPU per event and the ratios move less).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
