@@ -317,4 +317,32 @@ mod tests {
         assert_eq!(w.add_entry(4, &batch).unwrap(), 0);
         assert_eq!(total(&reopened), 2);
     }
+
+    #[test]
+    fn only_publisher_ids_are_searchable() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = TenantIndex::open_or_create(dir.path(), "acme").unwrap();
+        let mut w = index.writer(15_000_000, 1).unwrap();
+        let given = event(1, "a", Severity::Info);
+        let mut generated = event(2, "b", Severity::Info);
+        generated.id_from_publisher = false;
+        w.add_entry(1, &[given, generated]).unwrap();
+        w.commit().unwrap();
+        let search = |query: &str| {
+            index
+                .search(&SearchRequest {
+                    query: query.into(),
+                    limit: 10,
+                    ..Default::default()
+                })
+                .unwrap()
+        };
+        assert_eq!(ids(&search("id:e1")), ["e1"]);
+        assert_eq!(search("id:e2").total, 0, "a generated id is not indexed");
+        assert_eq!(
+            ids(&search("b")),
+            ["e2"],
+            "but it is returned with its event"
+        );
+    }
 }
