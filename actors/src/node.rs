@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use meniscus_consensus::transport::Transport;
+use meniscus_consensus::transport::{PeerStatus, Transport};
 use meniscus_consensus::{RaftConfig, RaftHandle, RaftNode, RaftStatus, RaftThread};
 use meniscus_event::Event;
 use meniscus_storage::{
-    tokens, AddAdminToken, AppendEvents, ApplyOutcome, Command, CommandKind, CreateTenant,
-    IndexStore, Metadata, Principal, RaftLog, RotateToken, SearchRequest, SearchResponse,
+    tokens, AddAdminToken, AppendEvents, ApplyOutcome, Command, CommandKind, CompactLog,
+    CreateTenant, IndexStore, Metadata, Principal, RaftLog, RotateToken, SearchRequest,
+    SearchResponse,
 };
 use ractor::{Actor, ActorRef};
 use raft::Storage;
@@ -74,6 +75,26 @@ pub struct Node {
     max_backlog: u64,
     compactor: tokio::task::JoinHandle<()>,
     db: sled::Db,
+    transport: Option<Arc<Transport>>,
+    raft_addr: Option<SocketAddr>,
+    clustered: bool,
+}
+
+/// What [`Node::cluster_status`] reports.
+#[derive(Debug, Clone)]
+pub struct ClusterStatus {
+    /// This node's id.
+    pub node_id: u64,
+    /// This node's Raft address (`None` for a node that runs alone).
+    pub raft_addr: Option<SocketAddr>,
+    /// The other members this node knows, with its connection to each.
+    pub peers: Vec<PeerStatus>,
+    /// The Raft group's state as this node sees it.
+    pub raft: RaftStatus,
+    /// The first index still in this node's Raft log.
+    pub log_first_index: u64,
+    /// Every tenant, in name order.
+    pub tenants: Vec<String>,
 }
 
 /// Drops the Raft log below what every tenant index has committed, so disk use stays bounded.
@@ -82,9 +103,16 @@ pub struct Node {
 /// A tenant constrains compaction only while it has entries its index has not committed (its
 /// last entry in this process is above its commit point); tenants that were behind at start are
 /// recorded as such in [`Node::start`].
-async fn compact_log(metadata: &Metadata, ctx: &NodeContext) -> Result<u64> {
+///
+/// In a cluster, the log is also kept from what the leader last allowed (a `CompactLog` entry:
+/// below what every member has stored), so a lagging or restarting member can still catch up
+/// from any node's log.
+async fn compact_log(metadata: &Metadata, ctx: &NodeContext, clustered: bool) -> Result<u64> {
     let watermark = ctx.progress.watermark();
     let mut keep_from = watermark.min(metadata.applied_index()?);
+    if clustered {
+        keep_from = keep_from.min(metadata.compact_allowed()?);
+    }
     for tenant in metadata.tenants()? {
         let last = ctx.progress.last_entry_of(&tenant.name);
         if last == 0 {
@@ -105,6 +133,25 @@ async fn compact_log(metadata: &Metadata, ctx: &NodeContext) -> Result<u64> {
     .await
     .map_err(|e| Error::Actor(format!("compaction task failed: {e}")))?
     .map_err(|e| Error::Storage(meniscus_storage::Error::Raft(e)))
+}
+
+/// On the leader: proposes a `CompactLog` entry for the lowest index every member has stored,
+/// when that moved. A member that is down holds it back, so it can catch up from the log when
+/// it returns (until snapshots of the index files can be sent instead).
+async fn allow_compaction(metadata: &Metadata, raft: &RaftHandle<ApplyOutcome>) {
+    let status = raft.status();
+    if status.leader != status.id || status.replicas.is_empty() {
+        return;
+    }
+    let stored_everywhere = status.replicas.iter().map(|r| r.matched).min().unwrap_or(0);
+    let below = stored_everywhere.min(status.applied) + 1;
+    if below <= metadata.compact_allowed().unwrap_or(u64::MAX) {
+        return;
+    }
+    let command = Command::new(CommandKind::CompactLog(CompactLog { below }));
+    if let Err(e) = raft.propose(command.to_bytes()).await {
+        tracing::debug!(error = %e, "could not propose log compaction; will retry");
+    }
 }
 
 fn now_nanos() -> i64 {
@@ -149,13 +196,15 @@ impl Node {
         let mut raft_config = RaftConfig::single(options.node_id);
         let mut transport = None;
         let mut inbound = None;
+        let mut raft_addr = None;
         if let Some(cluster) = &options.cluster {
             raft_config.initial_voters = cluster.members.iter().map(|(id, _)| *id).collect();
             raft_config.tick_interval = cluster.tick_interval;
             let (sender, receiver) = tokio::sync::mpsc::channel(16 * 1024);
-            let (bound, _) = Transport::bind(options.node_id, cluster.raft_addr, sender)
+            let (bound, local) = Transport::bind(options.node_id, cluster.raft_addr, sender)
                 .await
                 .map_err(meniscus_storage::Error::from)?;
+            raft_addr = Some(local);
             for (id, addr) in &cluster.members {
                 if *id != options.node_id {
                     bound.set_peer(*id, *addr);
@@ -164,7 +213,8 @@ impl Node {
             transport = Some(bound);
             inbound = Some(receiver);
         }
-        let (raft, raft_thread) = RaftNode::start(raft_config, log, applied, applier, transport)?;
+        let (raft, raft_thread) =
+            RaftNode::start(raft_config, log, applied, applier, transport.clone())?;
         if let Some(mut inbound) = inbound {
             let stepper = raft.clone();
             tokio::spawn(async move {
@@ -185,12 +235,17 @@ impl Node {
                 tracing::warn!("the node is not writable 10 s after start; writes will wait");
             }
         }
+        let clustered = options.cluster.is_some();
         let compactor = {
             let (metadata, ctx, every) = (metadata.clone(), ctx.clone(), options.compact_interval);
+            let raft = raft.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(every).await;
-                    if let Err(e) = compact_log(&metadata, &ctx).await {
+                    if clustered {
+                        allow_compaction(&metadata, &raft).await;
+                    }
+                    if let Err(e) = compact_log(&metadata, &ctx, clustered).await {
                         tracing::warn!(error = %e, "raft log compaction failed; will retry");
                     }
                 }
@@ -205,6 +260,9 @@ impl Node {
             ctx,
             max_backlog: options.max_indexing_backlog_bytes,
             db,
+            transport,
+            raft_addr,
+            clustered,
         })
     }
 
@@ -325,7 +383,10 @@ impl Node {
     /// Drops the Raft log below what every tenant index has committed (see [`compact_log`]).
     /// Returns the log's new first index.
     pub async fn compact_log(&self) -> Result<u64> {
-        compact_log(&self.metadata, &self.ctx).await
+        if self.clustered {
+            allow_compaction(&self.metadata, &self.raft).await;
+        }
+        compact_log(&self.metadata, &self.ctx, self.clustered).await
     }
 
     /// The Raft log's first index (everything below was compacted).
@@ -336,6 +397,22 @@ impl Node {
     /// The Raft group's state.
     pub fn raft_status(&self) -> RaftStatus {
         self.raft.status()
+    }
+
+    /// Membership, leadership and replication progress, as this node sees them.
+    pub fn cluster_status(&self) -> Result<ClusterStatus> {
+        Ok(ClusterStatus {
+            node_id: self.raft.status().id,
+            raft_addr: self.raft_addr,
+            peers: self
+                .transport
+                .as_ref()
+                .map(|t| t.peers())
+                .unwrap_or_default(),
+            raft: self.raft.status(),
+            log_first_index: self.log_first_index(),
+            tenants: self.tenant_names()?,
+        })
     }
 
     /// Whether the node can take writes now.
@@ -375,6 +452,9 @@ impl Node {
     pub async fn shutdown(&self) -> Result<()> {
         self.compactor.abort();
         self.raft.shutdown();
+        if let Some(transport) = &self.transport {
+            transport.shutdown();
+        }
         let thread = self
             .raft_thread
             .lock()

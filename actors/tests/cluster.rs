@@ -142,3 +142,82 @@ async fn every_replica_indexes_every_event_and_the_group_survives_its_leader() {
         node.shutdown().await.unwrap();
     }
 }
+
+fn options(dir: &std::path::Path, id: u64, members: &[(u64, SocketAddr)]) -> NodeOptions {
+    let mut options = NodeOptions::new(dir);
+    options.node_id = id;
+    options.indexer.commit_interval = Duration::from_millis(50);
+    options.indexer.memory_budget_bytes = 20_000_000;
+    options.indexer.threads = 1;
+    options.compact_interval = Duration::from_secs(3600); // compacted by hand below
+    options.cluster = Some(ClusterOptions {
+        raft_addr: members[id as usize - 1].1,
+        members: members.to_vec(),
+        tick_interval: Duration::from_millis(20),
+    });
+    options
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_keeps_what_a_stopped_member_needs_and_it_catches_up() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let members: Vec<(u64, SocketAddr)> = (1..=3).map(|id| (id, free_addr())).collect();
+    let mut nodes = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let node = Node::start(options(dir.path(), i as u64 + 1, &members)).await;
+        nodes.push(Some(node.unwrap()));
+    }
+    let leader = wait_leader(&nodes).await;
+    let l = nodes[leader].as_ref().unwrap();
+    l.create_tenant("acme").await.unwrap().unwrap();
+    for batch in 0..5 {
+        l.publish("acme", &events(batch * 100, 100)).await.unwrap();
+    }
+    let all: Vec<&Node> = nodes.iter().flatten().collect();
+    wait_count(&all, 500).await;
+
+    // Stop a follower, write more, and compact everywhere.
+    let down = (leader + 1) % 3;
+    nodes[down].take().unwrap().shutdown().await.unwrap();
+    let l = nodes[leader].as_ref().unwrap();
+    let stored_on_down = l
+        .cluster_status()
+        .unwrap()
+        .raft
+        .replicas
+        .iter()
+        .find(|r| r.id == down as u64 + 1)
+        .unwrap()
+        .matched;
+    for batch in 5..10 {
+        l.publish("acme", &events(batch * 100, 100)).await.unwrap();
+    }
+    let live: Vec<&Node> = nodes.iter().flatten().collect();
+    wait_count(&live, 1000).await;
+    for node in &live {
+        let first = node.compact_log().await.unwrap();
+        assert!(
+            first <= stored_on_down + 1,
+            "a log was compacted to {first}, past what the stopped member stored ({stored_on_down})"
+        );
+    }
+
+    // It returns, catches up from the log, and compaction moves on once it has.
+    let node = Node::start(options(dirs[down].path(), down as u64 + 1, &members)).await;
+    nodes[down] = Some(node.unwrap());
+    let all: Vec<&Node> = nodes.iter().flatten().collect();
+    wait_count(&all, 1000).await;
+    let l = nodes[leader].as_ref().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let first = l.compact_log().await.unwrap();
+        if first > stored_on_down + 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "compaction stuck at {first}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for node in nodes.into_iter().flatten() {
+        node.shutdown().await.unwrap();
+    }
+}

@@ -32,6 +32,23 @@ pub struct RaftStatus {
     pub applied: u64,
     /// Whether the Raft thread is running.
     pub running: bool,
+    /// Voting members.
+    pub voters: Vec<u64>,
+    /// Non-voting members (catching up before they vote).
+    pub learners: Vec<u64>,
+    /// Every member's replication progress, as the leader sees it; empty on other nodes.
+    pub replicas: Vec<ReplicaProgress>,
+}
+
+/// How far the leader has replicated its log to one member.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaProgress {
+    /// The member's id.
+    pub id: u64,
+    /// Highest log index known to be stored on it.
+    pub matched: u64,
+    /// Whether it answered within the last election timeout.
+    pub recent_active: bool,
 }
 
 pub(crate) enum Request<O> {

@@ -18,5 +18,5 @@ mod node;
 pub mod transport;
 
 pub use error::{Error, Result};
-pub use handle::{Committed, RaftHandle, RaftStatus};
+pub use handle::{Committed, RaftHandle, RaftStatus, ReplicaProgress};
 pub use node::{RaftConfig, RaftNode, RaftThread, StateMachine};

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use crate::handle::Request;
 use crate::logger::raft_logger;
 use crate::transport::{Envelope, Forward, ForwardReply, Transport};
-use crate::{Committed, Error, RaftHandle, RaftStatus, Result};
+use crate::{Committed, Error, RaftHandle, RaftStatus, ReplicaProgress, Result};
 
 /// How one Raft group runs.
 #[derive(Debug, Clone)]
@@ -487,5 +487,25 @@ impl<M: StateMachine> Driver<M> {
         status.leader = raft.leader_id;
         status.commit = raft.raft_log.committed;
         status.applied = raft.raft_log.applied;
+        let conf = raft.prs().conf();
+        status.voters = conf.voters().ids().iter().collect();
+        status.voters.sort_unstable();
+        status.learners = conf.learners().iter().copied().collect();
+        status.learners.sort_unstable();
+        status.replicas.clear();
+        if raft.state == StateRole::Leader {
+            status
+                .replicas
+                .extend(raft.prs().iter().map(|(id, p)| ReplicaProgress {
+                    id: *id,
+                    matched: if *id == raft.id {
+                        raft.raft_log.last_index()
+                    } else {
+                        p.matched
+                    },
+                    recent_active: *id == raft.id || p.recent_active,
+                }));
+            status.replicas.sort_unstable_by_key(|r| r.id);
+        }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -119,8 +119,28 @@ pub struct TransportStats {
 /// Sends Raft messages to peers and receives theirs.
 pub struct Transport {
     node_id: u64,
-    peers: Mutex<HashMap<u64, mpsc::Sender<Envelope>>>,
+    peers: Mutex<HashMap<u64, Peer>>,
     stats: Arc<TransportStats>,
+    /// The listener and its connections; aborted by [`Transport::shutdown`].
+    accept_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// One peer's outbound queue and connection state.
+struct Peer {
+    queue: mpsc::Sender<Envelope>,
+    addr: SocketAddr,
+    connected: Arc<AtomicBool>,
+}
+
+/// What [`Transport::peers`] reports of one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The peer's node id.
+    pub id: u64,
+    /// Its Raft address.
+    pub addr: SocketAddr,
+    /// Whether our connection to it is up (it is opened when there is something to send).
+    pub connected: bool,
 }
 
 impl Transport {
@@ -134,30 +154,69 @@ impl Transport {
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let stats = Arc::new(TransportStats::default());
-        tokio::spawn(accept_loop(listener, inbound, stats.clone()));
+        let accept_task = tokio::spawn(accept_loop(listener, inbound, stats.clone()));
         let transport = Arc::new(Transport {
             node_id,
             peers: Mutex::new(HashMap::new()),
             stats,
+            accept_task: Mutex::new(Some(accept_task)),
         });
         Ok((transport, local))
     }
 
     /// Adds (or re-points) a peer. Messages to unknown peers are dropped.
     pub fn set_peer(&self, id: u64, addr: SocketAddr) {
-        let (sender, receiver) = mpsc::channel(PEER_QUEUE);
+        let (queue, receiver) = mpsc::channel(PEER_QUEUE);
+        let connected = Arc::new(AtomicBool::new(false));
         tokio::spawn(peer_loop(
-            self.node_id,
-            id,
-            addr,
+            PeerLink {
+                from: self.node_id,
+                to: id,
+                addr,
+                connected: connected.clone(),
+            },
             receiver,
             self.stats.clone(),
         ));
         // Replacing the sender ends the previous peer task when its queue drains.
-        self.peers
+        self.peers.lock().expect("peers lock poisoned").insert(
+            id,
+            Peer {
+                queue,
+                addr,
+                connected,
+            },
+        );
+    }
+
+    /// Closes the listener and every connection, and drops queued messages: the address can be
+    /// bound again (a node restarting in the same process).
+    pub fn shutdown(&self) {
+        if let Some(task) = self
+            .accept_task
             .lock()
-            .expect("peers lock poisoned")
-            .insert(id, sender);
+            .expect("accept lock poisoned")
+            .take()
+        {
+            task.abort();
+        }
+        // Dropping a peer's queue ends its task.
+        self.peers.lock().expect("peers lock poisoned").clear();
+    }
+
+    /// Every known peer, by id.
+    pub fn peers(&self) -> Vec<PeerStatus> {
+        let peers = self.peers.lock().expect("peers lock poisoned");
+        let mut out: Vec<PeerStatus> = peers
+            .iter()
+            .map(|(id, p)| PeerStatus {
+                id: *id,
+                addr: p.addr,
+                connected: p.connected.load(Ordering::Relaxed),
+            })
+            .collect();
+        out.sort_unstable_by_key(|p| p.id);
+        out
     }
 
     /// Removes a peer.
@@ -181,7 +240,7 @@ impl Transport {
                 },
                 Err(_) => continue,
             };
-            if peer.try_send(envelope).is_err() {
+            if peer.queue.try_send(envelope).is_err() {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -191,7 +250,9 @@ impl Transport {
     /// be queued (unknown peer, full queue): the caller fails the request rather than waiting.
     pub fn send_envelope(&self, to: u64, envelope: Envelope) -> bool {
         let peers = self.peers.lock().expect("peers lock poisoned");
-        let queued = peers.get(&to).is_some_and(|p| p.try_send(envelope).is_ok());
+        let queued = peers
+            .get(&to)
+            .is_some_and(|p| p.queue.try_send(envelope).is_ok());
         if !queued {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -204,13 +265,25 @@ impl Transport {
     }
 }
 
-async fn peer_loop(
+/// Who a peer task sends for and to.
+struct PeerLink {
     from: u64,
     to: u64,
     addr: SocketAddr,
+    connected: Arc<AtomicBool>,
+}
+
+async fn peer_loop(
+    link: PeerLink,
     mut queue: mpsc::Receiver<Envelope>,
     stats: Arc<TransportStats>,
 ) {
+    let PeerLink {
+        from,
+        to,
+        addr,
+        connected,
+    } = link;
     let mut backoff = Duration::from_millis(50);
     let mut stream: Option<TcpStream> = None;
     while let Some(first) = queue.recv().await {
@@ -228,6 +301,7 @@ async fn peer_loop(
                 Ok(s) => {
                     let _ = s.set_nodelay(true);
                     stream = Some(s);
+                    connected.store(true, Ordering::Relaxed);
                     backoff = Duration::from_millis(50);
                 }
                 Err(e) => {
@@ -249,6 +323,7 @@ async fn peer_loop(
             tracing::debug!(peer = to, error = %e, "peer connection broke; reconnecting");
             stats.dropped.fetch_add(count, Ordering::Relaxed);
             stream = None;
+            connected.store(false, Ordering::Relaxed);
         }
     }
 }
@@ -258,11 +333,14 @@ async fn accept_loop(
     inbound: mpsc::Sender<Inbound>,
     stats: Arc<TransportStats>,
 ) {
+    // Connections live in this set so that aborting the accept task closes them too.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(read_connection(
+                connections.spawn(read_connection(
                     stream,
                     peer,
                     inbound.clone(),

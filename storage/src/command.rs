@@ -8,7 +8,7 @@ use crate::Result;
 #[derive(Clone, PartialEq, Message)]
 pub struct Command {
     /// The command itself.
-    #[prost(oneof = "CommandKind", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "CommandKind", tags = "1, 2, 3, 4, 5")]
     pub kind: Option<CommandKind>,
 }
 
@@ -27,6 +27,9 @@ pub enum CommandKind {
     /// Append a batch of events to a tenant's store.
     #[prost(message, tag = "4")]
     AppendEvents(AppendEvents),
+    /// Allow every replica to drop its Raft log below an index that every member has stored.
+    #[prost(message, tag = "5")]
+    CompactLog(CompactLog),
 }
 
 /// See [`CommandKind::CreateTenant`].
@@ -74,6 +77,14 @@ pub struct AppendEvents {
     /// A `meniscus_event::wire::EventBatch`, kept encoded so routing does not decode events.
     #[prost(bytes = "vec", tag = "2")]
     pub batch: Vec<u8>,
+}
+
+/// See [`CommandKind::CompactLog`].
+#[derive(Clone, PartialEq, Message)]
+pub struct CompactLog {
+    /// Entries below this index are stored on every member (the leader's view when proposed).
+    #[prost(uint64, tag = "1")]
+    pub below: u64,
 }
 
 impl Command {

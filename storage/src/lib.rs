@@ -26,7 +26,9 @@ mod search;
 mod tenant_index;
 pub mod tokens;
 
-pub use command::{AddAdminToken, AppendEvents, Command, CommandKind, CreateTenant, RotateToken};
+pub use command::{
+    AddAdminToken, AppendEvents, Command, CommandKind, CompactLog, CreateTenant, RotateToken,
+};
 pub use error::{Error, Result};
 pub use index_store::IndexStore;
 pub use metadata::{ApplyOutcome, Metadata, Principal, TenantRecord};

@@ -9,6 +9,7 @@ use crate::command::{Command, CommandKind};
 use crate::{tokens, Error, Result};
 
 const APPLIED_KEY: &[u8] = b"applied_index";
+const COMPACT_ALLOWED_KEY: &[u8] = b"compact_allowed_below";
 
 /// Who a bearer token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +73,12 @@ impl Metadata {
     /// The index of the last entry applied (0 when none).
     pub fn applied_index(&self) -> Result<u64> {
         read_u64(self.state.get(APPLIED_KEY)?)
+    }
+
+    /// The index below which the cluster allows replicas to compact their Raft log: every
+    /// member had stored everything below it when the leader proposed it (0 when never said).
+    pub fn compact_allowed(&self) -> Result<u64> {
+        read_u64(self.state.get(COMPACT_ALLOWED_KEY)?)
     }
 
     /// Applies the committed entry at `index`. Entries at or below the applied index are skipped.
@@ -141,6 +148,14 @@ impl Metadata {
                         } else {
                             ApplyOutcome::NotMetadata
                         }
+                    }
+                    Some(CommandKind::CompactLog(c)) => {
+                        let allowed = read_u64(state.get(COMPACT_ALLOWED_KEY)?)
+                            .map_err(ConflictableTransactionError::Abort)?;
+                        if c.below > allowed {
+                            state.insert(COMPACT_ALLOWED_KEY, &c.below.to_be_bytes())?;
+                        }
+                        ApplyOutcome::Applied
                     }
                     None => ApplyOutcome::Applied,
                 };

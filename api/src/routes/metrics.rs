@@ -7,6 +7,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
+use meniscus_consensus::ReplicaProgress;
+
 use crate::syslog::{MetricKind, SyslogCounts, SyslogStats};
 use crate::AppState;
 
@@ -54,8 +56,41 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
         );
     }
+    write_replicas(&mut body, &raft.replicas, raft.commit);
     write_syslog(&mut body, &state.config.syslog);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// Per-replica lag and liveness, as the leader sees them (nothing on other nodes).
+fn write_replicas(body: &mut String, replicas: &[ReplicaProgress], commit: u64) {
+    if replicas.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        body,
+        "# HELP meniscus_raft_replica_lag committed entries a replica has not stored yet (leader only)\n\
+         # TYPE meniscus_raft_replica_lag gauge"
+    );
+    for r in replicas {
+        let lag = commit.saturating_sub(r.matched);
+        let _ = writeln!(
+            body,
+            "meniscus_raft_replica_lag{{replica=\"{}\"}} {lag}",
+            r.id
+        );
+    }
+    let _ = writeln!(
+        body,
+        "# HELP meniscus_raft_replica_active 1 when a replica answered the leader lately (leader only)\n\
+         # TYPE meniscus_raft_replica_active gauge"
+    );
+    for r in replicas {
+        let _ = writeln!(
+            body,
+            "meniscus_raft_replica_active{{replica=\"{}\"}} {}",
+            r.id, r.recent_active as u8
+        );
+    }
 }
 
 /// Each count of [`SyslogCounts`] as one metric family `meniscus_syslog_*`, with one series per

@@ -1,5 +1,6 @@
 //! One file per resource.
 
+mod cluster;
 mod events;
 mod health;
 mod metrics;
@@ -19,6 +20,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/tenants/{name}/tokens", post(tenants::rotate))
         .route("/v1/events", post(events::publish))
         .route("/v1/search", get(search::search))
+        .route("/v1/cluster", get(cluster::status))
         .fallback(|| async {
             crate::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
