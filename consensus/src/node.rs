@@ -143,6 +143,15 @@ enum Waiter<O> {
     Remote { from: u64, id: u64 },
 }
 
+/// A proposal this node forwarded, waiting for the leader's answer.
+struct ForwardedProposal<O> {
+    reply: Reply<O>,
+    sent: Instant,
+    /// The leader it went to: if another node leads before it answers, the answer may never
+    /// come, and the caller is told at once so it can retry.
+    leader: u64,
+}
+
 /// How long a forwarded proposal may wait for the leader's answer.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many applied outputs are kept for late forward answers.
@@ -156,8 +165,8 @@ struct Driver<M: StateMachine> {
     machine: M,
     /// Proposals waiting for their entry to apply: index -> (term proposed in, who waits).
     waiters: BTreeMap<u64, (u64, Waiter<M::Output>)>,
-    /// Our proposals forwarded to the leader, waiting for its answer: request id -> reply.
-    forwarded: HashMap<u64, (Reply<M::Output>, Instant)>,
+    /// Our proposals forwarded to the leader, waiting for its answer.
+    forwarded: HashMap<u64, ForwardedProposal<M::Output>>,
     next_forward_id: u64,
     /// Forwarded proposals the leader committed, waiting for us to apply them too.
     awaiting_apply: BTreeMap<u64, Vec<Reply<M::Output>>>,
@@ -207,10 +216,10 @@ impl<M: StateMachine> Driver<M> {
             }
             if last_tick.elapsed() >= tick {
                 self.raw.tick();
-                self.expire_forwards();
                 last_tick = Instant::now();
             }
             self.on_ready()?;
+            self.expire_forwards();
             self.publish_status();
             // Acknowledge only now, so a caller that sees its ack also sees the new status.
             for (reply, result) in self.replies.drain(..) {
@@ -266,7 +275,7 @@ impl<M: StateMachine> Driver<M> {
                 true
             }
             Request::ForwardReply(answer) => {
-                if let Some((reply, _)) = self.forwarded.remove(&answer.id) {
+                if let Some(ForwardedProposal { reply, .. }) = self.forwarded.remove(&answer.id) {
                     if !answer.error.is_empty() {
                         let _ = reply.send(Err(Error::Forwarded(answer.error)));
                     } else if answer.index <= self.raw.raft.raft_log.applied {
@@ -321,7 +330,12 @@ impl<M: StateMachine> Driver<M> {
             ..Default::default()
         };
         if transport.send_envelope(leader, envelope) {
-            self.forwarded.insert(id, (reply, Instant::now()));
+            let forwarded = ForwardedProposal {
+                reply,
+                sent: Instant::now(),
+                leader,
+            };
+            self.forwarded.insert(id, forwarded);
         } else {
             let _ = reply.send(Err(Error::NotLeader {
                 leader: Some(leader),
@@ -340,17 +354,30 @@ impl<M: StateMachine> Driver<M> {
         }
     }
 
-    /// Fails forwarded proposals whose answer never came (lost message, dead leader).
+    /// Fails forwarded proposals whose answer will not come: too old (lost message), or sent
+    /// to a node that no longer leads. The entry may still commit; callers retry with
+    /// idempotency keys.
     fn expire_forwards(&mut self) {
+        if self.forwarded.is_empty() {
+            return;
+        }
+        let leader = self.raw.raft.leader_id;
         let expired: Vec<u64> = self
             .forwarded
             .iter()
-            .filter(|(_, (_, sent))| sent.elapsed() > FORWARD_TIMEOUT)
+            .filter(|(_, f)| f.leader != leader || f.sent.elapsed() > FORWARD_TIMEOUT)
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            if let Some((reply, _)) = self.forwarded.remove(&id) {
-                let _ = reply.send(Err(Error::Dropped));
+            if let Some(f) = self.forwarded.remove(&id) {
+                let error = if f.leader != leader {
+                    Error::NotLeader {
+                        leader: self.leader(),
+                    }
+                } else {
+                    Error::Dropped
+                };
+                let _ = f.reply.send(Err(error));
             }
         }
     }

@@ -1,0 +1,173 @@
+//! A cluster of real node processes on this machine.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::client::Client;
+use crate::node::{free_addr, NodeProcess, NodeSettings};
+use crate::{Error, Result};
+
+/// How to start a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// How many voters.
+    pub nodes: usize,
+    /// The `meniscus` binary.
+    pub binary: std::path::PathBuf,
+    /// `--commit-interval-ms` of every node.
+    pub commit_interval_ms: u64,
+}
+
+/// N `meniscus start` processes forming one cluster. Dropping it kills them all.
+pub struct Cluster {
+    nodes: Vec<NodeProcess>,
+    settings: NodeSettings,
+    client: Client,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Cluster {
+    /// Starts `spec.nodes` nodes under a fresh temporary directory and waits for a leader.
+    pub fn start(spec: &ClusterSpec) -> Result<Cluster> {
+        let dir = tempfile::Builder::new()
+            .prefix("meniscus-chaos-")
+            .tempdir()?;
+        let mut cluster = Cluster::create(spec, dir.path())?;
+        cluster._dir = Some(dir);
+        cluster.start_all()?;
+        Ok(cluster)
+    }
+
+    /// Prepares a cluster under `dir` (kept after the run, for its logs) without starting it.
+    pub fn create(spec: &ClusterSpec, dir: &Path) -> Result<Cluster> {
+        let mut nodes = Vec::new();
+        for id in 1..=spec.nodes as u64 {
+            // Each node on its own loopback address, so its traffic can be told apart.
+            let ip = format!("127.0.0.{}", 10 + id);
+            let node_dir = dir.join(format!("node-{id}"));
+            std::fs::create_dir_all(&node_dir)?;
+            nodes.push(NodeProcess::new(
+                id,
+                free_addr(&ip)?,
+                free_addr(&ip)?,
+                node_dir,
+            ));
+        }
+        let initial_cluster = nodes
+            .iter()
+            .map(|n| format!("{}={}", n.id, n.raft))
+            .collect::<Vec<_>>()
+            .join(",");
+        let settings = NodeSettings {
+            binary: spec.binary.clone(),
+            initial_cluster,
+            admin_token: format!("mns_{}", "a1".repeat(32)),
+            commit_interval_ms: spec.commit_interval_ms,
+        };
+        Ok(Cluster {
+            nodes,
+            settings,
+            client: Client::new()?,
+            _dir: None,
+        })
+    }
+
+    /// Starts every node that is not running, then waits for a leader.
+    pub fn start_all(&mut self) -> Result<()> {
+        for node in &mut self.nodes {
+            node.spawn(&self.settings)?;
+        }
+        for node in &mut self.nodes {
+            node.wait_ready()?;
+        }
+        self.wait_leader(Duration::from_secs(30))?;
+        Ok(())
+    }
+
+    /// The nodes, by index (node id - 1).
+    pub fn nodes(&self) -> &[NodeProcess] {
+        &self.nodes
+    }
+
+    /// The node with this id.
+    pub fn node(&self, id: u64) -> &NodeProcess {
+        &self.nodes[id as usize - 1]
+    }
+
+    /// The node with this id, to inflict faults on.
+    pub fn node_mut(&mut self, id: u64) -> &mut NodeProcess {
+        &mut self.nodes[id as usize - 1]
+    }
+
+    /// Starts a stopped node again with the same addresses and data.
+    pub fn restart(&mut self, id: u64) -> Result<()> {
+        let settings = self.settings.clone();
+        self.node_mut(id).start(&settings)
+    }
+
+    /// The admin token.
+    pub fn admin_token(&self) -> &str {
+        &self.settings.admin_token
+    }
+
+    /// The HTTP client the harness uses.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Ids of nodes that run and are not paused.
+    pub fn live(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_running() && !n.is_paused())
+            .map(|n| n.id)
+            .collect()
+    }
+
+    /// `GET /v1/cluster` on node `id`.
+    pub fn status(&self, id: u64) -> Result<Value> {
+        self.client
+            .get_json(&self.node(id).url(), "/v1/cluster", self.admin_token())
+    }
+
+    /// The leader, if a live node says it is the leader.
+    pub fn leader(&self) -> Option<u64> {
+        self.live().into_iter().find(|id| {
+            self.status(*id)
+                .ok()
+                .and_then(|s| s["groups"][0]["leader"].as_u64())
+                == Some(*id)
+        })
+    }
+
+    /// Waits until a live node leads; returns its id.
+    pub fn wait_leader(&self, timeout: Duration) -> Result<u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(id) = self.leader() {
+                return Ok(id);
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Timeout(format!("no leader within {timeout:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Creates a tenant through node `id`; returns its token.
+    pub fn create_tenant(&self, id: u64, name: &str) -> Result<String> {
+        let body = serde_json::json!({ "name": name });
+        let created = self.client.post_json(
+            &self.node(id).url(),
+            "/v1/tenants",
+            self.admin_token(),
+            &body,
+        )?;
+        created["token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Unexpected(format!("tenant creation answered {created}")))
+    }
+}

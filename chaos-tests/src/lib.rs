@@ -1,0 +1,60 @@
+//! Process-level cluster harness: starts real `meniscus` nodes, breaks them on purpose, and
+//! checks that nothing acknowledged is lost.
+//!
+//! It drives only the binary and its public HTTP API, as an operator would.
+//!
+//! # Layout
+//! - `node`: one node process and the faults it can suffer (kill, pause).
+//! - `cluster`: N nodes with fixed addresses, leader discovery, tenant setup.
+//! - `client`: the HTTP calls (publish, local search, status).
+//! - `workload`: publishers that log every acknowledgement, and the replica checker.
+#![deny(missing_docs)]
+
+pub mod client;
+pub mod cluster;
+pub mod node;
+pub mod workload;
+
+pub use client::{Client, Published};
+pub use cluster::{Cluster, ClusterSpec};
+pub use node::{find_binary, NodeProcess};
+pub use workload::{check_replica, AckLog, ReplicaReport, TenantLoad, Workload};
+
+/// What can go wrong while driving a cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Spawning, files, sockets.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// A request that got no HTTP answer.
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+    /// An HTTP answer that is not a success.
+    #[error("HTTP {status}: {body}")]
+    Status {
+        /// The status code.
+        status: u16,
+        /// The body.
+        body: String,
+    },
+    /// A node did not come up.
+    #[error("node {id} did not start: {reason}")]
+    Start {
+        /// Its id.
+        id: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The binary cannot be found or built.
+    #[error("meniscus binary: {0}")]
+    Binary(String),
+    /// Something did not happen in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// An answer the harness did not expect.
+    #[error("unexpected answer: {0}")]
+    Unexpected(String),
+}
+
+/// Results of the harness.
+pub type Result<T> = std::result::Result<T, Error>;

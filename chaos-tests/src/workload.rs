@@ -1,0 +1,219 @@
+//! Concurrent publishers that log every acknowledgement, and the checker that compares the log
+//! with what each replica stores.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::client::{Client, Published};
+use crate::Result;
+
+/// A tenant the workload writes to.
+#[derive(Debug, Clone)]
+pub struct TenantLoad {
+    /// Its name; every event id starts with it, so a leak to another tenant is visible.
+    pub name: String,
+    /// Its token.
+    pub token: String,
+}
+
+/// What the publishers saw.
+#[derive(Debug, Default)]
+pub struct AckLog {
+    /// Per tenant: the ids of acknowledged events.
+    pub acked: HashMap<String, HashSet<String>>,
+    /// Per tenant: ids sent but never acknowledged (may be stored or not, never twice).
+    pub unacked: HashMap<String, HashSet<String>>,
+    /// When each acknowledgement arrived.
+    pub ack_times: Vec<Instant>,
+    /// Publish requests that failed (and were retried).
+    pub failures: u64,
+    /// The first failures: when, and why (for the timeline).
+    pub failure_log: Vec<(Instant, String)>,
+}
+
+/// How many failures [`AckLog::failure_log`] keeps.
+const FAILURE_LOG_LIMIT: usize = 10_000;
+
+impl AckLog {
+    /// Acknowledged events, all tenants.
+    pub fn acked_count(&self) -> usize {
+        self.acked.values().map(HashSet::len).sum()
+    }
+
+    /// The longest time between two acknowledgements within `[from, to]`, in milliseconds.
+    pub fn max_unavailable_ms(&self, from: Instant, to: Instant) -> u64 {
+        let mut times: Vec<Instant> = self
+            .ack_times
+            .iter()
+            .copied()
+            .filter(|t| *t >= from && *t <= to)
+            .collect();
+        times.sort_unstable();
+        let mut points = vec![from];
+        points.extend(times);
+        points.push(to);
+        points
+            .windows(2)
+            .map(|w| w[1].duration_since(w[0]).as_millis() as u64)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// Publisher threads writing batches with idempotency keys (event ids) to every node in turn.
+/// A batch that fails is retried, with the same ids, on the next node until it is acknowledged.
+pub struct Workload {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    log: Arc<Mutex<AckLog>>,
+}
+
+impl Workload {
+    /// Starts `publishers` threads per tenant, each sending `batch` events per request to the
+    /// nodes at `urls` in turn.
+    pub fn start(
+        client: &Client,
+        urls: Vec<String>,
+        tenants: &[TenantLoad],
+        publishers: usize,
+        batch: usize,
+    ) -> Workload {
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(AckLog::default()));
+        let mut threads = Vec::new();
+        for tenant in tenants {
+            for p in 0..publishers {
+                let publisher = Publisher {
+                    client: client.clone(),
+                    urls: urls.clone(),
+                    tenant: tenant.clone(),
+                    name: format!("{}-p{p}", tenant.name),
+                    batch,
+                    stop: stop.clone(),
+                    log: log.clone(),
+                };
+                threads.push(std::thread::spawn(move || publisher.run(p)));
+            }
+        }
+        Workload { stop, threads, log }
+    }
+
+    /// Acknowledged events so far.
+    pub fn acked_count(&self) -> usize {
+        self.log.lock().expect("ack log poisoned").acked_count()
+    }
+
+    /// Stops the publishers (each finishes or gives up on its current batch) and returns the log.
+    pub fn stop(self) -> AckLog {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+        Arc::try_unwrap(self.log)
+            .map(|m| m.into_inner().expect("ack log poisoned"))
+            .unwrap_or_default()
+    }
+}
+
+/// How long a publisher keeps retrying one batch after it was asked to stop.
+const GIVE_UP_AFTER_STOP: Duration = Duration::from_secs(30);
+
+struct Publisher {
+    client: Client,
+    urls: Vec<String>,
+    tenant: TenantLoad,
+    name: String,
+    batch: usize,
+    stop: Arc<AtomicBool>,
+    log: Arc<Mutex<AckLog>>,
+}
+
+impl Publisher {
+    fn run(self, offset: usize) {
+        let mut next_node = offset;
+        let mut seq = 0u64;
+        while !self.stop.load(Ordering::Relaxed) {
+            let ids: Vec<String> = (0..self.batch)
+                .map(|i| format!("{}-{}", self.name, seq + i as u64))
+                .collect();
+            seq += self.batch as u64;
+            let events: Value = ids
+                .iter()
+                .map(|id| json!({"id": id, "message": format!("chaos event {id}"), "host": self.name}))
+                .collect();
+            let mut stopped_at: Option<Instant> = None;
+            let acked = loop {
+                let url = &self.urls[next_node % self.urls.len()];
+                match self.client.publish(url, &self.tenant.token, &events) {
+                    Published::Acked(_) => break true,
+                    Published::Failed(reason) => {
+                        let mut log = self.log.lock().expect("ack log poisoned");
+                        log.failures += 1;
+                        if log.failure_log.len() < FAILURE_LOG_LIMIT {
+                            log.failure_log
+                                .push((Instant::now(), format!("{url}: {reason}")));
+                        }
+                        drop(log);
+                        next_node += 1;
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                if self.stop.load(Ordering::Relaxed) {
+                    let since = *stopped_at.get_or_insert_with(Instant::now);
+                    if since.elapsed() > GIVE_UP_AFTER_STOP {
+                        break false;
+                    }
+                }
+            };
+            let mut log = self.log.lock().expect("ack log poisoned");
+            let into = if acked {
+                log.ack_times.push(Instant::now());
+                &mut log.acked
+            } else {
+                &mut log.unacked
+            };
+            into.entry(self.tenant.name.clone())
+                .or_default()
+                .extend(ids);
+            next_node += 1;
+        }
+    }
+}
+
+/// What the checker found on one replica for one tenant.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReplicaReport {
+    /// Acknowledged ids that are missing.
+    pub lost: usize,
+    /// Ids stored more than once.
+    pub duplicated: usize,
+    /// Ids of another tenant found here.
+    pub leaked: usize,
+    /// Events stored.
+    pub stored: usize,
+}
+
+/// Compares what node `url` stores for `tenant` with the log: every acknowledged id exactly once,
+/// nothing twice, nothing of another tenant.
+pub fn check_replica(
+    client: &Client,
+    url: &str,
+    tenant: &TenantLoad,
+    log: &AckLog,
+) -> Result<ReplicaReport> {
+    let stored = client.local_ids(url, &tenant.token)?;
+    let empty = HashSet::new();
+    let acked = log.acked.get(&tenant.name).unwrap_or(&empty);
+    let prefix = format!("{}-p", tenant.name);
+    Ok(ReplicaReport {
+        lost: acked.iter().filter(|id| !stored.contains_key(*id)).count(),
+        duplicated: stored.values().filter(|n| **n > 1).count(),
+        leaked: stored.keys().filter(|id| !id.starts_with(&prefix)).count(),
+        stored: stored.values().map(|n| *n as usize).sum(),
+    })
+}

@@ -1,0 +1,134 @@
+//! Issue 3, acceptance 2 and 3: real node processes lose their leader, or two of five nodes,
+//! while publishers keep writing; nothing acknowledged is lost or duplicated on any replica.
+
+use std::time::{Duration, Instant};
+
+use chaos_tests::{check_replica, find_binary, Cluster, ClusterSpec, TenantLoad, Workload};
+
+fn start(nodes: usize) -> Cluster {
+    let spec = ClusterSpec {
+        nodes,
+        binary: find_binary().unwrap(),
+        commit_interval_ms: 100,
+    };
+    Cluster::start(&spec).unwrap()
+}
+
+fn tenants(cluster: &Cluster, names: &[&str]) -> Vec<TenantLoad> {
+    let leader = cluster.wait_leader(Duration::from_secs(10)).unwrap();
+    names
+        .iter()
+        .map(|name| TenantLoad {
+            name: name.to_string(),
+            token: cluster.create_tenant(leader, name).unwrap(),
+        })
+        .collect()
+}
+
+fn urls(cluster: &Cluster) -> Vec<String> {
+    cluster.nodes().iter().map(|n| n.url()).collect()
+}
+
+/// Waits until `acked` grows by at least `more`.
+fn wait_acks(workload: &Workload, more: usize, timeout: Duration) {
+    let target = workload.acked_count() + more;
+    let deadline = Instant::now() + timeout;
+    while workload.acked_count() < target {
+        assert!(
+            Instant::now() < deadline,
+            "publishing stalled: {} of {target} acknowledged",
+            workload.acked_count()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every live node stores every acknowledged event of every tenant exactly once.
+fn assert_converged(cluster: &Cluster, tenants: &[TenantLoad], log: &chaos_tests::AckLog) {
+    for id in cluster.live() {
+        let url = cluster.node(id).url();
+        for tenant in tenants {
+            let acked = log.acked[&tenant.name].len();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let report = loop {
+                let report = check_replica(cluster.client(), &url, tenant, log).unwrap();
+                if report.lost == 0 || Instant::now() > deadline {
+                    break report;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            };
+            assert_eq!(
+                (report.lost, report.duplicated, report.leaked),
+                (0, 0, 0),
+                "node {id}, tenant {}: {report:?} ({acked} acknowledged)\n{}",
+                tenant.name,
+                cluster.node(id).log_tail(20)
+            );
+            assert!(report.stored >= acked);
+        }
+    }
+}
+
+#[test]
+fn killing_the_leader_during_publishing_loses_nothing() {
+    let mut cluster = start(3);
+    let tenants = tenants(&cluster, &["acme"]);
+    let workload = Workload::start(cluster.client(), urls(&cluster), &tenants, 3, 50);
+    wait_acks(&workload, 2_000, Duration::from_secs(60));
+
+    let leader = cluster.wait_leader(Duration::from_secs(5)).unwrap();
+    cluster.node_mut(leader).kill();
+    let killed = Instant::now();
+    let new_leader = cluster.wait_leader(Duration::from_secs(10)).unwrap();
+    let elected = killed.elapsed();
+    assert_ne!(new_leader, leader);
+    wait_acks(&workload, 2_000, Duration::from_secs(30));
+    eprintln!("new leader {new_leader} {elected:?} after killing {leader}");
+    assert!(
+        elected < Duration::from_secs(3),
+        "a new leader took {elected:?}"
+    );
+
+    cluster.restart(leader).unwrap();
+    wait_acks(&workload, 1_000, Duration::from_secs(30));
+    let log = workload.stop();
+    let unavailable = log.max_unavailable_ms(killed, killed + Duration::from_secs(5));
+    eprintln!(
+        "acked {} events, {} failed requests, longest gap without an ack after the kill {unavailable} ms",
+        log.acked_count(),
+        log.failures
+    );
+    assert_converged(&cluster, &tenants, &log);
+}
+
+#[test]
+fn five_nodes_survive_losing_two() {
+    let mut cluster = start(5);
+    let tenants = tenants(&cluster, &["acme", "globex"]);
+    let workload = Workload::start(cluster.client(), urls(&cluster), &tenants, 2, 50);
+    wait_acks(&workload, 1_000, Duration::from_secs(60));
+
+    // The leader and one more: the worst pair to lose.
+    let leader = cluster.wait_leader(Duration::from_secs(5)).unwrap();
+    let other = leader % 5 + 1;
+    cluster.node_mut(leader).kill();
+    cluster.node_mut(other).kill();
+    cluster.wait_leader(Duration::from_secs(10)).unwrap();
+    wait_acks(&workload, 2_000, Duration::from_secs(30));
+    // Searches keep working on the survivors.
+    for id in cluster.live() {
+        for tenant in &tenants {
+            cluster
+                .client()
+                .local_total(&cluster.node(id).url(), &tenant.token, "*")
+                .unwrap();
+        }
+    }
+
+    cluster.restart(leader).unwrap();
+    cluster.restart(other).unwrap();
+    wait_acks(&workload, 1_000, Duration::from_secs(30));
+    let log = workload.stop();
+    assert_eq!(cluster.live().len(), 5);
+    assert_converged(&cluster, &tenants, &log);
+}
