@@ -154,6 +154,9 @@ async fn allow_compaction(metadata: &Metadata, raft: &RaftHandle<ApplyOutcome>) 
     }
 }
 
+/// How long a linearizable read retries while the cluster has no leader.
+const READ_INDEX_PATIENCE: Duration = Duration::from_secs(5);
+
 fn now_nanos() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp_nanos() as i64
 }
@@ -357,9 +360,38 @@ impl Node {
         Ok(self.metadata.tenant_exists(name)?)
     }
 
-    /// Who a bearer token speaks for, now.
+    /// Who a bearer token speaks for, by this node's metadata as applied so far. A follower
+    /// that lags may not know of a change acknowledged elsewhere: see
+    /// [`Node::authenticate_linearizable`].
     pub fn authenticate(&self, token: &str) -> Result<Option<Principal>> {
         Ok(self.metadata.authenticate(token, now_nanos())?)
+    }
+
+    /// Who a bearer token speaks for, after this node has applied every change acknowledged
+    /// anywhere in the cluster before the call (Raft ReadIndex): a token revoked on one node
+    /// is refused on every node once the revocation is acknowledged. A node alone in its
+    /// cluster has nothing to wait for.
+    pub async fn authenticate_linearizable(&self, token: &str) -> Result<Option<Principal>> {
+        if self.clustered {
+            self.wait_read_index().await?;
+        }
+        self.authenticate(token)
+    }
+
+    /// Waits for a ReadIndex round, retrying through a leader change for a few seconds.
+    async fn wait_read_index(&self) -> Result<u64> {
+        let deadline = tokio::time::Instant::now() + READ_INDEX_PATIENCE;
+        loop {
+            match self.raft.read_index().await {
+                Ok(index) => return Ok(index),
+                Err(meniscus_consensus::Error::NotLeader { .. })
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Searches a tenant's committed events.

@@ -21,17 +21,20 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
-fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+/// Linearizable in a cluster: a token created, rotated or revoked anywhere is seen here once
+/// that change was acknowledged.
+async fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let token = bearer(headers)?;
     state
         .node
-        .authenticate(token)?
+        .authenticate_linearizable(token)
+        .await?
         .ok_or_else(|| ApiError::unauthorized("invalid, revoked or expired token"))
 }
 
 /// The admin, or an error.
-pub(crate) fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    match principal(state, headers)? {
+pub(crate) async fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    match principal(state, headers).await? {
         Principal::Admin => Ok(()),
         Principal::Tenant(_) => Err(ApiError::forbidden(
             "this route needs the admin token; a tenant token was given",
@@ -40,8 +43,8 @@ pub(crate) fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErro
 }
 
 /// The tenant a token belongs to, or an error.
-pub(crate) fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    match principal(state, headers)? {
+pub(crate) async fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    match principal(state, headers).await? {
         Principal::Tenant(t) => Ok(t),
         Principal::Admin => Err(ApiError::forbidden(
             "this route needs a tenant token; the admin token speaks for no tenant",

@@ -64,6 +64,9 @@ pub(crate) enum Request<O> {
     },
     /// The leader's answer to a proposal we forwarded.
     ForwardReply(ForwardReply),
+    /// A linearizable read: answered once this node has applied everything committed when
+    /// the read was asked.
+    ReadIndex(oneshot::Sender<Result<u64>>),
     Shutdown,
 }
 
@@ -90,6 +93,19 @@ impl<O: Send + 'static> RaftHandle<O> {
     pub async fn propose(&self, data: Vec<u8>) -> Result<Committed<O>> {
         let (reply, response) = oneshot::channel();
         match self.requests.try_send(Request::Propose { data, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(Error::Overloaded),
+            Err(TrySendError::Disconnected(_)) => return Err(Error::Stopped),
+        }
+        response.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Waits until this node has applied every entry committed (cluster-wide) when it was
+    /// called, and returns that index: a read of local state after this sees every write
+    /// acknowledged before the call, on any node (Raft's ReadIndex).
+    pub async fn read_index(&self) -> Result<u64> {
+        let (reply, response) = oneshot::channel();
+        match self.requests.try_send(Request::ReadIndex(reply)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(Error::Overloaded),
             Err(TrySendError::Disconnected(_)) => return Err(Error::Stopped),

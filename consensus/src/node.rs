@@ -120,6 +120,10 @@ impl RaftNode {
             awaiting_apply: BTreeMap::new(),
             recent_outputs: BTreeMap::new(),
             replies: Vec::new(),
+            new_reads: Vec::new(),
+            reads: HashMap::new(),
+            next_read_id: 0,
+            reads_awaiting_apply: BTreeMap::new(),
             status: status.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -152,6 +156,20 @@ struct ForwardedProposal<O> {
     leader: u64,
 }
 
+/// Linearizable reads asked together: they share one ReadIndex round.
+struct PendingRead {
+    replies: Vec<ReadReply>,
+    sent: Instant,
+    /// The leader when it was asked: a new leader may never answer it.
+    leader: u64,
+}
+
+type ReadReply = oneshot::Sender<Result<u64>>;
+
+/// How long a read may wait for the leader to confirm it still leads (raft-rs drops reads it
+/// cannot serve, e.g. while there is no leader, without answering).
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long a forwarded proposal may wait for the leader's answer.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many applied outputs are kept for late forward answers.
@@ -174,6 +192,13 @@ struct Driver<M: StateMachine> {
     recent_outputs: BTreeMap<u64, M::Output>,
     /// Outcomes of this Ready's applied proposals, sent once the status is published.
     replies: Vec<Answer<M::Output>>,
+    /// Reads asked since the last ReadIndex round.
+    new_reads: Vec<ReadReply>,
+    /// Reads waiting for the leader to confirm the read index, by request context.
+    reads: HashMap<u64, PendingRead>,
+    next_read_id: u64,
+    /// Reads whose index is known, waiting for this node to apply up to it.
+    reads_awaiting_apply: BTreeMap<u64, Vec<ReadReply>>,
     status: Arc<Mutex<RaftStatus>>,
 }
 
@@ -214,17 +239,20 @@ impl<M: StateMachine> Driver<M> {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
+            self.start_reads();
             if last_tick.elapsed() >= tick {
                 self.raw.tick();
                 last_tick = Instant::now();
             }
             self.on_ready()?;
             self.expire_forwards();
+            self.expire_reads();
             self.publish_status();
             // Acknowledge only now, so a caller that sees its ack also sees the new status.
             for (reply, result) in self.replies.drain(..) {
                 let _ = reply.send(result);
             }
+            self.finish_reads();
         }
     }
 
@@ -272,6 +300,10 @@ impl<M: StateMachine> Driver<M> {
                     }
                     Err(e) => self.answer_forward(from, forward.id, 0, e.to_string()),
                 }
+                true
+            }
+            Request::ReadIndex(reply) => {
+                self.new_reads.push(reply);
                 true
             }
             Request::ForwardReply(answer) => {
@@ -382,6 +414,67 @@ impl<M: StateMachine> Driver<M> {
         }
     }
 
+    /// Starts one ReadIndex round for every read asked since the last one.
+    fn start_reads(&mut self) {
+        if self.new_reads.is_empty() {
+            return;
+        }
+        if self.raw.raft.leader_id == 0 {
+            // raft-rs would drop it unanswered: no one can confirm a read index now.
+            for reply in self.new_reads.drain(..) {
+                let _ = reply.send(Err(Error::NotLeader { leader: None }));
+            }
+            return;
+        }
+        self.next_read_id += 1;
+        let id = self.next_read_id;
+        self.raw.read_index(id.to_be_bytes().to_vec());
+        let read = PendingRead {
+            replies: std::mem::take(&mut self.new_reads),
+            sent: Instant::now(),
+            leader: self.raw.raft.leader_id,
+        };
+        self.reads.insert(id, read);
+    }
+
+    /// Fails reads that will not be answered: asked of a leader that no longer leads, or too
+    /// long ago. Callers may retry.
+    fn expire_reads(&mut self) {
+        if self.reads.is_empty() {
+            return;
+        }
+        let leader = self.raw.raft.leader_id;
+        let expired: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| r.leader != leader || r.sent.elapsed() > READ_TIMEOUT)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(read) = self.reads.remove(&id) {
+                for reply in read.replies {
+                    let _ = reply.send(Err(Error::NotLeader {
+                        leader: self.leader(),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Answers reads whose index this node has applied.
+    fn finish_reads(&mut self) {
+        let applied = self.raw.raft.raft_log.applied;
+        while let Some(entry) = self.reads_awaiting_apply.first_entry() {
+            if *entry.key() > applied {
+                break;
+            }
+            let (index, replies) = entry.remove_entry();
+            for reply in replies {
+                let _ = reply.send(Ok(index));
+            }
+        }
+    }
+
     /// The Ready loop, in the order raft-rs requires: persist before anything depends on it.
     fn on_ready(&mut self) -> Result<()> {
         if !self.raw.has_ready() {
@@ -391,6 +484,20 @@ impl<M: StateMachine> Driver<M> {
         let mut ready = self.raw.ready();
         // 1. Messages a leader may send before persisting.
         self.send(ready.take_messages());
+        for state in ready.take_read_states() {
+            let id = state
+                .request_ctx
+                .as_slice()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if let Some(read) = self.reads.remove(&id) {
+                self.reads_awaiting_apply
+                    .entry(state.index)
+                    .or_default()
+                    .extend(read.replies);
+            }
+        }
         // 2. A snapshot from the leader replaces the log.
         if !ready.snapshot().is_empty() {
             self.log

@@ -1,6 +1,7 @@
 //! Three Raft nodes in one process, talking over the real TCP transport on loopback.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,8 @@ impl StateMachine for Recorder {
 
 struct Member {
     handle: RaftHandle<()>,
+    /// While set, everything sent to this member is lost (Raft retransmits).
+    deaf: Arc<AtomicBool>,
     thread: Option<RaftThread>,
     applied: Applied,
     _db: sled::Db,
@@ -60,13 +63,18 @@ async fn start_cluster(n: u64) -> Vec<Member> {
         let applied = recorder.0.clone();
         let (handle, thread) = RaftNode::start(config, log, 0, recorder, Some(transport)).unwrap();
         let stepper = handle.clone();
+        let deaf = Arc::new(AtomicBool::new(false));
+        let ears = deaf.clone();
         tokio::spawn(async move {
             while let Some(inbound) = inbound.recv().await {
-                stepper.deliver(inbound);
+                if !ears.load(Ordering::Relaxed) {
+                    stepper.deliver(inbound);
+                }
             }
         });
         members.push(Member {
             handle,
+            deaf,
             thread: Some(thread),
             applied,
             _db: db,
@@ -159,6 +167,45 @@ async fn a_three_node_group_replicates_and_survives_its_leader() {
     let survivors: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     wait_applied(&members, &survivors, 22).await;
     eprintln!("failover took {failover:?}");
+    for m in &members {
+        m.handle.shutdown();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_follower_applies_every_acknowledged_write_before_a_read() {
+    let members = start_cluster(3).await;
+    let leader = wait_for_leader(&members, None).await;
+    let lagging = (leader + 1) % 3;
+    members[leader]
+        .handle
+        .propose(b"first".to_vec())
+        .await
+        .unwrap();
+    wait_applied(&members, &[0, 1, 2], 1).await;
+
+    // The follower misses a write that the other two acknowledge.
+    members[lagging].deaf.store(true, Ordering::Relaxed);
+    let committed = members[leader]
+        .handle
+        .propose(b"while deaf".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(members[lagging].applied.lock().unwrap().len(), 1);
+
+    // Once it hears again, a read on it waits until it has applied that write.
+    members[lagging].deaf.store(false, Ordering::Relaxed);
+    let read = members[lagging].handle.read_index().await.unwrap();
+    assert!(
+        read >= committed.index,
+        "read index {read} < {}",
+        committed.index
+    );
+    assert!(members[lagging].handle.status().applied >= committed.index);
+    assert_eq!(members[lagging].applied.lock().unwrap().len(), 2);
+
+    // The leader can read too.
+    assert!(members[leader].handle.read_index().await.unwrap() >= committed.index);
     for m in &members {
         m.handle.shutdown();
     }

@@ -16,7 +16,7 @@ pub(crate) async fn status(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    auth::admin(&state, &headers)?;
+    auth::admin(&state, &headers).await?;
     let status = state.node.cluster_status()?;
     let raft = &status.raft;
     let mut nodes = vec![json!({

@@ -56,7 +56,7 @@ pub(crate) async fn publish(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = auth::tenant(&state, &headers)?;
+    let tenant = auth::tenant(&state, &headers).await?;
     let format = body_format(&headers)?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {

@@ -52,7 +52,7 @@ pub(crate) async fn search(
     headers: HeaderMap,
     params: Result<Query<SearchParams>, QueryRejection>,
 ) -> Result<Json<SearchBody>, ApiError> {
-    let tenant = auth::tenant(&state, &headers)?;
+    let tenant = auth::tenant(&state, &headers).await?;
     let Query(params) =
         params.map_err(|e| ApiError::bad_request("invalid_parameters", e.body_text()))?;
     if let Some(read) = params.read.as_deref().filter(|r| *r != "local") {

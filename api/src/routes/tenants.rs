@@ -27,7 +27,7 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Result<Json<CreateTenant>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    auth::admin(&state, &headers)?;
+    auth::admin(&state, &headers).await?;
     let CreateTenant { name } = json_body(body)?;
     match state.node.create_tenant(&name).await? {
         Some(token) => Ok((
@@ -47,7 +47,7 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    auth::admin(&state, &headers)?;
+    auth::admin(&state, &headers).await?;
     let names = state.node.tenant_names()?;
     Ok(Json(json!({"tenants": names})))
 }
@@ -66,7 +66,7 @@ pub(crate) async fn rotate(
     headers: HeaderMap,
     body: Option<Json<Rotate>>,
 ) -> Result<Json<Value>, ApiError> {
-    auth::admin(&state, &headers)?;
+    auth::admin(&state, &headers).await?;
     let rotate = body.map(|Json(r)| r).unwrap_or_default();
     let grace = rotate
         .grace_seconds
