@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::client::Client;
-use crate::node::{free_addr, NodeProcess, NodeSettings};
+use crate::network::Network;
+use crate::node::{fixed_addr, NodeProcess, NodeSettings};
 use crate::{Error, Result};
 
 /// How to start a cluster.
@@ -18,25 +19,49 @@ pub struct ClusterSpec {
     pub binary: std::path::PathBuf,
     /// `--commit-interval-ms` of every node.
     pub commit_interval_ms: u64,
+    /// Whether node-to-node traffic goes through a fault-injecting proxy per directed link
+    /// (see [`Network`]); without, nodes dial each other directly.
+    pub proxies: bool,
+}
+
+impl ClusterSpec {
+    /// `nodes` nodes of `binary`, 100 ms index commits, without proxies.
+    pub fn new(nodes: usize, binary: std::path::PathBuf) -> ClusterSpec {
+        ClusterSpec {
+            nodes,
+            binary,
+            commit_interval_ms: 100,
+            proxies: false,
+        }
+    }
 }
 
 /// N `meniscus start` processes forming one cluster. Dropping it kills them all.
 pub struct Cluster {
     nodes: Vec<NodeProcess>,
     settings: NodeSettings,
+    network: Option<Network>,
     client: Client,
-    _dir: Option<tempfile::TempDir>,
+    dir: std::path::PathBuf,
+    tempdir: Option<tempfile::TempDir>,
 }
 
 impl Cluster {
     /// Starts `spec.nodes` nodes under a fresh temporary directory and waits for a leader.
     pub fn start(spec: &ClusterSpec) -> Result<Cluster> {
+        let mut cluster = Cluster::temporary(spec)?;
+        cluster.start_all()?;
+        Ok(cluster)
+    }
+
+    /// Prepares a cluster under a fresh temporary directory (removed when the cluster is
+    /// dropped, unless [`Cluster::keep_dir`]) without starting it.
+    pub fn temporary(spec: &ClusterSpec) -> Result<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("meniscus-chaos-")
             .tempdir()?;
         let mut cluster = Cluster::create(spec, dir.path())?;
-        cluster._dir = Some(dir);
-        cluster.start_all()?;
+        cluster.tempdir = Some(dir);
         Ok(cluster)
     }
 
@@ -50,27 +75,41 @@ impl Cluster {
             std::fs::create_dir_all(&node_dir)?;
             nodes.push(NodeProcess::new(
                 id,
-                free_addr(&ip)?,
-                free_addr(&ip)?,
+                fixed_addr(&ip)?,
+                fixed_addr(&ip)?,
                 node_dir,
             ));
         }
-        let initial_cluster = nodes
+        let members: Vec<(u64, std::net::SocketAddr)> =
+            nodes.iter().map(|n| (n.id, n.raft)).collect();
+        let network = if spec.proxies {
+            Some(Network::start(&members)?)
+        } else {
+            None
+        };
+        let direct = members
             .iter()
-            .map(|n| format!("{}={}", n.id, n.raft))
+            .map(|(id, addr)| format!("{id}={addr}"))
             .collect::<Vec<_>>()
             .join(",");
+        for node in &mut nodes {
+            node.initial_cluster = match &network {
+                Some(network) => network.initial_cluster_for(node.id, node.raft),
+                None => direct.clone(),
+            };
+        }
         let settings = NodeSettings {
             binary: spec.binary.clone(),
-            initial_cluster,
             admin_token: format!("mns_{}", "a1".repeat(32)),
             commit_interval_ms: spec.commit_interval_ms,
         };
         Ok(Cluster {
             nodes,
             settings,
+            network,
             client: Client::new()?,
-            _dir: None,
+            dir: dir.to_path_buf(),
+            tempdir: None,
         })
     }
 
@@ -84,6 +123,36 @@ impl Cluster {
         }
         self.wait_leader(Duration::from_secs(30))?;
         Ok(())
+    }
+
+    /// Where its nodes keep their data and logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Keeps a temporary directory after the cluster is dropped (for its logs); returns it.
+    pub fn keep_dir(&mut self) -> std::path::PathBuf {
+        if let Some(tempdir) = self.tempdir.take() {
+            let _ = tempdir.keep();
+        }
+        self.dir.clone()
+    }
+
+    /// The proxies between its nodes, when started with [`ClusterSpec::proxies`].
+    pub fn network(&self) -> Option<&Network> {
+        self.network.as_ref()
+    }
+
+    /// The proxies between its nodes, to change how partitions look.
+    pub fn network_mut(&mut self) -> Option<&mut Network> {
+        self.network.as_mut()
+    }
+
+    /// SIGKILL every node at once (a power loss).
+    pub fn kill_all(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
     }
 
     /// The nodes, by index (node id - 1).
@@ -132,14 +201,23 @@ impl Cluster {
             .get_json(&self.node(id).url(), "/v1/cluster", self.admin_token())
     }
 
-    /// The leader, if a live node says it is the leader.
+    /// The leader, if a live node says it is the leader (the one of the highest term when a
+    /// partitioned old leader still thinks it leads).
     pub fn leader(&self) -> Option<u64> {
-        self.live().into_iter().find(|id| {
-            self.status(*id)
-                .ok()
-                .and_then(|s| s["groups"][0]["leader"].as_u64())
-                == Some(*id)
-        })
+        self.leader_and_term().map(|(id, _)| id)
+    }
+
+    /// The leader and its term, as [`Cluster::leader`].
+    pub fn leader_and_term(&self) -> Option<(u64, u64)> {
+        self.live()
+            .into_iter()
+            .filter_map(|id| {
+                let status = self.status(id).ok()?;
+                let group = &status["groups"][0];
+                let term = group["term"].as_u64()?;
+                (group["leader"].as_u64() == Some(id)).then_some((id, term))
+            })
+            .max_by_key(|(_, term)| *term)
     }
 
     /// Waits until a live node leads; returns its id.

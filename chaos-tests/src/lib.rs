@@ -7,17 +7,29 @@
 //! - `node`: one node process and the faults it can suffer (kill, pause).
 //! - `cluster`: N nodes with fixed addresses, leader discovery, tenant setup.
 //! - `client`: the HTTP calls (publish, local search, status).
+//! - `proxy`: a fault-injecting TCP proxy for one directed node-to-node link.
+//! - `network`: the proxies of every link, and partitions made of them.
 //! - `workload`: publishers that log every acknowledgement, and the replica checker.
+//! - `plan`: a seeded, printable schedule of faults.
+//! - `runner`: a whole chaos run: cluster, workload, plan, checker, summary and timeline.
 #![deny(missing_docs)]
 
 pub mod client;
 pub mod cluster;
+pub mod network;
 pub mod node;
+pub mod plan;
+pub mod proxy;
+pub mod runner;
 pub mod workload;
 
 pub use client::{Client, Published};
 pub use cluster::{Cluster, ClusterSpec};
+pub use network::Network;
 pub use node::{find_binary, NodeProcess};
+pub use plan::{Fault, FaultKind, Plan, Step, Target};
+pub use proxy::{LinkState, Proxy};
+pub use runner::{parse_duration, run, ChaosConfig, ChaosReport};
 pub use workload::{check_replica, AckLog, ReplicaReport, TenantLoad, Workload};
 
 /// What can go wrong while driving a cluster.
@@ -51,6 +63,10 @@ pub enum Error {
     /// Something did not happen in time.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// A chaos run found acknowledged events lost or duplicated, a leak between tenants, or a
+    /// node that did not recover.
+    #[error("{0}")]
+    Unsafe(String),
     /// An answer the harness did not expect.
     #[error("unexpected answer: {0}")]
     Unexpected(String),

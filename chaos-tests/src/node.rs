@@ -6,7 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::Receiver;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::{Error, Result};
@@ -16,8 +18,6 @@ use crate::{Error, Result};
 pub struct NodeSettings {
     /// The `meniscus` binary.
     pub binary: PathBuf,
-    /// `--initial-cluster`: every voter's id and Raft address.
-    pub initial_cluster: String,
     /// The admin token every node bootstraps with (`MENISCUS_ADMIN_TOKEN`).
     pub admin_token: String,
     /// `--commit-interval-ms`.
@@ -32,6 +32,9 @@ pub struct NodeProcess {
     pub http: SocketAddr,
     /// Its Raft address.
     pub raft: SocketAddr,
+    /// Its `--initial-cluster`: every voter's id and the address this node reaches it at
+    /// (its own real address; a peer's, or the proxy in between).
+    pub initial_cluster: String,
     dir: PathBuf,
     child: Option<Child>,
     paused: bool,
@@ -49,6 +52,7 @@ impl NodeProcess {
             id,
             http,
             raft,
+            initial_cluster: String::new(),
             dir,
             child: None,
             paused: false,
@@ -70,6 +74,11 @@ impl NodeProcess {
     /// The base URL of its HTTP API.
     pub fn url(&self) -> String {
         format!("http://{}", self.http)
+    }
+
+    /// How many times it was started.
+    pub fn starts(&self) -> u32 {
+        self.starts
     }
 
     /// Whether its process runs (possibly paused).
@@ -98,7 +107,7 @@ impl NodeProcess {
         let log = File::create(self.log_path(self.starts))?;
         let mut child = Command::new(&settings.binary)
             .args(["start", "--node-id", &self.id.to_string()])
-            .args(["--initial-cluster", &settings.initial_cluster])
+            .args(["--initial-cluster", &self.initial_cluster])
             .args(["--http", &self.http.to_string()])
             .args(["--raft", &self.raft.to_string()])
             .args([
@@ -205,6 +214,29 @@ fn watch_for_line(stdout: std::process::ChildStdout, prefix: &str) -> Receiver<(
 pub fn free_addr(ip: &str) -> Result<SocketAddr> {
     let listener = std::net::TcpListener::bind((ip, 0))?;
     Ok(listener.local_addr()?)
+}
+
+/// A TCP port on `ip` below the kernel's ephemeral range (32768 and up by default), so that
+/// no outgoing connection borrows it while its node is down between a kill and a restart.
+pub fn fixed_addr(ip: &str) -> Result<SocketAddr> {
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static BASE: OnceLock<u32> = OnceLock::new();
+    let base = *BASE.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        (std::process::id().wrapping_mul(7919) ^ nanos) % COUNT
+    });
+    for _ in 0..COUNT {
+        let port = FIRST + (base + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT;
+        if let Ok(listener) = std::net::TcpListener::bind((ip, port as u16)) {
+            return Ok(listener.local_addr()?);
+        }
+    }
+    Err(Error::Unexpected(format!("no free port on {ip}")))
 }
 
 /// Where `meniscus` is: `MENISCUS_BIN`, or the workspace's binary next to the running test,

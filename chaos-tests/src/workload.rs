@@ -45,6 +45,19 @@ impl AckLog {
         self.acked.values().map(HashSet::len).sum()
     }
 
+    /// Adds another publisher group's log to this one.
+    pub fn merge(&mut self, other: AckLog) {
+        for (tenant, ids) in other.acked {
+            self.acked.entry(tenant).or_default().extend(ids);
+        }
+        for (tenant, ids) in other.unacked {
+            self.unacked.entry(tenant).or_default().extend(ids);
+        }
+        self.ack_times.extend(other.ack_times);
+        self.failures += other.failures;
+        self.failure_log.extend(other.failure_log);
+    }
+
     /// The longest time between two acknowledgements within `[from, to]`, in milliseconds.
     pub fn max_unavailable_ms(&self, from: Instant, to: Instant) -> u64 {
         let mut times: Vec<Instant> = self

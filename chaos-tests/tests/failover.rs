@@ -6,12 +6,7 @@ use std::time::{Duration, Instant};
 use chaos_tests::{check_replica, find_binary, Cluster, ClusterSpec, TenantLoad, Workload};
 
 fn start(nodes: usize) -> Cluster {
-    let spec = ClusterSpec {
-        nodes,
-        binary: find_binary().unwrap(),
-        commit_interval_ms: 100,
-    };
-    Cluster::start(&spec).unwrap()
+    Cluster::start(&ClusterSpec::new(nodes, find_binary().unwrap())).unwrap()
 }
 
 fn tenants(cluster: &Cluster, names: &[&str]) -> Vec<TenantLoad> {

@@ -24,6 +24,7 @@ fn tenant_and_token_changes_take_effect_everywhere_once_acknowledged() {
         nodes: 3,
         binary: find_binary().unwrap(),
         commit_interval_ms: 100,
+        proxies: false,
     };
     let cluster = Cluster::start(&spec).unwrap();
     cluster.wait_leader(Duration::from_secs(10)).unwrap();

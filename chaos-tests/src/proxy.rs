@@ -1,0 +1,438 @@
+//! A fault-injecting TCP proxy for one directed node-to-node link.
+//!
+//! Node `i` reaches peer `j` through the proxy `P(i->j)`, which forwards to `j`'s real Raft
+//! address. The Raft transport opens one outbound connection per peer and never answers on it
+//! (replies travel on the peer's own connection back), so a proxy per directed link controls
+//! exactly one direction of traffic: blocking `P(i->j)` while `P(j->i)` passes is one-way loss.
+//!
+//! The link's [`LinkState`] can change at any time:
+//! - [`LinkState::Pass`] forwards bytes as they come.
+//! - [`LinkState::Delay`] forwards every chunk that long after it was read (order is kept).
+//! - [`LinkState::Drop`] is a partition that looks like one: connections already open are cut
+//!   (bytes in flight are discarded, never half-delivered), and new ones are accepted but
+//!   everything sent on them is discarded, as if the packets vanished; they are closed once the
+//!   link passes again, so the sender reconnects.
+//! - [`LinkState::Refuse`] is a partition that looks like a dead peer: open connections are cut
+//!   and new ones are closed as soon as they are accepted.
+//!
+//! Bytes are only ever forwarded whole and in order on one connection, or the connection is
+//! closed: the receiver never sees a frame with a hole in it.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::Result;
+
+/// What a link does to the bytes sent over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Forward at once.
+    Pass,
+    /// Forward each chunk this long after it was read.
+    Delay(Duration),
+    /// Partition: cut open connections; accept new ones and discard what they send.
+    Drop,
+    /// Partition: cut open connections; close new ones at once.
+    Refuse,
+}
+
+impl LinkState {
+    fn blocks(self) -> bool {
+        matches!(self, LinkState::Drop | LinkState::Refuse)
+    }
+}
+
+/// How long an upstream connect may take before the downstream connection is closed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a discarding connection looks whether the link passes again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// A running proxy. Dropping it closes its listener and every connection.
+pub struct Proxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    target: SocketAddr,
+    state: Mutex<LinkState>,
+    stopped: AtomicBool,
+    next_id: AtomicU64,
+    /// Open connections (downstream, upstream once connected), to cut them on a partition.
+    open: Mutex<HashMap<u64, Connection>>,
+    /// Bytes forwarded towards the target.
+    forwarded: AtomicU64,
+}
+
+#[derive(Default)]
+struct Connection {
+    down: Option<TcpStream>,
+    up: Option<TcpStream>,
+}
+
+impl Connection {
+    fn cut(&self) {
+        for stream in [&self.down, &self.up].into_iter().flatten() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Proxy {
+    /// Listens on `listen` (port 0 picks one) and forwards to `target`.
+    pub fn start(listen: SocketAddr, target: SocketAddr) -> Result<Proxy> {
+        let listener = TcpListener::bind(listen)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            target,
+            state: Mutex::new(LinkState::Pass),
+            stopped: AtomicBool::new(false),
+            next_id: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+            forwarded: AtomicU64::new(0),
+        });
+        let accept_shared = shared.clone();
+        let accept = std::thread::Builder::new()
+            .name(format!("proxy-{addr}"))
+            .spawn(move || accept_loop(listener, accept_shared))?;
+        Ok(Proxy {
+            addr,
+            shared,
+            accept: Some(accept),
+        })
+    }
+
+    /// Where senders connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Where it forwards to.
+    pub fn target(&self) -> SocketAddr {
+        self.shared.target
+    }
+
+    /// The link's current state.
+    pub fn state(&self) -> LinkState {
+        *self.shared.state.lock().expect("proxy state poisoned")
+    }
+
+    /// Bytes forwarded to the target so far.
+    pub fn forwarded(&self) -> u64 {
+        self.shared.forwarded.load(Ordering::Relaxed)
+    }
+
+    /// Changes what the link does; a partition cuts the connections open now.
+    pub fn set(&self, state: LinkState) {
+        *self.shared.state.lock().expect("proxy state poisoned") = state;
+        if state.blocks() {
+            self.shared.cut_all();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shared.stopped.store(true, Ordering::Relaxed);
+        // Wake the blocking accept.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+        self.shared.cut_all();
+    }
+}
+
+impl Shared {
+    fn state(&self) -> LinkState {
+        *self.state.lock().expect("proxy state poisoned")
+    }
+
+    fn cut_all(&self) {
+        for connection in self
+            .open
+            .lock()
+            .expect("proxy connections poisoned")
+            .values()
+        {
+            connection.cut();
+        }
+    }
+
+    fn register(&self, down: &TcpStream) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let connection = Connection {
+            down: down.try_clone().ok(),
+            up: None,
+        };
+        self.open
+            .lock()
+            .expect("proxy connections poisoned")
+            .insert(id, connection);
+        id
+    }
+
+    /// Records the upstream stream; false if the link was partitioned meanwhile (then the
+    /// connection must not forward anything).
+    fn attach_upstream(&self, id: u64, up: &TcpStream) -> bool {
+        let mut open = self.open.lock().expect("proxy connections poisoned");
+        if let Some(connection) = open.get_mut(&id) {
+            connection.up = up.try_clone().ok();
+        }
+        // Checked under the connections lock: `set` cuts after storing the state, so either
+        // it sees this upstream or this sees its state.
+        !self.state().blocks()
+    }
+
+    fn unregister(&self, id: u64) {
+        if let Some(connection) = self
+            .open
+            .lock()
+            .expect("proxy connections poisoned")
+            .remove(&id)
+        {
+            connection.cut();
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    for stream in listener.incoming() {
+        if shared.stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(down) = stream else {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        if shared.state() == LinkState::Refuse {
+            let _ = down.shutdown(Shutdown::Both);
+            continue;
+        }
+        let shared = shared.clone();
+        let _ = std::thread::Builder::new()
+            .name("proxy-conn".into())
+            .spawn(move || serve(down, shared));
+    }
+}
+
+/// One accepted connection, until either side closes or a partition cuts it.
+fn serve(down: TcpStream, shared: Arc<Shared>) {
+    let id = shared.register(&down);
+    if shared.state().blocks() {
+        discard(down, &shared);
+    } else {
+        forward(down, id, &shared);
+    }
+    shared.unregister(id);
+}
+
+/// Reads and throws away everything until the link passes again, then closes.
+fn discard(mut down: TcpStream, shared: &Shared) {
+    let _ = down.set_read_timeout(Some(POLL));
+    let mut buf = [0u8; 16 * 1024];
+    while shared.state().blocks() && !shared.stopped.load(Ordering::Relaxed) {
+        match down.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+fn forward(mut down: TcpStream, id: u64, shared: &Arc<Shared>) {
+    let Ok(up) = TcpStream::connect_timeout(&shared.target, CONNECT_TIMEOUT) else {
+        return; // the peer is down: the sender sees its connection close
+    };
+    let _ = up.set_nodelay(true);
+    let _ = down.set_nodelay(true);
+    if !shared.attach_upstream(id, &up) {
+        return;
+    }
+    let (Ok(up_reader), Ok(mut down_writer)) = (up.try_clone(), down.try_clone()) else {
+        return;
+    };
+    // Target -> sender: the transport never answers on this connection, but a close must
+    // reach the sender so it reconnects.
+    let back = std::thread::spawn(move || {
+        let mut up_reader = up_reader;
+        let _ = std::io::copy(&mut up_reader, &mut down_writer);
+        let _ = down_writer.shutdown(Shutdown::Both);
+    });
+    // Sender -> target, through a queue so a delay holds chunks without slowing the reader.
+    let (chunks, pending) = mpsc::channel::<(Instant, Vec<u8>)>();
+    let writer_shared = shared.clone();
+    let writer = std::thread::spawn(move || {
+        let mut up = up;
+        for (due, chunk) in pending {
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            if writer_shared.state().blocks() || up.write_all(&chunk).is_err() {
+                break;
+            }
+            writer_shared
+                .forwarded
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+        let _ = up.shutdown(Shutdown::Both);
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match down.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let due = match shared.state() {
+            LinkState::Pass => Instant::now(),
+            LinkState::Delay(d) => Instant::now() + d,
+            LinkState::Drop | LinkState::Refuse => break,
+        };
+        if chunks.send((due, buf[..n].to_vec())).is_err() {
+            break;
+        }
+    }
+    drop(chunks);
+    let _ = writer.join();
+    let _ = down.shutdown(Shutdown::Both);
+    let _ = back.join();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A target that echoes what it receives and counts it.
+    fn echo_server() -> (SocketAddr, Arc<AtomicU64>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(AtomicU64::new(0));
+        let counter = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = stream.read(&mut buf) {
+                        if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                        counter.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        (addr, received)
+    }
+
+    fn connect(proxy: &Proxy) -> TcpStream {
+        let stream = TcpStream::connect(proxy.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        stream
+    }
+
+    fn round_trip(stream: &mut TcpStream, message: &[u8]) -> std::io::Result<Vec<u8>> {
+        stream.write_all(message)?;
+        let mut answer = vec![0u8; message.len()];
+        stream.read_exact(&mut answer)?;
+        Ok(answer)
+    }
+
+    #[test]
+    fn bytes_pass_both_ways() {
+        let (target, received) = echo_server();
+        let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), target).unwrap();
+        let mut stream = connect(&proxy);
+        assert_eq!(round_trip(&mut stream, b"hello").unwrap(), b"hello");
+        assert_eq!(round_trip(&mut stream, b"again").unwrap(), b"again");
+        assert_eq!(received.load(Ordering::Relaxed), 10);
+        assert_eq!(proxy.forwarded(), 10);
+    }
+
+    #[test]
+    fn a_refusing_link_closes_new_connections() {
+        let (target, received) = echo_server();
+        let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), target).unwrap();
+        proxy.set(LinkState::Refuse);
+        let mut stream = connect(&proxy);
+        let mut buf = [0u8; 8];
+        let _ = stream.write_all(b"lost");
+        let read = stream.read(&mut buf);
+        assert!(
+            matches!(read, Ok(0)) || read.is_err(),
+            "a refused connection is closed: {read:?}"
+        );
+        assert_eq!(received.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_dropped_link_cuts_open_connections_and_discards_new_ones() {
+        let (target, received) = echo_server();
+        let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), target).unwrap();
+        let mut open = connect(&proxy);
+        assert_eq!(round_trip(&mut open, b"before").unwrap(), b"before");
+
+        proxy.set(LinkState::Drop);
+        assert!(
+            round_trip(&mut open, b"during").is_err(),
+            "the open connection is cut"
+        );
+        let mut blackholed = connect(&proxy);
+        blackholed
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        assert!(round_trip(&mut blackholed, b"vanishes").is_err());
+        assert_eq!(received.load(Ordering::Relaxed), 6, "only 'before' arrived");
+
+        proxy.set(LinkState::Pass);
+        let mut buf = [0u8; 8];
+        blackholed
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        assert!(
+            matches!(blackholed.read(&mut buf), Ok(0) | Err(_)),
+            "a discarding connection is closed once the link heals"
+        );
+        let mut healed = connect(&proxy);
+        assert_eq!(round_trip(&mut healed, b"after").unwrap(), b"after");
+    }
+
+    #[test]
+    fn a_delayed_link_forwards_late_and_in_order() {
+        let (target, _) = echo_server();
+        let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), target).unwrap();
+        proxy.set(LinkState::Delay(Duration::from_millis(200)));
+        let mut stream = connect(&proxy);
+        let started = Instant::now();
+        stream.write_all(b"one").unwrap();
+        stream.write_all(b"two").unwrap();
+        let mut answer = [0u8; 6];
+        stream.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, b"onetwo");
+        assert!(started.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_dead_target_closes_the_connection() {
+        let target = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), target).unwrap();
+        let mut stream = connect(&proxy);
+        let mut buf = [0u8; 4];
+        assert!(matches!(stream.read(&mut buf), Ok(0) | Err(_)));
+    }
+}

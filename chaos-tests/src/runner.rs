@@ -1,0 +1,866 @@
+//! A whole chaos run: start a cluster behind proxies, create tenants, publish to every node,
+//! inflict a seeded [`Plan`] of faults (creating a tenant in the middle of them), heal, wait for
+//! the replicas to converge, and check every node for every tenant.
+//!
+//! The result is a [`ChaosReport`], whose [`ChaosReport::summary`] is the one line
+//! `chaos: seed=S nodes=N faults=F acked=A lost=L duplicated=D max_unavailable_ms=M`, and a
+//! timeline file in the run's directory (one line per fault start and end, with the leader at
+//! that moment, then the longest window without an acknowledgement per fault).
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::client::Client;
+use crate::cluster::{Cluster, ClusterSpec};
+use crate::plan::{Fault, FaultKind, Plan, Step, Target};
+use crate::proxy::LinkState;
+use crate::workload::{check_replica, AckLog, ReplicaReport, TenantLoad, Workload};
+use crate::{Error, Result};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ChaosConfig {
+    /// Cluster size.
+    pub nodes: usize,
+    /// Seed of the fault plan.
+    pub seed: u64,
+    /// How long faults go on (the run takes longer: start, recovery, checks).
+    pub duration: Duration,
+    /// Which kinds of faults to draw.
+    pub faults: Vec<FaultKind>,
+    /// Where nodes keep data and logs and the timeline is written; a temporary directory when
+    /// `None` (kept when the run fails).
+    pub dir: Option<PathBuf>,
+    /// The `meniscus` binary the nodes run.
+    pub binary: PathBuf,
+    /// Tenants created before the faults.
+    pub tenants: usize,
+    /// Publisher threads per tenant.
+    pub publishers: usize,
+    /// Events per publish request.
+    pub batch: usize,
+    /// `--commit-interval-ms` of every node.
+    pub commit_interval_ms: u64,
+    /// How long replicas may take to hold every acknowledged event after the faults healed.
+    pub converge_timeout: Duration,
+}
+
+impl ChaosConfig {
+    /// Every fault kind, two tenants with two publishers each, batches of 20.
+    pub fn new(nodes: usize, seed: u64, duration: Duration, binary: PathBuf) -> ChaosConfig {
+        ChaosConfig {
+            nodes,
+            seed,
+            duration,
+            faults: FaultKind::ALL.to_vec(),
+            dir: None,
+            binary,
+            tenants: 2,
+            publishers: 2,
+            batch: 20,
+            commit_interval_ms: 100,
+            converge_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What a run found.
+#[derive(Debug, Clone)]
+pub struct ChaosReport {
+    /// The plan's seed.
+    pub seed: u64,
+    /// Cluster size.
+    pub nodes: usize,
+    /// Faults inflicted.
+    pub faults: usize,
+    /// Events acknowledged, all tenants.
+    pub acked: usize,
+    /// Acknowledged events missing, summed over replicas.
+    pub lost: usize,
+    /// Events stored more than once, summed over replicas.
+    pub duplicated: usize,
+    /// Events of another tenant found in a tenant, summed over replicas.
+    pub leaked: usize,
+    /// The longest time during the faults in which no write was acknowledged.
+    pub max_unavailable_ms: u64,
+    /// Publish requests that failed (and were retried).
+    pub failed_requests: u64,
+    /// Everything else that went wrong: a node that did not come back, a tenant missing on a
+    /// node, a replica that could not be read, no write acknowledged after healing.
+    pub problems: Vec<String>,
+    /// The run's directory (node data and logs, the timeline).
+    pub dir: PathBuf,
+    /// The timeline file.
+    pub timeline: PathBuf,
+}
+
+impl ChaosReport {
+    /// `chaos: seed=S nodes=N faults=F acked=A lost=L duplicated=D max_unavailable_ms=M`
+    /// (plus `leaked=` and `problems=` when not zero).
+    pub fn summary(&self) -> String {
+        let mut line = format!(
+            "chaos: seed={} nodes={} faults={} acked={} lost={} duplicated={} max_unavailable_ms={}",
+            self.seed,
+            self.nodes,
+            self.faults,
+            self.acked,
+            self.lost,
+            self.duplicated,
+            self.max_unavailable_ms
+        );
+        if self.leaked > 0 {
+            line.push_str(&format!(" leaked={}", self.leaked));
+        }
+        if !self.problems.is_empty() {
+            line.push_str(&format!(" problems={}", self.problems.len()));
+        }
+        line
+    }
+
+    /// Nothing lost, duplicated or leaked, and no other problem.
+    pub fn is_clean(&self) -> bool {
+        self.lost == 0 && self.duplicated == 0 && self.leaked == 0 && self.problems.is_empty()
+    }
+
+    /// `Err` with the summary, the problems and where the logs are, unless clean.
+    pub fn verdict(&self) -> Result<()> {
+        if self.is_clean() {
+            return Ok(());
+        }
+        let mut message = self.summary();
+        for problem in &self.problems {
+            message.push_str("\n  ");
+            message.push_str(problem);
+        }
+        message.push_str(&format!(
+            "\n  timeline: {}\n  node data and logs: {}",
+            self.timeline.display(),
+            self.dir.display()
+        ));
+        Err(Error::Unsafe(message))
+    }
+}
+
+/// Runs `config` end to end; `Err` only when the harness itself could not run (the cluster did
+/// not start, a file could not be written). Safety violations are in the report.
+pub fn run(config: &ChaosConfig) -> Result<ChaosReport> {
+    let plan = Plan::generate(config.seed, config.nodes, config.duration, &config.faults);
+    eprint!("{plan}");
+    let spec = ClusterSpec {
+        nodes: config.nodes,
+        binary: config.binary.clone(),
+        commit_interval_ms: config.commit_interval_ms,
+        proxies: true,
+    };
+    let mut cluster = match &config.dir {
+        Some(dir) => {
+            if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+                return Err(Error::Unexpected(format!(
+                    "{} is not empty: a chaos run needs a fresh directory",
+                    dir.display()
+                )));
+            }
+            std::fs::create_dir_all(dir)?;
+            Cluster::create(&spec, dir)?
+        }
+        None => Cluster::temporary(&spec)?,
+    };
+    let timeline_path = cluster.dir().join("timeline.txt");
+    let mut timeline = Timeline::create(&timeline_path)?;
+    timeline.note(&plan.to_string())?;
+    cluster.start_all()?;
+    let mut run = Run {
+        cluster,
+        timeline,
+        problems: Vec::new(),
+        // The plan's own randomness is spent; this one only picks partition styles.
+        style: crate::plan::Rng::new(config.seed ^ 0x5EED),
+    };
+    let report = run.execute(config, &plan);
+    match report {
+        Ok(mut report) => {
+            report.timeline = timeline_path;
+            if !report.is_clean() {
+                report.dir = run.cluster.keep_dir();
+            }
+            run.timeline.note(&report.summary())?;
+            for problem in &report.problems {
+                run.timeline.note(&format!("problem: {problem}"))?;
+            }
+            Ok(report)
+        }
+        Err(e) => {
+            let dir = run.cluster.keep_dir();
+            let _ = run.timeline.note(&format!("harness error: {e}"));
+            Err(Error::Unexpected(format!(
+                "{e} (node data and logs kept in {})",
+                dir.display()
+            )))
+        }
+    }
+}
+
+struct Run {
+    cluster: Cluster,
+    timeline: Timeline,
+    problems: Vec<String>,
+    style: crate::plan::Rng,
+}
+
+/// How to undo a fault.
+enum Undo {
+    Restart(Vec<u64>),
+    Resume(u64),
+    Heal,
+    RestartAll,
+}
+
+/// A step as it happened.
+struct Done {
+    index: usize,
+    started: Instant,
+    what: String,
+}
+
+impl Run {
+    fn execute(&mut self, config: &ChaosConfig, plan: &Plan) -> Result<ChaosReport> {
+        let leader = self.cluster.wait_leader(Duration::from_secs(30))?;
+        let mut tenants = Vec::new();
+        for i in 1..=config.tenants {
+            let name = format!("tenant-{i}");
+            let token = self.cluster.create_tenant(leader, &name)?;
+            tenants.push(TenantLoad { name, token });
+        }
+        let urls: Vec<String> = self.cluster.nodes().iter().map(|n| n.url()).collect();
+        let client = self.cluster.client().clone();
+        let workload = Workload::start(
+            &client,
+            urls.clone(),
+            &tenants,
+            config.publishers,
+            config.batch,
+        );
+        let searcher = Searcher::start(&client, urls.clone(), tenants.clone());
+        // Faults start once writes flow.
+        wait_for(Duration::from_secs(60), || workload.acked_count() >= 200)
+            .map_err(|_| Error::Timeout("no writes acknowledged before the faults".into()))?;
+
+        let start = Instant::now();
+        self.timeline.start = start;
+        self.timeline.note("faults begin")?;
+        let mut done = Vec::new();
+        let mut late_tenant: Option<JoinHandle<LateTenant>> = None;
+        let middle = plan.steps.len() / 2;
+        for (index, step) in plan.steps.iter().enumerate() {
+            sleep_until(start + step.at);
+            if index == middle {
+                let admin = self.cluster.admin_token().to_owned();
+                let (client, urls) = (client.clone(), urls.clone());
+                let batch = config.batch;
+                late_tenant = Some(std::thread::spawn(move || {
+                    LateTenant::create(&client, &urls, &admin, batch)
+                }));
+                self.timeline
+                    .note("creating tenant created-during-faults (in the background)")?;
+            }
+            done.push(self.inflict_and_undo(index, plan.steps.len(), step)?);
+        }
+        let faults_end = Instant::now();
+
+        // Heal everything, then writes must flow again.
+        self.recover_everything();
+        let leader = self.cluster.wait_leader(Duration::from_secs(30)).ok();
+        self.timeline
+            .event(leader, "healed: every link passes, every node runs")?;
+        let before = workload.acked_count();
+        if wait_for(Duration::from_secs(30), || {
+            workload.acked_count() > before + 100
+        })
+        .is_err()
+        {
+            self.problems.push(format!(
+                "after healing, {} events were acknowledged in 30 s (wanted more than 100)",
+                workload.acked_count() - before
+            ));
+        }
+
+        let mut log = workload.stop();
+        let searches = searcher.stop();
+        let mut all_tenants = tenants.clone();
+        if let Some(handle) = late_tenant {
+            match handle.join() {
+                Ok(LateTenant::Created { tenant, workload }) => {
+                    self.timeline
+                        .note(&format!("tenant {} was created", tenant.name))?;
+                    log.merge(workload.stop());
+                    all_tenants.push(tenant);
+                }
+                Ok(LateTenant::Failed(why)) => self
+                    .problems
+                    .push(format!("creating a tenant during faults failed: {why}")),
+                Err(_) => self.problems.push("the tenant creator panicked".into()),
+            }
+        }
+        self.timeline.note(&format!(
+            "publishing stopped: {} acknowledged, {} failed requests; searches during faults: {} answered, {} failed",
+            log.acked_count(),
+            log.failures,
+            searches.0,
+            searches.1
+        ))?;
+
+        let totals = self.check(&all_tenants, &log, config.converge_timeout)?;
+        let max_unavailable_ms = log.max_unavailable_ms(start, faults_end);
+        self.timeline
+            .note("longest window without an acknowledgement, per fault:")?;
+        for (i, step) in done.iter().enumerate() {
+            let until = done.get(i + 1).map_or(faults_end, |next| next.started);
+            self.timeline.note(&format!(
+                "  step {}: {} ms  ({})",
+                step.index + 1,
+                log.max_unavailable_ms(step.started, until),
+                step.what
+            ))?;
+        }
+        Ok(ChaosReport {
+            seed: config.seed,
+            nodes: config.nodes,
+            faults: done.len(),
+            acked: log.acked_count(),
+            lost: totals.lost,
+            duplicated: totals.duplicated,
+            leaked: totals.leaked,
+            max_unavailable_ms,
+            failed_requests: log.failures,
+            problems: std::mem::take(&mut self.problems),
+            dir: self.cluster.dir().to_path_buf(),
+            timeline: PathBuf::new(),
+        })
+    }
+
+    /// Inflicts one step, holds it, undoes it; records both ends in the timeline.
+    fn inflict_and_undo(&mut self, index: usize, count: usize, step: &Step) -> Result<Done> {
+        let leader = self.cluster.leader();
+        let started = Instant::now();
+        let (what, undo) = self.inflict(&step.fault, leader);
+        let what = format!("{what}  [{}]", step.fault);
+        self.timeline
+            .event(leader, &format!("start {}/{count}: {what}", index + 1))?;
+        if let Some(network) = self.cluster.network() {
+            self.timeline
+                .note(&format!("  links: {}", network.describe()))?;
+        }
+        std::thread::sleep(step.hold);
+        self.undo(undo);
+        let leader = self.cluster.leader();
+        self.timeline
+            .event(leader, &format!("end   {}/{count}: {what}", index + 1))?;
+        Ok(Done {
+            index,
+            started,
+            what,
+        })
+    }
+
+    /// Resolves a target: "the leader" is the leader now, or the lowest live node if none.
+    fn resolve(&self, target: Target, leader: Option<u64>) -> u64 {
+        match target {
+            Target::Node(id) => id,
+            Target::Leader => leader
+                .or_else(|| self.cluster.live().first().copied())
+                .unwrap_or(1),
+        }
+    }
+
+    /// Distinct nodes for `targets`; a duplicate (the leader was also named) is replaced by
+    /// the lowest node not chosen yet, so the group keeps its size.
+    fn resolve_group(&self, targets: &[Target], leader: Option<u64>) -> Vec<u64> {
+        let mut ids: Vec<u64> = Vec::new();
+        for target in targets {
+            let id = self.resolve(*target, leader);
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        for id in 1..=self.cluster.nodes().len() as u64 {
+            if ids.len() >= targets.len() {
+                break;
+            }
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids
+    }
+
+    /// Partitions either drop bytes (a lost network) or refuse connections (a dead peer).
+    fn pick_partition_style(&mut self) -> &'static str {
+        let (style, name) = if self.style.percent(50) {
+            (LinkState::Drop, "bytes dropped")
+        } else {
+            (LinkState::Refuse, "connections refused")
+        };
+        if let Some(network) = self.cluster.network_mut() {
+            network.set_partition_style(style);
+        }
+        name
+    }
+
+    fn inflict(&mut self, fault: &Fault, leader: Option<u64>) -> (String, Undo) {
+        let ids = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+        match fault {
+            Fault::Kill { nodes } => {
+                let victims = self.resolve_group(nodes, leader);
+                for id in &victims {
+                    self.cluster.node_mut(*id).kill();
+                }
+                (format!("killed {}", ids(&victims)), Undo::Restart(victims))
+            }
+            Fault::Pause { node } => {
+                let id = self.resolve(*node, leader);
+                self.cluster.node_mut(id).pause();
+                (format!("paused {id}"), Undo::Resume(id))
+            }
+            Fault::PowerLoss => {
+                self.cluster.kill_all();
+                ("killed every node".into(), Undo::RestartAll)
+            }
+            Fault::Delay { node, latency } => {
+                let id = node.map(|t| self.resolve(t, leader));
+                if let Some(network) = self.cluster.network() {
+                    network.delay(id, *latency);
+                }
+                let whose = id.map_or("every link".into(), |id| format!("node {id}'s links"));
+                (format!("{whose} +{} ms", latency.as_millis()), Undo::Heal)
+            }
+            Fault::Isolate { node } => {
+                let id = self.resolve(*node, leader);
+                let style = self.pick_partition_style();
+                if let Some(network) = self.cluster.network() {
+                    network.isolate(id);
+                }
+                (format!("isolated {id} ({style})"), Undo::Heal)
+            }
+            Fault::Split { minority } => {
+                let small = self.resolve_group(minority, leader);
+                let style = self.pick_partition_style();
+                let Some(network) = self.cluster.network() else {
+                    return ("no network".into(), Undo::Heal);
+                };
+                let large = network.others(&small);
+                network.split(&small, &large);
+                (
+                    format!("split {{{}}} | {{{}}} ({style})", ids(&small), ids(&large)),
+                    Undo::Heal,
+                )
+            }
+            Fault::OneWay { node, inbound } => {
+                let id = self.resolve(*node, leader);
+                let style = self.pick_partition_style();
+                let Some(network) = self.cluster.network() else {
+                    return ("no network".into(), Undo::Heal);
+                };
+                let others = network.others(&[id]);
+                if *inbound {
+                    network.one_way(&others, &[id]);
+                    (
+                        format!("{{{}}} -> {id} lost ({style})", ids(&others)),
+                        Undo::Heal,
+                    )
+                } else {
+                    network.one_way(&[id], &others);
+                    (
+                        format!("{id} -> {{{}}} lost ({style})", ids(&others)),
+                        Undo::Heal,
+                    )
+                }
+            }
+            Fault::Bridge { bridge } => {
+                let id = self.resolve(*bridge, leader);
+                let style = self.pick_partition_style();
+                let Some(network) = self.cluster.network() else {
+                    return ("no network".into(), Undo::Heal);
+                };
+                let others = network.others(&[id]);
+                let (left, right) = others.split_at(others.len() / 2);
+                network.bridge(left, right);
+                (
+                    format!(
+                        "{{{}}} x {{{}}}, bridged by {id} ({style})",
+                        ids(left),
+                        ids(right)
+                    ),
+                    Undo::Heal,
+                )
+            }
+        }
+    }
+
+    fn undo(&mut self, undo: Undo) {
+        match undo {
+            Undo::Restart(ids) => {
+                for id in ids {
+                    if let Err(e) = self.cluster.restart(id) {
+                        self.problems
+                            .push(format!("node {id} did not restart: {e}"));
+                    }
+                }
+            }
+            Undo::Resume(id) => self.cluster.node_mut(id).resume(),
+            Undo::Heal => {
+                if let Some(network) = self.cluster.network() {
+                    network.heal();
+                }
+            }
+            Undo::RestartAll => {
+                if let Err(e) = self.cluster.start_all() {
+                    self.problems.push(format!(
+                        "the cluster did not come back from a power loss: {e}"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Every link passes, no node is paused, every node runs (a second chance for one that
+    /// failed to restart).
+    fn recover_everything(&mut self) {
+        if let Some(network) = self.cluster.network() {
+            network.heal();
+        }
+        for id in 1..=self.cluster.nodes().len() as u64 {
+            let node = self.cluster.node_mut(id);
+            if node.is_paused() {
+                node.resume();
+            }
+            if !node.is_running() {
+                if let Err(e) = self.cluster.restart(id) {
+                    self.problems
+                        .push(format!("node {id} never recovered: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Waits until every node holds every acknowledged event of every tenant (or the timeout),
+    /// then checks each replica and that each tenant exists on each node.
+    fn check(
+        &mut self,
+        tenants: &[TenantLoad],
+        log: &AckLog,
+        timeout: Duration,
+    ) -> Result<ReplicaReport> {
+        let deadline = Instant::now() + timeout;
+        let mut totals = ReplicaReport::default();
+        let client = self.cluster.client().clone();
+        for node in self.cluster.nodes() {
+            let url = node.url();
+            match wait_listed(&client, &url, self.cluster.admin_token(), tenants, deadline) {
+                Ok(()) => {}
+                Err(missing) => self.problems.push(format!(
+                    "node {}: tenants missing from /v1/tenants: {missing}",
+                    node.id
+                )),
+            }
+            for tenant in tenants {
+                let acked = log.acked.get(&tenant.name).map_or(0, HashSet::len);
+                let report = loop {
+                    let report = check_replica(&client, &url, tenant, log);
+                    let settled = matches!(&report, Ok(r) if r.lost == 0);
+                    if settled || Instant::now() > deadline {
+                        break report;
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                };
+                match report {
+                    Ok(r) => {
+                        self.timeline.note(&format!(
+                            "check node {} tenant {}: acked {acked}, stored {}, lost {}, duplicated {}, leaked {}",
+                            node.id, tenant.name, r.stored, r.lost, r.duplicated, r.leaked
+                        ))?;
+                        if r.lost + r.duplicated + r.leaked > 0 {
+                            self.problems.push(format!(
+                                "node {} tenant {}: {r:?} of {acked} acknowledged; log tail:\n{}",
+                                node.id,
+                                tenant.name,
+                                node.log_tail(15)
+                            ));
+                        }
+                        totals.lost += r.lost;
+                        totals.duplicated += r.duplicated;
+                        totals.leaked += r.leaked;
+                        totals.stored += r.stored;
+                    }
+                    Err(e) => self.problems.push(format!(
+                        "node {} tenant {}: its replica could not be read: {e}",
+                        node.id, tenant.name
+                    )),
+                }
+            }
+        }
+        Ok(totals)
+    }
+}
+
+/// Waits until node `url` lists every tenant; `Err` names the missing ones.
+fn wait_listed(
+    client: &Client,
+    url: &str,
+    admin: &str,
+    tenants: &[TenantLoad],
+    deadline: Instant,
+) -> std::result::Result<(), String> {
+    loop {
+        let missing: Vec<String> = match client.get_json(url, "/v1/tenants", admin) {
+            Ok(body) => {
+                let listed: HashSet<&str> = body["tenants"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                    .unwrap_or_default();
+                tenants
+                    .iter()
+                    .filter(|t| !listed.contains(t.name.as_str()))
+                    .map(|t| t.name.clone())
+                    .collect()
+            }
+            Err(e) => vec![format!("(listing failed: {e})")],
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(missing.join(", "));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The tenant created while faults go on, and the publisher writing to it from then on.
+enum LateTenant {
+    Created {
+        tenant: TenantLoad,
+        workload: Workload,
+    },
+    Failed(String),
+}
+
+/// The name of the tenant created during the faults.
+const LATE_TENANT: &str = "created-during-faults";
+
+impl LateTenant {
+    /// Creates the tenant through any node, retrying for up to a minute. A retry answered 409
+    /// means an earlier attempt was committed but its answer lost: a new token is issued then.
+    fn create(client: &Client, urls: &[String], admin: &str, batch: usize) -> LateTenant {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = String::new();
+        for attempt in 0.. {
+            if Instant::now() > deadline {
+                return LateTenant::Failed(format!("not acknowledged within 60 s: {last}"));
+            }
+            let url = &urls[attempt % urls.len()];
+            let created =
+                client.post_json(url, "/v1/tenants", admin, &json!({"name": LATE_TENANT}));
+            let created = match created {
+                Err(Error::Status { status: 409, .. }) => client.post_json(
+                    url,
+                    &format!("/v1/tenants/{LATE_TENANT}/tokens"),
+                    admin,
+                    &json!({"grace_seconds": 0}),
+                ),
+                other => other,
+            };
+            match created.map(|body| body["token"].as_str().map(str::to_owned)) {
+                Ok(Some(token)) => {
+                    let tenant = TenantLoad {
+                        name: LATE_TENANT.into(),
+                        token,
+                    };
+                    let workload = Workload::start(
+                        client,
+                        urls.to_vec(),
+                        std::slice::from_ref(&tenant),
+                        1,
+                        batch,
+                    );
+                    return LateTenant::Created { tenant, workload };
+                }
+                Ok(None) => last = "an answer without a token".into(),
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        unreachable!("the loop returns")
+    }
+}
+
+/// A thread searching each node's replica in turn while faults go on; counts answers.
+struct Searcher {
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    thread: JoinHandle<()>,
+}
+
+impl Searcher {
+    fn start(client: &Client, urls: Vec<String>, tenants: Vec<TenantLoad>) -> Searcher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let (client, flag, ok, bad) = (
+            client.clone(),
+            stop.clone(),
+            answered.clone(),
+            failed.clone(),
+        );
+        let thread = std::thread::spawn(move || {
+            let mut i = 0usize;
+            while !flag.load(Ordering::Relaxed) {
+                let url = &urls[i % urls.len()];
+                let tenant = &tenants[i % tenants.len()];
+                match client.local_total(url, &tenant.token, "chaos") {
+                    Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => bad.fetch_add(1, Ordering::Relaxed),
+                };
+                i += 1;
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+        Searcher {
+            stop,
+            answered,
+            failed,
+            thread,
+        }
+    }
+
+    /// Stops; (answered, failed).
+    fn stop(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        (
+            self.answered.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The timeline file: every line written (and flushed) as it happens.
+struct Timeline {
+    file: File,
+    start: Instant,
+}
+
+impl Timeline {
+    fn create(path: &Path) -> Result<Timeline> {
+        Ok(Timeline {
+            file: File::create(path)?,
+            start: Instant::now(),
+        })
+    }
+
+    fn note(&mut self, text: &str) -> Result<()> {
+        writeln!(self.file, "{}", text.trim_end())?;
+        self.file.flush()?;
+        Ok(())
+    }
+
+    /// `+  12.345s  leader=2  what`
+    fn event(&mut self, leader: Option<u64>, what: &str) -> Result<()> {
+        let leader = leader.map_or("none".into(), |l| l.to_string());
+        let line = format!(
+            "+{:>8.3}s  leader={leader:<4}  {what}",
+            self.start.elapsed().as_secs_f64()
+        );
+        eprintln!("{line}");
+        self.note(&line)
+    }
+}
+
+fn sleep_until(deadline: Instant) {
+    let now = Instant::now();
+    if deadline > now {
+        std::thread::sleep(deadline - now);
+    }
+}
+
+/// Polls `done` every 50 ms until it holds or `timeout` passes.
+fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> std::result::Result<(), ()> {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        if Instant::now() > deadline {
+            return Err(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Parses a duration such as `90s`, `5m`, `1h`, `1500ms` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a duration such as 60s or 5m"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" | "min" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!(
+            "{text:?}: unknown unit {unit:?} (use ms, s, m or h)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn the_summary_line_has_the_agreed_shape() {
+        let report = ChaosReport {
+            seed: 7,
+            nodes: 5,
+            faults: 9,
+            acked: 1234,
+            lost: 0,
+            duplicated: 0,
+            leaked: 0,
+            max_unavailable_ms: 2100,
+            failed_requests: 3,
+            problems: Vec::new(),
+            dir: PathBuf::new(),
+            timeline: PathBuf::new(),
+        };
+        assert_eq!(
+            report.summary(),
+            "chaos: seed=7 nodes=5 faults=9 acked=1234 lost=0 duplicated=0 max_unavailable_ms=2100"
+        );
+        assert!(report.verdict().is_ok());
+        let bad = ChaosReport { lost: 2, ..report };
+        assert!(bad.verdict().is_err());
+    }
+}
