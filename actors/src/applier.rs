@@ -6,13 +6,14 @@ use meniscus_consensus::StateMachine;
 use meniscus_storage::{ApplyOutcome, Command, CommandKind, Metadata};
 use ractor::ActorRef;
 
-use crate::{DispatchProgress, NodeMsg};
+use crate::{DispatchProgress, NodeMsg, SnapshotStore};
 
 /// Applies committed entries on the Raft thread.
 pub struct Applier {
     metadata: Metadata,
     supervisor: ActorRef<NodeMsg>,
     progress: Arc<DispatchProgress>,
+    snapshots: Option<Arc<SnapshotStore>>,
 }
 
 impl Applier {
@@ -26,7 +27,14 @@ impl Applier {
             metadata,
             supervisor,
             progress,
+            snapshots: None,
         }
+    }
+
+    /// Installs snapshots from the leader through `snapshots` (a cluster member needs this).
+    pub fn with_snapshots(mut self, snapshots: Arc<SnapshotStore>) -> Self {
+        self.snapshots = Some(snapshots);
+        self
     }
 }
 
@@ -60,5 +68,12 @@ impl StateMachine for Applier {
             _ => self.progress.advance(index),
         }
         Ok(outcome)
+    }
+
+    fn install_snapshot(&mut self, index: u64, data: &[u8]) -> Result<(), String> {
+        match &self.snapshots {
+            Some(snapshots) => snapshots.install(index, data),
+            None => Err("a node alone in its cluster never receives snapshots".into()),
+        }
     }
 }

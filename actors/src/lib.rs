@@ -20,6 +20,7 @@ mod indexer;
 mod node;
 mod node_supervisor;
 mod progress;
+mod snapshot;
 mod tenant_supervisor;
 
 pub use applier::Applier;
@@ -29,4 +30,5 @@ pub use indexer::{Indexer, IndexerMsg};
 pub use node::{ClusterOptions, ClusterStatus, Node, NodeOptions};
 pub use node_supervisor::{NodeMsg, NodeSupervisor};
 pub use progress::{DispatchProgress, QueuedBatch};
+pub use snapshot::SnapshotStore;
 pub use tenant_supervisor::{TenantMsg, TenantStatus, TenantSupervisor};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use meniscus_consensus::transport::{PeerStatus, Transport};
+use meniscus_consensus::transport::{Inbound, PeerStatus, Transport};
 use meniscus_consensus::{RaftConfig, RaftHandle, RaftNode, RaftStatus, RaftThread};
 use meniscus_event::Event;
 use meniscus_storage::{
@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use crate::tenant_supervisor::TenantStatus;
 use crate::{
     Applier, DispatchProgress, Error, IndexerSettings, NodeContext, NodeMsg, NodeSupervisor,
-    Result, TenantMsg,
+    Result, SnapshotStore, TenantMsg,
 };
 
 /// How to start a node.
@@ -38,6 +38,9 @@ pub struct NodeOptions {
     pub compact_interval: Duration,
     /// Other voters, when this node is one of several; `None` runs a cluster of one.
     pub cluster: Option<ClusterOptions>,
+    /// Raft log entries kept for a member that stopped answering; past this, the log is
+    /// compacted anyway and that member gets a snapshot when it returns.
+    pub max_raft_log_entries: u64,
 }
 
 /// A static cluster: every voter's id and Raft address, known at bootstrap.
@@ -61,6 +64,7 @@ impl NodeOptions {
             max_indexing_backlog_bytes: 512 * 1024 * 1024,
             compact_interval: Duration::from_secs(30),
             cluster: None,
+            max_raft_log_entries: 20_000,
         }
     }
 }
@@ -78,6 +82,7 @@ pub struct Node {
     transport: Option<Arc<Transport>>,
     raft_addr: Option<SocketAddr>,
     clustered: bool,
+    max_log_entries: u64,
 }
 
 /// What [`Node::cluster_status`] reports.
@@ -137,13 +142,27 @@ async fn compact_log(metadata: &Metadata, ctx: &NodeContext, clustered: bool) ->
 
 /// On the leader: proposes a `CompactLog` entry for the lowest index every member has stored,
 /// when that moved. A member that is down holds it back, so it can catch up from the log when
-/// it returns (until snapshots of the index files can be sent instead).
-async fn allow_compaction(metadata: &Metadata, raft: &RaftHandle<ApplyOutcome>) {
+/// it returns, until the log holds more than `max_entries`: then only members that answered
+/// lately count, and one that returns later gets a snapshot instead.
+async fn allow_compaction(
+    metadata: &Metadata,
+    raft: &RaftHandle<ApplyOutcome>,
+    log: &RaftLog,
+    max_entries: u64,
+) {
     let status = raft.status();
     if status.leader != status.id || status.replicas.is_empty() {
         return;
     }
-    let stored_everywhere = status.replicas.iter().map(|r| r.matched).min().unwrap_or(0);
+    let first = log.first_index().unwrap_or(0);
+    let too_long = status.commit.saturating_sub(first) > max_entries;
+    let stored_everywhere = status
+        .replicas
+        .iter()
+        .filter(|r| r.recent_active || !too_long)
+        .map(|r| r.matched)
+        .min()
+        .unwrap_or(0);
     let below = stored_everywhere.min(status.applied) + 1;
     if below <= metadata.compact_allowed().unwrap_or(u64::MAX) {
         return;
@@ -194,7 +213,7 @@ impl Node {
                 let _ = supervisor.cast(NodeMsg::Start(tenant.name));
             }
         }
-        let applier = Applier::new(metadata.clone(), supervisor.clone(), progress);
+        let mut applier = Applier::new(metadata.clone(), supervisor.clone(), progress);
         let applied = metadata.applied_index()?;
         let mut raft_config = RaftConfig::single(options.node_id);
         let mut transport = None;
@@ -213,16 +232,42 @@ impl Node {
                     bound.set_peer(*id, *addr);
                 }
             }
+            let snapshots = SnapshotStore::new(
+                options.node_id,
+                options.data_dir.join("snapshots"),
+                metadata.clone(),
+                ctx.clone(),
+                supervisor.clone(),
+                bound.clone(),
+            )
+            .map_err(meniscus_storage::Error::from)?;
+            // Weak: the store holds the log (through the context); a strong cycle would keep the
+            // database open after shutdown.
+            let source = Arc::downgrade(&snapshots);
+            log.set_snapshot_source(Arc::new(move |index| {
+                source
+                    .upgrade()
+                    .ok_or_else(|| "the node is shutting down".to_string())?
+                    .build(index)
+            }));
+            applier = applier.with_snapshots(snapshots.clone());
             transport = Some(bound);
-            inbound = Some(receiver);
+            inbound = Some((receiver, snapshots));
         }
         let (raft, raft_thread) =
             RaftNode::start(raft_config, log, applied, applier, transport.clone())?;
-        if let Some(mut inbound) = inbound {
+        if let Some((mut inbound, snapshots)) = inbound {
             let stepper = raft.clone();
             tokio::spawn(async move {
                 while let Some(message) = inbound.recv().await {
-                    stepper.deliver(message);
+                    match message {
+                        Inbound::SnapshotPull { from, pull } => {
+                            let snapshots = snapshots.clone();
+                            tokio::spawn(async move { snapshots.serve(from, pull).await });
+                        }
+                        Inbound::SnapshotPiece(piece) => snapshots.on_piece(piece),
+                        other => stepper.deliver(other),
+                    }
                 }
             });
         }
@@ -239,6 +284,7 @@ impl Node {
             }
         }
         let clustered = options.cluster.is_some();
+        let max_log_entries = options.max_raft_log_entries;
         let compactor = {
             let (metadata, ctx, every) = (metadata.clone(), ctx.clone(), options.compact_interval);
             let raft = raft.clone();
@@ -246,7 +292,7 @@ impl Node {
                 loop {
                     tokio::time::sleep(every).await;
                     if clustered {
-                        allow_compaction(&metadata, &raft).await;
+                        allow_compaction(&metadata, &raft, &ctx.log, max_log_entries).await;
                     }
                     if let Err(e) = compact_log(&metadata, &ctx, clustered).await {
                         tracing::warn!(error = %e, "raft log compaction failed; will retry");
@@ -266,6 +312,7 @@ impl Node {
             transport,
             raft_addr,
             clustered,
+            max_log_entries,
         })
     }
 
@@ -416,7 +463,13 @@ impl Node {
     /// Returns the log's new first index.
     pub async fn compact_log(&self) -> Result<u64> {
         if self.clustered {
-            allow_compaction(&self.metadata, &self.raft).await;
+            allow_compaction(
+                &self.metadata,
+                &self.raft,
+                &self.ctx.log,
+                self.max_log_entries,
+            )
+            .await;
         }
         compact_log(&self.metadata, &self.ctx, self.clustered).await
     }

@@ -24,6 +24,9 @@ pub enum NodeMsg {
     Start(String),
     /// Commit every running tenant index.
     FlushAll(RpcReplyPort<()>),
+    /// Stop every tenant's actors and wait for them (a snapshot is about to replace the
+    /// indexes); they start again on their next entry.
+    StopTenants(RpcReplyPort<()>),
     /// A tenant's actor status, if its supervisor runs.
     TenantStatus(String, RpcReplyPort<Option<TenantStatus>>),
     /// Forward a message to a tenant's supervisor (tests inject faults this way).
@@ -103,6 +106,17 @@ impl Actor for NodeSupervisor {
                         .await
                     {
                         tracing::warn!(%tenant, error = %e, "flushing the tenant index failed");
+                    }
+                }
+                let _ = reply.send(());
+            }
+            NodeMsg::StopTenants(reply) => {
+                for (tenant, actor) in state.tenants.drain() {
+                    if let Err(e) = actor
+                        .stop_and_wait(Some("snapshot".into()), Some(Duration::from_secs(60)))
+                        .await
+                    {
+                        tracing::warn!(%tenant, error = %e, "a tenant's actors did not stop");
                     }
                 }
                 let _ = reply.send(());

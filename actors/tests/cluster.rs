@@ -221,3 +221,70 @@ async fn compaction_keeps_what_a_stopped_member_needs_and_it_catches_up() {
         node.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_behind_the_compacted_log_gets_a_snapshot() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let members: Vec<(u64, SocketAddr)> = (1..=3).map(|id| (id, free_addr())).collect();
+    let options = |i: usize| {
+        let mut o = options(dirs[i].path(), i as u64 + 1, &members);
+        o.max_raft_log_entries = 5;
+        o
+    };
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        nodes.push(Some(Node::start(options(i)).await.unwrap()));
+    }
+    let leader = wait_leader(&nodes).await;
+    let l = nodes[leader].as_ref().unwrap();
+    let token = l.create_tenant("acme").await.unwrap().unwrap();
+    l.publish("acme", &events(0, 100)).await.unwrap();
+    let all: Vec<&Node> = nodes.iter().flatten().collect();
+    wait_count(&all, 100).await;
+
+    let down = (leader + 1) % 3;
+    nodes[down].take().unwrap().shutdown().await.unwrap();
+    let l = nodes[leader].as_ref().unwrap();
+    // Tenants and tokens made while it is away must reach it through the snapshot too.
+    let later_token = l.create_tenant("globex").await.unwrap().unwrap();
+    for batch in 1..20 {
+        l.publish("acme", &events(batch * 100, 100)).await.unwrap();
+    }
+    let live: Vec<&Node> = nodes.iter().flatten().collect();
+    wait_count(&live, 2000).await;
+    // Long enough for the leader to see it gone, then the log is cut past what it has.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut first = 0;
+    for node in &live {
+        first = first.max(node.compact_log().await.unwrap());
+    }
+    let leader_first = nodes[leader].as_ref().unwrap().log_first_index();
+    assert!(
+        leader_first > 10,
+        "the leader kept its log from {leader_first} ({first})"
+    );
+
+    let node = Node::start(options(down)).await.unwrap();
+    nodes[down] = Some(node);
+    let all: Vec<&Node> = nodes.iter().flatten().collect();
+    wait_count(&all, 2000).await;
+    let back = nodes[down].as_ref().unwrap();
+    assert!(
+        back.log_first_index() > 10,
+        "it caught up from a log, not a snapshot"
+    );
+    assert!(back.authenticate(&token).unwrap().is_some());
+    assert!(back.authenticate(&later_token).unwrap().is_some());
+    // It goes on applying after the snapshot.
+    nodes[leader]
+        .as_ref()
+        .unwrap()
+        .publish("acme", &events(2000, 100))
+        .await
+        .unwrap();
+    let all: Vec<&Node> = nodes.iter().flatten().collect();
+    wait_count(&all, 2100).await;
+    for node in nodes.into_iter().flatten() {
+        node.shutdown().await.unwrap();
+    }
+}

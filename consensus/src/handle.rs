@@ -127,13 +127,16 @@ impl<O: Send + 'static> RaftHandle<O> {
         s.running && s.leader == s.id
     }
 
-    /// Delivers a message from a peer. Dropped when the queue is full: Raft retransmits, and a
+    /// Delivers a message from a peer (snapshot file transfers are not for Raft and are
+    /// ignored here). Dropped when the queue is full: Raft retransmits, and a
     /// forwarded proposal whose answer is lost times out at its sender.
     pub fn deliver(&self, inbound: Inbound) {
         let request = match inbound {
             Inbound::Raft { message, .. } => Request::Step(Box::new(message)),
             Inbound::Forward { from, forward, .. } => Request::Forwarded { from, forward },
             Inbound::ForwardReply { reply, .. } => Request::ForwardReply(reply),
+            // Snapshot files travel beside Raft, not through it: see the node's snapshot store.
+            Inbound::SnapshotPull { .. } | Inbound::SnapshotPiece(_) => return,
         };
         let _ = self.requests.try_send(request);
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use meniscus_storage::RaftLog;
 use protobuf::Message as _;
-use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
 use raft::{RawNode, StateRole, Storage};
 use tokio::sync::oneshot;
 
@@ -59,6 +59,14 @@ pub trait StateMachine: Send + 'static {
     /// Applies the committed entry at `index`. An error stops the node: a replica that cannot
     /// apply must not go on acknowledging writes.
     fn apply(&mut self, index: u64, data: &[u8]) -> std::result::Result<Self::Output, String>;
+
+    /// Replaces the whole state with the snapshot at `index` whose data the leader built (see
+    /// `RaftLog::set_snapshot_source`); entries after `index` are applied next. An error stops
+    /// the node, whose durable state is then still the one before the snapshot.
+    fn install_snapshot(&mut self, index: u64, data: &[u8]) -> std::result::Result<(), String> {
+        let _ = (index, data);
+        Err("this state machine cannot install snapshots".into())
+    }
 }
 
 /// Starts Raft groups.
@@ -498,11 +506,19 @@ impl<M: StateMachine> Driver<M> {
                     .extend(read.replies);
             }
         }
-        // 2. A snapshot from the leader replaces the log.
+        // 2. A snapshot from the leader replaces the state machine, then the log.
         if !ready.snapshot().is_empty() {
-            self.log
-                .apply_snapshot(ready.snapshot().clone())
-                .map_err(storage_err)?;
+            let snapshot = ready.snapshot().clone();
+            let index = snapshot.get_metadata().index;
+            tracing::info!(
+                group = self.group,
+                index,
+                "installing a snapshot from the leader"
+            );
+            self.machine
+                .install_snapshot(index, &snapshot.data)
+                .map_err(|e| Error::Storage(format!("installing the snapshot at {index}: {e}")))?;
+            self.log.apply_snapshot(snapshot).map_err(storage_err)?;
         }
         // 3. Entries already committed (and persisted earlier).
         self.apply_committed(ready.take_committed_entries())?;
@@ -530,12 +546,22 @@ impl<M: StateMachine> Driver<M> {
         if messages.is_empty() {
             return;
         }
+        // A snapshot message carries only a description; the member pulls the files itself and
+        // answers once installed. Reporting it sent lets the leader go on probing that member.
+        let snapshots: Vec<u64> = messages
+            .iter()
+            .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
+            .map(|m| m.to)
+            .collect();
         match &self.transport {
             Some(transport) => transport.send(self.group, messages),
             None => tracing::warn!(
                 count = messages.len(),
                 "raft messages for peers dropped: no transport"
             ),
+        }
+        for to in snapshots {
+            self.raw.report_snapshot(to, raft::SnapshotStatus::Finish);
         }
     }
 

@@ -52,6 +52,46 @@ pub struct Envelope {
     /// The leader's answer to a forwarded proposal.
     #[prost(message, optional, tag = "4")]
     pub forward_reply: Option<ForwardReply>,
+    /// A request for a piece of a snapshot's files.
+    #[prost(message, optional, tag = "5")]
+    pub snapshot_pull: Option<SnapshotPull>,
+    /// The answer to a [`SnapshotPull`].
+    #[prost(message, optional, tag = "6")]
+    pub snapshot_piece: Option<SnapshotPiece>,
+}
+
+/// Asks the node that built a snapshot for `len` bytes at `offset` of one of its files.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SnapshotPull {
+    /// The asking node's id for this request.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// The snapshot (its Raft index).
+    #[prost(uint64, tag = "2")]
+    pub snapshot: u64,
+    /// The file, relative to the snapshot's directory.
+    #[prost(string, tag = "3")]
+    pub path: String,
+    /// Where to start.
+    #[prost(uint64, tag = "4")]
+    pub offset: u64,
+    /// Most bytes wanted.
+    #[prost(uint32, tag = "5")]
+    pub len: u32,
+}
+
+/// Bytes of a snapshot file, or why they cannot be had.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SnapshotPiece {
+    /// The [`SnapshotPull`]'s id.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// The bytes (fewer than asked at the end of the file).
+    #[prost(bytes = "vec", tag = "2")]
+    pub data: Vec<u8>,
+    /// Empty on success.
+    #[prost(string, tag = "3")]
+    pub error: String,
 }
 
 /// A proposal forwarded from a follower to the leader.
@@ -82,6 +122,15 @@ pub struct ForwardReply {
 /// What arrived for a group.
 #[derive(Debug)]
 pub enum Inbound {
+    /// Node `from` wants a piece of a snapshot this node built.
+    SnapshotPull {
+        /// The asking node.
+        from: u64,
+        /// What it wants.
+        pull: SnapshotPull,
+    },
+    /// A piece of a snapshot this node asked for.
+    SnapshotPiece(SnapshotPiece),
     /// A raft-rs message.
     Raft {
         /// Raft group id.
@@ -390,6 +439,17 @@ async fn read_connection(
             let mut messages = Vec::with_capacity(frame.envelopes.len());
             for envelope in frame.envelopes {
                 let group = envelope.group;
+                if let Some(pull) = envelope.snapshot_pull {
+                    messages.push(Inbound::SnapshotPull {
+                        from: frame.from,
+                        pull,
+                    });
+                    continue;
+                }
+                if let Some(piece) = envelope.snapshot_piece {
+                    messages.push(Inbound::SnapshotPiece(piece));
+                    continue;
+                }
                 messages.push(match (envelope.forward, envelope.forward_reply) {
                     (Some(forward), _) => Inbound::Forward {
                         group,

@@ -22,6 +22,17 @@ impl IndexStore {
         })
     }
 
+    /// Where the tenant indexes live: one directory per tenant.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Forgets every open index, so the next [`IndexStore::get`] reopens it from disk (after a
+    /// snapshot replaced the files). Searches holding an index keep their view.
+    pub fn close_all(&self) {
+        self.open.lock().expect("index store lock poisoned").clear();
+    }
+
     /// The tenant's index, opened or created on first use.
     pub fn get(&self, tenant: &str) -> Result<Arc<TenantIndex>> {
         validate_tenant_name(tenant)?;

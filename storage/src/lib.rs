@@ -16,6 +16,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod checkpoint;
 mod command;
 mod error;
 mod index_store;
@@ -26,13 +27,14 @@ mod search;
 mod tenant_index;
 pub mod tokens;
 
+pub use checkpoint::{checkpoint_index, CheckpointFile};
 pub use command::{
     AddAdminToken, AppendEvents, Command, CommandKind, CompactLog, CreateTenant, RotateToken,
 };
 pub use error::{Error, Result};
 pub use index_store::IndexStore;
 pub use metadata::{ApplyOutcome, Metadata, Principal, TenantRecord};
-pub use raft_log::{RaftLog, RaftLogError};
+pub use raft_log::{RaftLog, RaftLogError, SnapshotSource};
 pub use search::{SearchHit, SearchRequest, SearchResponse, MAX_LIMIT};
 pub use tenant_index::{TenantIndex, TenantWriter};
 

@@ -149,7 +149,22 @@ pub struct RaftLog {
     entries: sled::Tree,
     state: sled::Tree,
     cache: Arc<RwLock<Cache>>,
+    snapshot_source: Arc<RwLock<Option<SourceFn>>>,
 }
+
+/// A [`SnapshotSource`] that `RaftLog` can derive `Debug` with.
+#[derive(Clone)]
+struct SourceFn(SnapshotSource);
+
+impl std::fmt::Debug for SourceFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SnapshotSource")
+    }
+}
+
+/// Builds the data of a snapshot of the state machine at a log index (the log's truncation
+/// point), for a member that needs entries the log no longer has.
+pub type SnapshotSource = Arc<dyn Fn(u64) -> Result<Vec<u8>, String> + Send + Sync>;
 
 /// What the hot path needs without asking sled; always equal to what sled holds.
 #[derive(Debug, Default)]
@@ -257,7 +272,17 @@ impl RaftLog {
             entries,
             state,
             cache: Arc::new(RwLock::new(cache)),
+            snapshot_source: Arc::new(RwLock::new(None)),
         })
+    }
+
+    /// Sets what builds snapshot data when a member needs entries below the first index.
+    /// Without one, such a member waits (`SnapshotTemporarilyUnavailable`).
+    pub fn set_snapshot_source(&self, source: SnapshotSource) {
+        *self
+            .snapshot_source
+            .write()
+            .expect("snapshot source lock poisoned") = Some(SourceFn(source));
     }
 
     /// The Raft group this log belongs to.
@@ -645,17 +670,42 @@ impl Storage for RaftLog {
         Ok(self.read_cache().last.index)
     }
 
-    /// The latest stored snapshot (metadata only, empty data), or
-    /// `SnapshotTemporarilyUnavailable` if there is none at or after `request_index`.
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let cache = self.read_cache();
-        if cache.snapshot.index == 0 || cache.snapshot.index < request_index {
-            return Err(raft::Error::Store(
-                StorageError::SnapshotTemporarilyUnavailable,
-            ));
-        }
+    /// A snapshot at the log's truncation point, its data built by the snapshot source; without
+    /// a source, the latest stored snapshot's metadata. `SnapshotTemporarilyUnavailable` when
+    /// neither reaches `request_index`, or the source fails (raft-rs asks again later).
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let unavailable = || raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable);
+        let source = self
+            .snapshot_source
+            .read()
+            .expect("snapshot source lock poisoned")
+            .clone();
+        let (mut metadata, truncated) = {
+            let cache = self.read_cache();
+            let mut metadata = cache.snapshot.clone();
+            metadata.set_conf_state(cache.conf_state.clone());
+            (metadata, cache.truncated)
+        };
         let mut snapshot = Snapshot::default();
-        snapshot.set_metadata(cache.snapshot.clone());
+        if let Some(SourceFn(build)) = source {
+            if truncated.index == 0 || truncated.index < request_index {
+                return Err(unavailable());
+            }
+            metadata.index = truncated.index;
+            metadata.term = truncated.term;
+            let data = build(truncated.index).map_err(|e| {
+                tracing::warn!(group = self.group, to, error = %e, "cannot build a snapshot");
+                unavailable()
+            })?;
+            snapshot.data = data.into();
+        } else {
+            let cache = self.read_cache();
+            if cache.snapshot.index == 0 || cache.snapshot.index < request_index {
+                return Err(unavailable());
+            }
+            metadata = cache.snapshot.clone();
+        }
+        snapshot.set_metadata(metadata);
         Ok(snapshot)
     }
 }

@@ -1,0 +1,341 @@
+//! Snapshots for members that need entries the Raft log no longer has.
+//!
+//! The leader builds one at its log's truncation point: the metadata records (applied up to
+//! some index at or above the point) and a hard-linked checkpoint of every tenant index's last
+//! commit. Compaction only passes entries every index has committed, so the checkpoints hold
+//! every event up to the point; entries after it are applied next, and both the metadata and
+//! the indexes skip what they already hold.
+//!
+//! The Raft message carries only a [`Manifest`]; the member pulls the files in pieces over the
+//! node-to-node transport, then swaps them in while its tenant actors are stopped.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use meniscus_consensus::transport::{Envelope, SnapshotPiece, SnapshotPull, Transport};
+use meniscus_storage::{checkpoint_index, validate_tenant_name, Metadata};
+use prost::Message as _;
+use ractor::ActorRef;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+use crate::{NodeContext, NodeMsg};
+
+/// Bytes asked for in one pull.
+const PIECE_BYTES: u32 = 1024 * 1024;
+/// How long one pull may wait for its piece.
+const PULL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Attempts per piece before the install fails.
+const PULL_ATTEMPTS: usize = 4;
+/// Snapshots a leader keeps on disk (older ones are removed when a new one is built).
+const KEEP: usize = 2;
+
+/// What a snapshot's Raft message carries.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Manifest {
+    /// The node that built it, which serves its files.
+    #[prost(uint64, tag = "1")]
+    node: u64,
+    /// Its Raft index (and directory name on the builder).
+    #[prost(uint64, tag = "2")]
+    index: u64,
+    /// `Metadata::dump`.
+    #[prost(bytes = "vec", tag = "3")]
+    metadata: Vec<u8>,
+    /// Every index file, as `tenant/file`.
+    #[prost(message, repeated, tag = "4")]
+    files: Vec<ManifestFile>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ManifestFile {
+    #[prost(string, tag = "1")]
+    path: String,
+    #[prost(uint64, tag = "2")]
+    size: u64,
+}
+
+/// Builds, serves and installs snapshots for one node.
+pub struct SnapshotStore {
+    node_id: u64,
+    dir: PathBuf,
+    metadata: Metadata,
+    ctx: Arc<NodeContext>,
+    supervisor: ActorRef<NodeMsg>,
+    transport: Arc<Transport>,
+    runtime: tokio::runtime::Handle,
+    pulls: Mutex<HashMap<u64, oneshot::Sender<SnapshotPiece>>>,
+    next_pull: AtomicU64,
+}
+
+impl SnapshotStore {
+    /// A store keeping snapshots under `dir`. Must be created inside the tokio runtime that
+    /// runs the transport: installs, on the Raft thread, wait on it.
+    pub fn new(
+        node_id: u64,
+        dir: PathBuf,
+        metadata: Metadata,
+        ctx: Arc<NodeContext>,
+        supervisor: ActorRef<NodeMsg>,
+        transport: Arc<Transport>,
+    ) -> std::io::Result<Arc<Self>> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(Arc::new(SnapshotStore {
+            node_id,
+            dir,
+            metadata,
+            ctx,
+            supervisor,
+            transport,
+            runtime: tokio::runtime::Handle::current(),
+            pulls: Mutex::new(HashMap::new()),
+            next_pull: AtomicU64::new(0),
+        }))
+    }
+
+    /// Builds (or reuses) the snapshot at `index`; returns its manifest. Called by the Raft
+    /// log on the leader's Raft thread.
+    pub fn build(&self, index: u64) -> Result<Vec<u8>, String> {
+        let done = self.dir.join(index.to_string());
+        if let Ok(manifest) = std::fs::read(done.join("manifest")) {
+            return Ok(manifest);
+        }
+        let staging = self.dir.join(format!("{index}.building"));
+        let _ = std::fs::remove_dir_all(&staging);
+        let manifest = self.build_in(index, &staging).inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(&staging);
+        })?;
+        std::fs::rename(&staging, &done).map_err(|e| e.to_string())?;
+        self.remove_old(index);
+        tracing::info!(index, files = manifest.files.len(), "built a snapshot");
+        Ok(manifest.encode_to_vec())
+    }
+
+    fn build_in(&self, index: u64, staging: &Path) -> Result<Manifest, String> {
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        // The metadata first: it is at or past `index`, like the index commits that follow.
+        let metadata = self.metadata.dump().map_err(|e| err(&e))?;
+        let mut files = Vec::new();
+        for tenant in self.metadata.tenants().map_err(|e| err(&e))? {
+            let index_dir = self.ctx.indexes.root().join(&tenant.name);
+            if !index_dir.join("meta.json").exists() {
+                continue; // never indexed anything
+            }
+            let copied =
+                checkpoint_index(&index_dir, &staging.join(&tenant.name)).map_err(|e| err(&e))?;
+            files.extend(copied.into_iter().map(|f| ManifestFile {
+                path: format!("{}/{}", tenant.name, f.name),
+                size: f.size,
+            }));
+        }
+        let manifest = Manifest {
+            node: self.node_id,
+            index,
+            metadata,
+            files,
+        };
+        std::fs::write(staging.join("manifest"), manifest.encode_to_vec()).map_err(|e| err(&e))?;
+        Ok(manifest)
+    }
+
+    fn remove_old(&self, newest: u64) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut built: Vec<u64> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        built.sort_unstable();
+        built.retain(|i| *i <= newest);
+        let remove = built.len().saturating_sub(KEEP);
+        for index in &built[..remove] {
+            let _ = std::fs::remove_dir_all(self.dir.join(index.to_string()));
+        }
+    }
+
+    /// Answers a member's pull for a piece of a snapshot file.
+    pub async fn serve(&self, from: u64, pull: SnapshotPull) {
+        let piece = match self.read_piece(&pull).await {
+            Ok(data) => SnapshotPiece {
+                id: pull.id,
+                data,
+                error: String::new(),
+            },
+            Err(e) => SnapshotPiece {
+                id: pull.id,
+                data: Vec::new(),
+                error: e,
+            },
+        };
+        let envelope = Envelope {
+            snapshot_piece: Some(piece),
+            ..Default::default()
+        };
+        self.transport.send_envelope(from, envelope);
+    }
+
+    async fn read_piece(&self, pull: &SnapshotPull) -> Result<Vec<u8>, String> {
+        let path = self.file_path(pull.snapshot, &pull.path)?;
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| format!("{}: {e}", pull.path))?;
+        file.seek(std::io::SeekFrom::Start(pull.offset))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut data = Vec::new();
+        file.take(u64::from(pull.len.min(PIECE_BYTES)))
+            .read_to_end(&mut data)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(data)
+    }
+
+    /// Where a snapshot file is, refusing paths that would leave the snapshot's directory.
+    fn file_path(&self, snapshot: u64, path: &str) -> Result<PathBuf, String> {
+        let (tenant, file) = path
+            .split_once('/')
+            .ok_or_else(|| format!("bad snapshot path {path:?}"))?;
+        validate_tenant_name(tenant).map_err(|e| e.to_string())?;
+        let plain = !file.is_empty()
+            && file != ".."
+            && file != "."
+            && !file.contains('/')
+            && !file.contains('\\');
+        if !plain {
+            return Err(format!("bad snapshot path {path:?}"));
+        }
+        Ok(self.dir.join(snapshot.to_string()).join(tenant).join(file))
+    }
+
+    /// A piece arrived for one of our pulls.
+    pub fn on_piece(&self, piece: SnapshotPiece) {
+        let waiter = self
+            .pulls
+            .lock()
+            .expect("pulls lock poisoned")
+            .remove(&piece.id);
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(piece);
+        }
+    }
+
+    /// Replaces this node's metadata and tenant indexes with the snapshot described by `data`.
+    /// Runs on the Raft thread, which waits for the files.
+    pub fn install(&self, index: u64, data: &[u8]) -> Result<(), String> {
+        let manifest = Manifest::decode(data).map_err(|e| format!("bad manifest: {e}"))?;
+        let incoming = self.dir.join(format!("incoming-{index}"));
+        let _ = std::fs::remove_dir_all(&incoming);
+        std::fs::create_dir_all(&incoming).map_err(|e| e.to_string())?;
+        let bytes: u64 = manifest.files.iter().map(|f| f.size).sum();
+        tracing::info!(
+            index,
+            from = manifest.node,
+            files = manifest.files.len(),
+            bytes,
+            "fetching a snapshot"
+        );
+        self.runtime
+            .block_on(self.fetch_all(&manifest, &incoming))
+            .inspect_err(|_| {
+                let _ = std::fs::remove_dir_all(&incoming);
+            })?;
+
+        // No indexer may write while the files change under it.
+        self.runtime
+            .block_on(
+                self.supervisor
+                    .call(NodeMsg::StopTenants, Some(Duration::from_secs(120))),
+            )
+            .map_err(|e| format!("stopping the tenant actors: {e}"))?;
+        self.ctx.indexes.close_all();
+        let root = self.ctx.indexes.root().to_owned();
+        let replaced = root.with_extension("replaced");
+        let _ = std::fs::remove_dir_all(&replaced);
+        std::fs::rename(&root, &replaced).map_err(|e| e.to_string())?;
+        std::fs::rename(&incoming, &root).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_dir_all(&replaced);
+        self.metadata
+            .restore(&manifest.metadata)
+            .map_err(|e| e.to_string())?;
+        self.ctx.progress.advance(index);
+        tracing::info!(index, bytes, "installed a snapshot");
+        Ok(())
+    }
+
+    async fn fetch_all(&self, manifest: &Manifest, into: &Path) -> Result<(), String> {
+        for file in &manifest.files {
+            // Validates the path as the server does.
+            let target = {
+                let relative = self.file_path(manifest.index, &file.path)?;
+                let name = relative
+                    .strip_prefix(self.dir.join(manifest.index.to_string()))
+                    .map_err(|e| e.to_string())?
+                    .to_owned();
+                into.join(name)
+            };
+            if let Some(parent) = target.parent() {
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            let mut out = tokio::fs::File::create(&target)
+                .await
+                .map_err(|e| format!("{}: {e}", target.display()))?;
+            let mut written = 0u64;
+            while written < file.size {
+                let piece = self.pull(manifest, &file.path, written).await?;
+                if piece.is_empty() {
+                    return Err(format!(
+                        "{} ended at {written} of {} bytes",
+                        file.path, file.size
+                    ));
+                }
+                out.write_all(&piece).await.map_err(|e| e.to_string())?;
+                written += piece.len() as u64;
+            }
+            out.sync_all().await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    async fn pull(&self, manifest: &Manifest, path: &str, offset: u64) -> Result<Vec<u8>, String> {
+        let mut last_error = String::new();
+        for _ in 0..PULL_ATTEMPTS {
+            let id = self.next_pull.fetch_add(1, Ordering::Relaxed);
+            let (sender, receiver) = oneshot::channel();
+            self.pulls
+                .lock()
+                .expect("pulls lock poisoned")
+                .insert(id, sender);
+            let envelope = Envelope {
+                snapshot_pull: Some(SnapshotPull {
+                    id,
+                    snapshot: manifest.index,
+                    path: path.to_owned(),
+                    offset,
+                    len: PIECE_BYTES,
+                }),
+                ..Default::default()
+            };
+            self.transport.send_envelope(manifest.node, envelope);
+            match tokio::time::timeout(PULL_TIMEOUT, receiver).await {
+                Ok(Ok(piece)) if piece.error.is_empty() => return Ok(piece.data),
+                Ok(Ok(piece)) => last_error = piece.error,
+                Ok(Err(_)) => last_error = "the pull was dropped".into(),
+                Err(_) => {
+                    last_error = format!(
+                        "no answer from node {} within {PULL_TIMEOUT:?}",
+                        manifest.node
+                    )
+                }
+            }
+            self.pulls.lock().expect("pulls lock poisoned").remove(&id);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(format!("pulling {path} at {offset}: {last_error}"))
+    }
+}
