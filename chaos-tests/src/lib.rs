@@ -30,7 +30,9 @@ pub use node::{find_binary, NodeProcess};
 pub use plan::{Fault, FaultKind, Plan, Step, Target};
 pub use proxy::{LinkState, Proxy};
 pub use runner::{parse_duration, run, ChaosConfig, ChaosReport};
-pub use workload::{check_replica, AckLog, ReplicaReport, TenantLoad, Workload};
+pub use workload::{
+    check_replica, AckLog, ReplicaReport, Routing, TenantLoad, Workload, WorkloadOptions,
+};
 
 /// What can go wrong while driving a cluster.
 #[derive(Debug, thiserror::Error)]

@@ -22,7 +22,9 @@ use crate::client::Client;
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::plan::{Fault, FaultKind, Plan, Step, Target};
 use crate::proxy::LinkState;
-use crate::workload::{check_replica, AckLog, ReplicaReport, TenantLoad, Workload};
+use crate::workload::{
+    check_replica, AckLog, ReplicaReport, Routing, TenantLoad, Workload, WorkloadOptions,
+};
 use crate::{Error, Result};
 
 /// What to run.
@@ -241,13 +243,17 @@ impl Run {
         }
         let urls: Vec<String> = self.cluster.nodes().iter().map(|n| n.url()).collect();
         let client = self.cluster.client().clone();
-        let workload = Workload::start(
-            &client,
-            urls.clone(),
-            &tenants,
-            config.publishers,
-            config.batch,
-        );
+        // Sticky publishers spread over every node: at least one per node.
+        let publishers = config
+            .publishers
+            .max(config.nodes.div_ceil(config.tenants.max(1)));
+        let options = WorkloadOptions {
+            publishers,
+            batch: config.batch,
+            routing: Routing::Sticky,
+            first_node: 0,
+        };
+        let workload = Workload::start_with(&client, urls.clone(), &tenants, &options);
         let searcher = Searcher::start(&client, urls.clone(), tenants.clone());
         // Faults start once writes flow.
         wait_for(Duration::from_secs(60), || workload.acked_count() >= 200)
@@ -264,9 +270,14 @@ impl Run {
             if index == middle {
                 let admin = self.cluster.admin_token().to_owned();
                 let (client, urls) = (client.clone(), urls.clone());
-                let batch = config.batch;
+                let options = WorkloadOptions {
+                    publishers: 1,
+                    batch: config.batch,
+                    routing: Routing::Sticky,
+                    first_node: index,
+                };
                 late_tenant = Some(std::thread::spawn(move || {
-                    LateTenant::create(&client, &urls, &admin, batch)
+                    LateTenant::create(&client, &urls, &admin, &options)
                 }));
                 self.timeline
                     .note("creating tenant created-during-faults (in the background)")?;
@@ -658,7 +669,12 @@ const LATE_TENANT: &str = "created-during-faults";
 impl LateTenant {
     /// Creates the tenant through any node, retrying for up to a minute. A retry answered 409
     /// means an earlier attempt was committed but its answer lost: a new token is issued then.
-    fn create(client: &Client, urls: &[String], admin: &str, batch: usize) -> LateTenant {
+    fn create(
+        client: &Client,
+        urls: &[String],
+        admin: &str,
+        options: &WorkloadOptions,
+    ) -> LateTenant {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut last = String::new();
         for attempt in 0.. {
@@ -683,12 +699,11 @@ impl LateTenant {
                         name: LATE_TENANT.into(),
                         token,
                     };
-                    let workload = Workload::start(
+                    let workload = Workload::start_with(
                         client,
                         urls.to_vec(),
                         std::slice::from_ref(&tenant),
-                        1,
-                        batch,
+                        options,
                     );
                     return LateTenant::Created { tenant, workload };
                 }

@@ -78,7 +78,32 @@ impl AckLog {
     }
 }
 
-/// Publisher threads writing batches with idempotency keys (event ids) to every node in turn.
+/// How a publisher picks the node for its next batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// The next node after every batch: every node sees every publisher.
+    RoundRobin,
+    /// The same node until a request fails, then the next one, as a client behind a health
+    /// checking load balancer would: a hung node stalls only the publishers that were on it,
+    /// so a window without acknowledgements means the cluster, not one node, could not write.
+    Sticky,
+}
+
+/// How many publishers, how they write.
+#[derive(Debug, Clone)]
+pub struct WorkloadOptions {
+    /// Publisher threads per tenant.
+    pub publishers: usize,
+    /// Events per request.
+    pub batch: usize,
+    /// How publishers pick nodes.
+    pub routing: Routing,
+    /// The first node of the first publisher (an index into the urls); the next publishers,
+    /// across tenants, start on the following nodes.
+    pub first_node: usize,
+}
+
+/// Publisher threads writing batches with idempotency keys (event ids) to every node.
 /// A batch that fails is retried, with the same ids, on the next node until it is acknowledged.
 pub struct Workload {
     stop: Arc<AtomicBool>,
@@ -96,21 +121,45 @@ impl Workload {
         publishers: usize,
         batch: usize,
     ) -> Workload {
+        let options = WorkloadOptions {
+            publishers,
+            batch,
+            routing: Routing::RoundRobin,
+            first_node: 0,
+        };
+        Workload::start_with(client, urls, tenants, &options)
+    }
+
+    /// Starts `options.publishers` threads per tenant.
+    pub fn start_with(
+        client: &Client,
+        urls: Vec<String>,
+        tenants: &[TenantLoad],
+        options: &WorkloadOptions,
+    ) -> Workload {
         let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(Mutex::new(AckLog::default()));
         let mut threads = Vec::new();
+        let mut first = options.first_node;
         for tenant in tenants {
-            for p in 0..publishers {
+            for p in 0..options.publishers {
                 let publisher = Publisher {
                     client: client.clone(),
                     urls: urls.clone(),
                     tenant: tenant.clone(),
                     name: format!("{}-p{p}", tenant.name),
-                    batch,
+                    batch: options.batch,
+                    routing: options.routing,
                     stop: stop.clone(),
                     log: log.clone(),
                 };
-                threads.push(std::thread::spawn(move || publisher.run(p)));
+                let start = match options.routing {
+                    // As before: publisher p of every tenant starts on node p.
+                    Routing::RoundRobin => p,
+                    Routing::Sticky => first,
+                };
+                first += 1;
+                threads.push(std::thread::spawn(move || publisher.run(start)));
             }
         }
         Workload { stop, threads, log }
@@ -142,6 +191,7 @@ struct Publisher {
     tenant: TenantLoad,
     name: String,
     batch: usize,
+    routing: Routing,
     stop: Arc<AtomicBool>,
     log: Arc<Mutex<AckLog>>,
 }
@@ -193,7 +243,9 @@ impl Publisher {
             into.entry(self.tenant.name.clone())
                 .or_default()
                 .extend(ids);
-            next_node += 1;
+            if self.routing == Routing::RoundRobin {
+                next_node += 1;
+            }
         }
     }
 }

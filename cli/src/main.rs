@@ -1,6 +1,7 @@
 //! `meniscus`: run a node, administer tenants, send and search events.
 
 mod bench;
+mod chaos;
 mod client;
 mod credentials;
 mod dev;
@@ -50,6 +51,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Parse syslog lines from stdin and print each as the JSON event it becomes.
     Parse(parse::ParseArgs),
+    /// Run a seeded chaos schedule on a local cluster of this binary (kills, pauses,
+    /// partitions, delays, power loss under load) and check nothing acknowledged is lost.
+    Chaos(chaos::ChaosArgs),
 }
 
 #[derive(Args, Debug)]
@@ -200,5 +204,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Search(args) => client::search(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Parse(args) => parse::run(args),
+        Command::Chaos(args) => chaos::run(args).await,
     }
 }
