@@ -84,7 +84,12 @@ fn catch_up(
     tenant: &str,
     up_to: u64,
 ) -> Result<usize, ActorProcessingErr> {
-    let mut next = writer.indexed_up_to() + 1;
+    // Entries below the log's first index are in this index already: compaction and snapshots
+    // never pass what every index committed (and entry 1 is the group's empty start).
+    let first = log
+        .first_index()
+        .map_err(|e| err(format!("reading the log's first index: {e}")))?;
+    let mut next = (writer.indexed_up_to() + 1).max(first);
     let mut added = 0;
     while next <= up_to {
         let entries = log

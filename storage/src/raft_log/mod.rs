@@ -309,9 +309,24 @@ impl RaftLog {
             voters,
             ..ConfState::default()
         };
-        self.state
-            .insert(KEY_CONF_STATE, conf_state.write_to_bytes()?)?;
+        // The group starts as if from a snapshot at index 1, term 1, holding this configuration:
+        // a member that joins later has no entry 1 to start from and so receives a snapshot,
+        // which is the only place the initial configuration is written down.
+        let truncated = LogPoint { index: 1, term: 1 };
+        let hard_state = HardState {
+            term: 1,
+            commit: 1,
+            ..HardState::default()
+        };
+        let mut state = Batch::default();
+        state.insert(KEY_CONF_STATE, conf_state.write_to_bytes()?);
+        state.insert(KEY_TRUNCATED, truncated.encode().as_slice());
+        state.insert(KEY_HARD_STATE, hard_state.write_to_bytes()?);
+        self.commit(&Batch::default(), &state)?;
         cache.conf_state = conf_state;
+        cache.truncated = truncated;
+        cache.last = truncated;
+        cache.hard_state = hard_state;
         Ok(())
     }
 

@@ -299,8 +299,11 @@ fn initialize_with_conf_state_only_on_a_fresh_group() {
     let state = log.initial_state().unwrap();
     assert!(state.initialized());
     assert_eq!(state.conf_state.voters, vec![1, 2, 3]);
-    assert_eq!(log.first_index().unwrap(), 1);
-    assert_eq!(log.last_index().unwrap(), 0);
+    // As if from a snapshot at (1, 1): a member joining later must start from a snapshot.
+    assert_eq!(log.first_index().unwrap(), 2);
+    assert_eq!(log.last_index().unwrap(), 1);
+    assert_eq!(log.term(1).unwrap(), 1);
+    assert_eq!(state.hard_state.commit, 1);
     assert!(matches!(
         log.initialize_with_conf_state(vec![1]),
         Err(RaftLogError::AlreadyInitialized { group: 1 })
@@ -475,8 +478,8 @@ fn raw_node_single_voter_survives_restart() {
         drive(&mut node, &log, &mut applied);
         assert_eq!(applied, proposals);
         let commit = log.initial_state().unwrap().hard_state.commit;
-        // The leader's empty entry, then the three proposals.
-        assert_eq!(commit, 4);
+        // The initial point, the leader's empty entry, then the three proposals.
+        assert_eq!(commit, 5);
         assert_eq!(log.last_index().unwrap(), commit);
         commit
     };
