@@ -6,6 +6,8 @@ use meniscus_consensus::StateMachine;
 use meniscus_storage::{ApplyOutcome, Command, CommandKind, Metadata};
 use ractor::ActorRef;
 
+use meniscus_consensus::transport::Transport;
+
 use crate::{DispatchProgress, NodeMsg, SnapshotStore};
 
 /// Applies committed entries on the Raft thread.
@@ -14,6 +16,8 @@ pub struct Applier {
     supervisor: ActorRef<NodeMsg>,
     progress: Arc<DispatchProgress>,
     snapshots: Option<Arc<SnapshotStore>>,
+    /// This node's id and transport, to reach members added at run time.
+    peers: Option<(u64, Arc<Transport>)>,
 }
 
 impl Applier {
@@ -28,7 +32,14 @@ impl Applier {
             supervisor,
             progress,
             snapshots: None,
+            peers: None,
         }
+    }
+
+    /// Connects to members as they are added (node `id`'s view, through `transport`).
+    pub fn with_transport(mut self, id: u64, transport: Arc<Transport>) -> Self {
+        self.peers = Some((id, transport));
+        self
     }
 
     /// Installs snapshots from the leader through `snapshots` (a cluster member needs this).
@@ -64,6 +75,18 @@ impl StateMachine for Applier {
                 self.supervisor
                     .cast(message)
                     .map_err(|_| "the node supervisor has stopped".to_string())?;
+            }
+            Some(CommandKind::AddMember(member)) => {
+                if let Some((me, transport)) = &self.peers {
+                    match member.raft_addr.parse() {
+                        Ok(addr) if member.id != *me => transport.set_peer(member.id, addr),
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(id = member.id, addr = %member.raft_addr, error = %e, "a member's address does not parse")
+                        }
+                    }
+                }
+                self.progress.advance(index);
             }
             _ => self.progress.advance(index),
         }

@@ -13,6 +13,9 @@ pub enum Error {
     /// Indexing is behind; the caller should retry later.
     #[error("{0}")]
     Overloaded(String),
+    /// A membership change that cannot be made (unknown node, id in use, last voter).
+    #[error("{0}")]
+    InvalidMember(String),
     /// The tenant does not exist.
     #[error("unknown tenant {0:?}")]
     UnknownTenant(String),

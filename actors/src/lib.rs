@@ -17,6 +17,7 @@ mod applier;
 mod context;
 mod error;
 mod indexer;
+mod membership;
 mod node;
 mod node_supervisor;
 mod progress;

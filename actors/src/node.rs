@@ -9,14 +9,15 @@ use meniscus_consensus::transport::{Inbound, PeerStatus, Transport};
 use meniscus_consensus::{RaftConfig, RaftHandle, RaftNode, RaftStatus, RaftThread};
 use meniscus_event::Event;
 use meniscus_storage::{
-    tokens, AddAdminToken, AppendEvents, ApplyOutcome, Command, CommandKind, CompactLog,
-    CreateTenant, IndexStore, Metadata, Principal, RaftLog, RotateToken, SearchRequest,
-    SearchResponse,
+    tokens, AddAdminToken, AddMember, AppendEvents, ApplyOutcome, Command, CommandKind, CompactLog,
+    CreateTenant, IndexStore, Metadata, Principal, RaftLog, RemoveMember, RotateToken,
+    SearchRequest, SearchResponse,
 };
 use ractor::{Actor, ActorRef};
 use raft::Storage;
 use time::OffsetDateTime;
 
+use crate::membership;
 use crate::tenant_supervisor::TenantStatus;
 use crate::{
     Applier, DispatchProgress, Error, IndexerSettings, NodeContext, NodeMsg, NodeSupervisor,
@@ -52,6 +53,9 @@ pub struct ClusterOptions {
     pub members: Vec<(u64, SocketAddr)>,
     /// Length of one Raft tick (election timeout is 10 ticks).
     pub tick_interval: Duration,
+    /// Whether this node joins a running cluster (added through another member's
+    /// [`Node::add_member`]) rather than bootstrapping `members` as the initial voters.
+    pub join: bool,
 }
 
 impl NodeOptions {
@@ -78,6 +82,7 @@ pub struct Node {
     ctx: Arc<NodeContext>,
     max_backlog: u64,
     compactor: tokio::task::JoinHandle<()>,
+    reconciler: Option<tokio::task::JoinHandle<()>>,
     db: sled::Db,
     transport: Option<Arc<Transport>>,
     raft_addr: Option<SocketAddr>,
@@ -220,7 +225,11 @@ impl Node {
         let mut inbound = None;
         let mut raft_addr = None;
         if let Some(cluster) = &options.cluster {
-            raft_config.initial_voters = cluster.members.iter().map(|(id, _)| *id).collect();
+            raft_config.initial_voters = if cluster.join {
+                Vec::new()
+            } else {
+                cluster.members.iter().map(|(id, _)| *id).collect()
+            };
             raft_config.tick_interval = cluster.tick_interval;
             let (sender, receiver) = tokio::sync::mpsc::channel(16 * 1024);
             let (bound, local) = Transport::bind(options.node_id, cluster.raft_addr, sender)
@@ -230,6 +239,15 @@ impl Node {
             for (id, addr) in &cluster.members {
                 if *id != options.node_id {
                     bound.set_peer(*id, *addr);
+                }
+            }
+            // Members added at run time; their records win over the flags.
+            for member in metadata.members()? {
+                match member.raft_addr.parse() {
+                    Ok(addr) if member.id != options.node_id && !member.removed => {
+                        bound.set_peer(member.id, addr)
+                    }
+                    _ => {}
                 }
             }
             let snapshots = SnapshotStore::new(
@@ -250,7 +268,9 @@ impl Node {
                     .ok_or_else(|| "the node is shutting down".to_string())?
                     .build(index)
             }));
-            applier = applier.with_snapshots(snapshots.clone());
+            applier = applier
+                .with_snapshots(snapshots.clone())
+                .with_transport(options.node_id, bound.clone());
             transport = Some(bound);
             inbound = Some((receiver, snapshots));
         }
@@ -300,7 +320,17 @@ impl Node {
                 }
             })
         };
+        let reconciler = clustered.then(|| {
+            let (metadata, raft) = (metadata.clone(), raft.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(membership::RECONCILE_EVERY).await;
+                    membership::reconcile(&metadata, &raft).await;
+                }
+            })
+        });
         Ok(Node {
+            reconciler,
             compactor,
             metadata,
             raft,
@@ -500,6 +530,84 @@ impl Node {
         })
     }
 
+    /// Makes node `id` (listening for Raft at `raft_addr`) a member: once this is committed,
+    /// every node connects to it and the leader adds it to the group, as a learner until it
+    /// has caught up, then as a voter. Returns every member's id and Raft address, for the
+    /// newcomer to connect to.
+    pub async fn add_member(&self, id: u64, raft_addr: SocketAddr) -> Result<Vec<(u64, String)>> {
+        let status = self.raft.status();
+        let known = self.metadata.members()?;
+        if id == 0 {
+            return Err(Error::InvalidMember("node ids start at 1".into()));
+        }
+        let current = status.voters.contains(&id) || status.learners.contains(&id);
+        let listed = known.iter().any(|m| m.id == id && !m.removed);
+        if current && !listed {
+            return Err(Error::InvalidMember(format!(
+                "node {id} is already a member"
+            )));
+        }
+        if known.iter().any(|m| m.id == id && m.removed) {
+            return Err(Error::InvalidMember(format!(
+                "node {id} was removed; a returning node needs a new id"
+            )));
+        }
+        let kind = CommandKind::AddMember(AddMember {
+            id,
+            raft_addr: raft_addr.to_string(),
+        });
+        self.propose(kind).await?;
+        Ok(self.member_addresses(Some((id, raft_addr.to_string()))))
+    }
+
+    /// Records the address of a member that is in the group already (the bootstrap voters),
+    /// so that nodes joining later learn it from the metadata.
+    pub async fn record_member(&self, id: u64, raft_addr: SocketAddr) -> Result<()> {
+        let kind = CommandKind::AddMember(AddMember {
+            id,
+            raft_addr: raft_addr.to_string(),
+        });
+        self.propose(kind).await.map(|_| ())
+    }
+
+    /// Takes node `id` out of the cluster (the leader removes it from the group; a leader
+    /// being removed hands leadership over first).
+    pub async fn remove_member(&self, id: u64) -> Result<()> {
+        let status = self.raft.status();
+        if !status.voters.contains(&id) && !status.learners.contains(&id) {
+            return Err(Error::InvalidMember(format!("node {id} is not a member")));
+        }
+        if status.voters.len() <= 1 && status.voters.contains(&id) {
+            return Err(Error::InvalidMember(
+                "the last voter cannot be removed".into(),
+            ));
+        }
+        let kind = CommandKind::RemoveMember(RemoveMember { id });
+        self.propose(kind).await.map(|_| ())
+    }
+
+    /// Every node this node can reach, itself included, with `extra` added: id and Raft address.
+    fn member_addresses(&self, extra: Option<(u64, String)>) -> Vec<(u64, String)> {
+        let mut out: Vec<(u64, String)> = Vec::new();
+        if let Some(addr) = self.raft_addr {
+            out.push((self.raft.status().id, addr.to_string()));
+        }
+        if let Some(transport) = &self.transport {
+            out.extend(
+                transport
+                    .peers()
+                    .into_iter()
+                    .map(|p| (p.id, p.addr.to_string())),
+            );
+        }
+        if let Some((id, addr)) = extra {
+            out.retain(|(other, _)| *other != id);
+            out.push((id, addr));
+        }
+        out.sort_unstable();
+        out
+    }
+
     /// Whether the node can take writes now.
     pub fn is_writable(&self) -> bool {
         self.raft.is_writable()
@@ -536,6 +644,9 @@ impl Node {
     /// Stops taking writes, commits every index, and stops the actors.
     pub async fn shutdown(&self) -> Result<()> {
         self.compactor.abort();
+        if let Some(reconciler) = &self.reconciler {
+            reconciler.abort();
+        }
         self.raft.shutdown();
         if let Some(transport) = &self.transport {
             transport.shutdown();

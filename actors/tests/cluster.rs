@@ -99,6 +99,7 @@ async fn every_replica_indexes_every_event_and_the_group_survives_its_leader() {
             raft_addr: members[i].1,
             members: members.clone(),
             tick_interval: Duration::from_millis(20),
+            join: false,
         });
         nodes.push(Some(Node::start(options).await.unwrap()));
     }
@@ -154,6 +155,7 @@ fn options(dir: &std::path::Path, id: u64, members: &[(u64, SocketAddr)]) -> Nod
         raft_addr: members[id as usize - 1].1,
         members: members.to_vec(),
         tick_interval: Duration::from_millis(20),
+        join: false,
     });
     options
 }

@@ -5,6 +5,9 @@ use std::time::{Duration, Instant};
 
 use chaos_tests::{check_replica, find_binary, Cluster, ClusterSpec, TenantLoad, Workload};
 
+/// The tests of this file time elections: they run one at a time, not side by side.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn start(nodes: usize) -> Cluster {
     Cluster::start(&ClusterSpec::new(nodes, find_binary().unwrap())).unwrap()
 }
@@ -66,6 +69,7 @@ fn assert_converged(cluster: &Cluster, tenants: &[TenantLoad], log: &chaos_tests
 
 #[test]
 fn killing_the_leader_during_publishing_loses_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut cluster = start(3);
     let tenants = tenants(&cluster, &["acme"]);
     let workload = Workload::start(cluster.client(), urls(&cluster), &tenants, 3, 50);
@@ -98,6 +102,7 @@ fn killing_the_leader_during_publishing_loses_nothing() {
 
 #[test]
 fn five_nodes_survive_losing_two() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut cluster = start(5);
     let tenants = tenants(&cluster, &["acme", "globex"]);
     let workload = Workload::start(cluster.client(), urls(&cluster), &tenants, 2, 50);

@@ -139,6 +139,30 @@ pub async fn tenant_list(admin: &AdminConn) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `meniscus cluster status`: the node's view of the cluster, as JSON.
+pub async fn cluster_status(admin: &AdminConn) -> anyhow::Result<()> {
+    let body = call(
+        http()
+            .get(format!("{}/v1/cluster", admin.conn.server))
+            .bearer_auth(admin.token()?),
+    )
+    .await?;
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    Ok(())
+}
+
+/// `meniscus cluster remove NODE`.
+pub async fn cluster_remove(admin: &AdminConn, node: u64) -> anyhow::Result<()> {
+    call(
+        http()
+            .delete(format!("{}/v1/cluster/nodes/{node}", admin.conn.server))
+            .bearer_auth(admin.token()?),
+    )
+    .await?;
+    eprintln!("node {node} is being removed; `meniscus cluster status` shows when it is gone");
+    Ok(())
+}
+
 /// Arguments of `meniscus send`.
 #[derive(Args, Debug)]
 pub struct SendArgs {

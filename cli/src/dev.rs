@@ -22,6 +22,8 @@ const DEFAULT_TENANT: &str = "default";
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut options = NodeOptions::new(&args.data_dir);
     options.indexer.commit_interval = Duration::from_millis(args.commit_interval_ms.max(10));
+    options.compact_interval = Duration::from_secs(args.cluster.compact_interval_secs.max(1));
+    options.max_raft_log_entries = args.cluster.max_raft_log_entries;
     if let Some(members) = &args.cluster.initial_cluster {
         let id = args.cluster.node_id;
         let own = members
@@ -37,7 +39,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             raft_addr: args.cluster.raft.unwrap_or(own),
             members: members.0.clone(),
             tick_interval: Duration::from_millis(100),
+            join: false,
         });
+    } else if let Some(url) = &args.cluster.join {
+        options.node_id = args.cluster.node_id;
+        options.cluster = Some(join(&args, url).await?);
     }
     let node = Arc::new(
         Node::start(options)
@@ -162,10 +168,77 @@ async fn start_syslog(
     Ok((running, stats))
 }
 
+/// `--join URL`: asks a member to add this node (first start only: after that, the members
+/// are in this node's own metadata) and returns how to reach the others.
+async fn join(args: &DevArgs, url: &str) -> anyhow::Result<ClusterOptions> {
+    let id = args.cluster.node_id;
+    let raft = args.cluster.raft.context("--join needs --raft ADDR")?;
+    let mut members = vec![(id, raft)];
+    if !args.data_dir.join("raft").exists() {
+        let token = admin_token(args)?.context(
+            "--join needs the admin token: set MENISCUS_ADMIN_TOKEN or pass --admin-token-file",
+        )?;
+        let url = format!("{}/v1/cluster/nodes", url.trim_end_matches('/'));
+        let response = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(token)
+            .json(&serde_json::json!({"id": id, "raft_addr": raft.to_string()}))
+            .send()
+            .await
+            .with_context(|| format!("asking {url} to add node {id}"))?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        if !status.is_success() {
+            anyhow::bail!("{url} refused to add node {id}: {status} {body}");
+        }
+        for member in body["members"].as_array().into_iter().flatten() {
+            let (Some(mid), Some(addr)) = (member["id"].as_u64(), member["raft_addr"].as_str())
+            else {
+                continue;
+            };
+            if mid != id {
+                members.push((
+                    mid,
+                    addr.parse()
+                        .with_context(|| format!("member address {addr}"))?,
+                ));
+            }
+        }
+        tracing::info!(id, %url, members = members.len(), "joined: waiting for the leader's snapshot");
+    }
+    Ok(ClusterOptions {
+        raft_addr: raft,
+        members,
+        tick_interval: Duration::from_millis(100),
+        join: true,
+    })
+}
+
+/// The admin token from MENISCUS_ADMIN_TOKEN or --admin-token-file, if either is given.
+fn admin_token(args: &DevArgs) -> anyhow::Result<Option<String>> {
+    if let Some(token) = std::env::var("MENISCUS_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        return Ok(Some(token));
+    }
+    match &args.cluster.admin_token_file {
+        Some(path) => {
+            let token = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the admin token from {}", path.display()))?;
+            Ok(Some(token.trim().to_owned()))
+        }
+        None => Ok(None),
+    }
+}
+
 /// On first start: an admin token and the `default` tenant. The tokens are written to
 /// credentials.json *before* they are proposed, so a crash in between never leaves a token in
 /// the store that nobody knows.
 async fn bootstrap(node: &Node, args: &DevArgs) -> anyhow::Result<()> {
+    if args.cluster.join.is_some() {
+        return Ok(()); // it learns everything from the cluster it joins
+    }
     if let Some(members) = &args.cluster.initial_cluster {
         let lowest = members.0.iter().map(|(id, _)| *id).min();
         if lowest != Some(args.cluster.node_id) {
@@ -183,10 +256,7 @@ async fn bootstrap(node: &Node, args: &DevArgs) -> anyhow::Result<()> {
                 DEFAULT_TENANT.to_owned(),
                 meniscus_storage::tokens::generate(),
             );
-            let admin_token = std::env::var("MENISCUS_ADMIN_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty())
-                .unwrap_or_else(meniscus_storage::tokens::generate);
+            let admin_token = admin_token(args)?.unwrap_or_else(meniscus_storage::tokens::generate);
             let fresh = Credentials {
                 admin_token,
                 tenants,
@@ -198,7 +268,7 @@ async fn bootstrap(node: &Node, args: &DevArgs) -> anyhow::Result<()> {
     // In a cluster the first proposals wait for an elected leader (peers may still be starting).
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
-        match propose_credentials(node, &credentials).await {
+        match propose_credentials(node, &credentials, args).await {
             Ok(()) => break,
             Err(e) if std::time::Instant::now() < deadline => {
                 tracing::info!(error = %e, "bootstrap waits for a Raft leader");
@@ -211,7 +281,16 @@ async fn bootstrap(node: &Node, args: &DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn propose_credentials(node: &Node, credentials: &Credentials) -> anyhow::Result<()> {
+async fn propose_credentials(
+    node: &Node,
+    credentials: &Credentials,
+    args: &DevArgs,
+) -> anyhow::Result<()> {
+    // The initial members go into the metadata too, so a node that joins later (or restarts
+    // without flags naming them) knows every address.
+    for (id, addr) in args.cluster.initial_cluster.iter().flat_map(|m| &m.0) {
+        node.record_member(*id, *addr).await?;
+    }
     for (tenant, token) in &credentials.tenants {
         node.create_tenant_with_token(tenant, token).await?;
     }

@@ -43,6 +43,9 @@ enum Command {
     /// Administer tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Inspect and change cluster membership.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Publish events from a file or stdin (NDJSON, or plain text lines as messages).
     Send(client::SendArgs),
     /// Search a tenant's events; prints one JSON event per line, newest first.
@@ -122,8 +125,23 @@ struct ClusterArgs {
     #[arg(long)]
     raft: Option<SocketAddr>,
     /// Every voter as ID=ADDR pairs, comma separated, e.g. 1=10.0.0.1:7000,2=10.0.0.2:7000.
-    #[arg(long, value_parser = parse_members)]
+    #[arg(long, value_parser = parse_members, conflicts_with = "join")]
     initial_cluster: Option<Members>,
+    /// Join a running cluster through any member's HTTP API, e.g. http://10.0.0.1:8080 (needs
+    /// --node-id, a new id, and --raft). The admin token comes from MENISCUS_ADMIN_TOKEN or
+    /// --admin-token-file. The node receives its data by snapshot and votes once caught up.
+    #[arg(long, requires = "raft")]
+    join: Option<String>,
+    /// File holding the admin token: installed at bootstrap, and used by --join.
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    /// Raft log entries kept for a member that is down; past this the log is compacted anyway
+    /// and the member gets a snapshot when it returns.
+    #[arg(long, default_value_t = 20_000)]
+    max_raft_log_entries: u64,
+    /// Seconds between Raft log compactions.
+    #[arg(long, default_value_t = 30)]
+    compact_interval_secs: u64,
 }
 
 /// Voters: id and Raft address.
@@ -153,6 +171,23 @@ fn parse_members(s: &str) -> Result<Members, String> {
         return Err("no members".into());
     }
     Ok(Members(members))
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Show nodes, the Raft group (leader, voters, learners, commit and applied index, lag per
+    /// replica) and which tenants it holds, as the node asked sees them (JSON).
+    Status {
+        #[command(flatten)]
+        admin: client::AdminConn,
+    },
+    /// Take a node out of the cluster (a leader hands leadership over first).
+    Remove {
+        /// The node's id.
+        node: u64,
+        #[command(flatten)]
+        admin: client::AdminConn,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -187,8 +222,10 @@ async fn main() -> anyhow::Result<()> {
     logging::init(&cli.log_format);
     match cli.command {
         Command::Dev(args) => dev::run(args).await,
-        Command::Start(args) if args.cluster.initial_cluster.is_none() => {
-            anyhow::bail!("meniscus start needs --initial-cluster ID=ADDR,... (use `meniscus dev` for one node)")
+        Command::Start(args)
+            if args.cluster.initial_cluster.is_none() && args.cluster.join.is_none() =>
+        {
+            anyhow::bail!("meniscus start needs --initial-cluster ID=ADDR,... or --join URL (use `meniscus dev` for one node)")
         }
         Command::Start(args) => dev::run(args).await,
         Command::Tenant(TenantCommand::Create { name, admin }) => {
@@ -200,6 +237,10 @@ async fn main() -> anyhow::Result<()> {
             admin,
         }) => client::tenant_rotate(&admin, &name, grace_seconds).await,
         Command::Tenant(TenantCommand::List { admin }) => client::tenant_list(&admin).await,
+        Command::Cluster(ClusterCommand::Status { admin }) => client::cluster_status(&admin).await,
+        Command::Cluster(ClusterCommand::Remove { node, admin }) => {
+            client::cluster_remove(&admin, node).await
+        }
         Command::Send(args) => client::send(args).await,
         Command::Search(args) => client::search(args).await,
         Command::Bench(args) => bench::run(args).await,

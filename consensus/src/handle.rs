@@ -38,6 +38,9 @@ pub struct RaftStatus {
     pub learners: Vec<u64>,
     /// Every member's replication progress, as the leader sees it; empty on other nodes.
     pub replicas: Vec<ReplicaProgress>,
+    /// Index of the last configuration change proposed by this leader (0 if none): another
+    /// may be proposed once `applied` reaches it.
+    pub pending_conf_index: u64,
 }
 
 /// How far the leader has replicated its log to one member.
@@ -67,6 +70,13 @@ pub(crate) enum Request<O> {
     /// A linearizable read: answered once this node has applied everything committed when
     /// the read was asked.
     ReadIndex(oneshot::Sender<Result<u64>>),
+    /// A membership change (leader only).
+    ChangeMembership {
+        change: raft::prelude::ConfChangeV2,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// Hand leadership to another voter (leader only).
+    TransferLeader(u64),
     Shutdown,
 }
 
@@ -111,6 +121,26 @@ impl<O: Send + 'static> RaftHandle<O> {
             Err(TrySendError::Disconnected(_)) => return Err(Error::Stopped),
         }
         response.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Proposes a membership change. Only the leader can; the change takes effect when its
+    /// entry is applied (see [`RaftStatus::voters`]). Returns once it is proposed.
+    pub async fn change_membership(&self, change: raft::prelude::ConfChangeV2) -> Result<()> {
+        let (reply, response) = oneshot::channel();
+        match self
+            .requests
+            .try_send(Request::ChangeMembership { change, reply })
+        {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(Error::Overloaded),
+            Err(TrySendError::Disconnected(_)) => return Err(Error::Stopped),
+        }
+        response.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Asks the leader to hand leadership to voter `to` (before removing itself, say).
+    pub fn transfer_leader(&self, to: u64) {
+        let _ = self.requests.try_send(Request::TransferLeader(to));
     }
 
     /// The group's current state.

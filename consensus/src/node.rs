@@ -23,6 +23,7 @@ pub struct RaftConfig {
     /// This node's id in the group (non-zero).
     pub id: u64,
     /// Voters to bootstrap a fresh group with; ignored when the log already has a configuration.
+    /// Empty for a node joining a running group: it waits for the leader to add it.
     pub initial_voters: Vec<u64>,
     /// Length of one logical clock tick.
     pub tick_interval: Duration,
@@ -87,7 +88,9 @@ impl RaftNode {
     ) -> Result<(RaftHandle<M::Output>, RaftThread)> {
         let storage_err = |e: meniscus_storage::RaftLogError| Error::Storage(e.to_string());
         let state = log.initial_state()?;
-        if state.conf_state.voters.is_empty() {
+        // A node joining a running cluster starts with no configuration and waits for the
+        // leader's snapshot; every other node bootstraps the group it was given.
+        if state.conf_state.voters.is_empty() && !config.initial_voters.is_empty() {
             log.initialize_with_conf_state(config.initial_voters.clone())
                 .map_err(storage_err)?;
         }
@@ -312,6 +315,25 @@ impl<M: StateMachine> Driver<M> {
             }
             Request::ReadIndex(reply) => {
                 self.new_reads.push(reply);
+                true
+            }
+            Request::ChangeMembership { change, reply } => {
+                let result = if self.raw.raft.state != StateRole::Leader {
+                    Err(Error::NotLeader {
+                        leader: self.leader(),
+                    })
+                } else {
+                    self.raw
+                        .propose_conf_change(Vec::new(), change)
+                        .map_err(Error::from)
+                };
+                let _ = reply.send(result);
+                true
+            }
+            Request::TransferLeader(to) => {
+                if self.raw.raft.state == StateRole::Leader {
+                    self.raw.transfer_leader(to);
+                }
                 true
             }
             Request::ForwardReply(answer) => {
@@ -652,6 +674,7 @@ impl<M: StateMachine> Driver<M> {
         status.voters.sort_unstable();
         status.learners = conf.learners().iter().copied().collect();
         status.learners.sort_unstable();
+        status.pending_conf_index = raft.pending_conf_index;
         status.replicas.clear();
         if raft.state == StateRole::Leader {
             status

@@ -172,6 +172,8 @@ pub struct Transport {
     stats: Arc<TransportStats>,
     /// The listener and its connections; aborted by [`Transport::shutdown`].
     accept_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Where peer tasks run: peers may be added from the Raft thread, outside the runtime.
+    runtime: tokio::runtime::Handle,
 }
 
 /// One peer's outbound queue and connection state.
@@ -209,15 +211,17 @@ impl Transport {
             peers: Mutex::new(HashMap::new()),
             stats,
             accept_task: Mutex::new(Some(accept_task)),
+            runtime: tokio::runtime::Handle::current(),
         });
         Ok((transport, local))
     }
 
-    /// Adds (or re-points) a peer. Messages to unknown peers are dropped.
+    /// Adds (or re-points) a peer. Messages to unknown peers are dropped. Callable from any
+    /// thread.
     pub fn set_peer(&self, id: u64, addr: SocketAddr) {
         let (queue, receiver) = mpsc::channel(PEER_QUEUE);
         let connected = Arc::new(AtomicBool::new(false));
-        tokio::spawn(peer_loop(
+        self.runtime.spawn(peer_loop(
             PeerLink {
                 from: self.node_id,
                 to: id,

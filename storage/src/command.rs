@@ -8,7 +8,7 @@ use crate::Result;
 #[derive(Clone, PartialEq, Message)]
 pub struct Command {
     /// The command itself.
-    #[prost(oneof = "CommandKind", tags = "1, 2, 3, 4, 5")]
+    #[prost(oneof = "CommandKind", tags = "1, 2, 3, 4, 5, 6, 7")]
     pub kind: Option<CommandKind>,
 }
 
@@ -30,6 +30,13 @@ pub enum CommandKind {
     /// Allow every replica to drop its Raft log below an index that every member has stored.
     #[prost(message, tag = "5")]
     CompactLog(CompactLog),
+    /// Make a node a member: every node learns its address; the leader adds it to the Raft
+    /// group as a learner, then promotes it to voter once it has caught up.
+    #[prost(message, tag = "6")]
+    AddMember(AddMember),
+    /// Take a node out of the cluster: the leader removes it from the Raft group.
+    #[prost(message, tag = "7")]
+    RemoveMember(RemoveMember),
 }
 
 /// See [`CommandKind::CreateTenant`].
@@ -85,6 +92,25 @@ pub struct CompactLog {
     /// Entries below this index are stored on every member (the leader's view when proposed).
     #[prost(uint64, tag = "1")]
     pub below: u64,
+}
+
+/// See [`CommandKind::AddMember`].
+#[derive(Clone, PartialEq, Message)]
+pub struct AddMember {
+    /// Its node id (non-zero, unused before).
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// Its node-to-node (Raft) address.
+    #[prost(string, tag = "2")]
+    pub raft_addr: String,
+}
+
+/// See [`CommandKind::RemoveMember`].
+#[derive(Clone, PartialEq, Message)]
+pub struct RemoveMember {
+    /// Its node id.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
 }
 
 impl Command {

@@ -29,11 +29,12 @@ pub mod tokens;
 
 pub use checkpoint::{checkpoint_index, CheckpointFile};
 pub use command::{
-    AddAdminToken, AppendEvents, Command, CommandKind, CompactLog, CreateTenant, RotateToken,
+    AddAdminToken, AddMember, AppendEvents, Command, CommandKind, CompactLog, CreateTenant,
+    RemoveMember, RotateToken,
 };
 pub use error::{Error, Result};
 pub use index_store::IndexStore;
-pub use metadata::{ApplyOutcome, Metadata, Principal, TenantRecord};
+pub use metadata::{ApplyOutcome, MemberRecord, Metadata, Principal, TenantRecord};
 pub use raft_log::{RaftLog, RaftLogError, SnapshotSource};
 pub use search::{SearchHit, SearchRequest, SearchResponse, MAX_LIMIT};
 pub use tenant_index::{TenantIndex, TenantWriter};

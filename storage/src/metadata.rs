@@ -53,12 +53,24 @@ pub enum ApplyOutcome {
     NotMetadata,
 }
 
+/// A node added to (or removed from) the cluster after it was bootstrapped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    /// Its node id.
+    pub id: u64,
+    /// Its Raft address.
+    pub raft_addr: String,
+    /// Whether it was removed.
+    pub removed: bool,
+}
+
 /// The metadata store.
 #[derive(Clone)]
 pub struct Metadata {
     tenants: sled::Tree,
     tokens: sled::Tree,
     state: sled::Tree,
+    members: sled::Tree,
 }
 
 impl Metadata {
@@ -68,6 +80,7 @@ impl Metadata {
             tenants: db.open_tree("meta-tenants")?,
             tokens: db.open_tree("meta-tokens")?,
             state: db.open_tree("meta-state")?,
+            members: db.open_tree("meta-members")?,
         })
     }
 
@@ -90,8 +103,8 @@ impl Metadata {
             Some(CommandKind::RotateToken(c)) => self.current_tokens_of(&c.tenant)?,
             _ => Vec::new(),
         };
-        let result =
-            (&self.tenants, &self.tokens, &self.state).transaction(|(tenants, tokens, state)| {
+        let result = (&self.tenants, &self.tokens, &self.state, &self.members).transaction(
+            |(tenants, tokens, state, members)| {
                 let applied = read_u64(state.get(APPLIED_KEY)?)
                     .map_err(ConflictableTransactionError::Abort)?;
                 if index <= applied {
@@ -150,6 +163,32 @@ impl Metadata {
                             ApplyOutcome::NotMetadata
                         }
                     }
+                    Some(CommandKind::AddMember(c)) => {
+                        let record = MemberRecord {
+                            id: c.id,
+                            raft_addr: c.raft_addr.clone(),
+                            removed: false,
+                        };
+                        members.insert(&c.id.to_be_bytes(), to_json(&record))?;
+                        ApplyOutcome::Applied
+                    }
+                    Some(CommandKind::RemoveMember(c)) => {
+                        let raft_addr = match members.get(c.id.to_be_bytes())? {
+                            Some(v) => {
+                                from_json::<MemberRecord>(&v)
+                                    .map_err(ConflictableTransactionError::Abort)?
+                                    .raft_addr
+                            }
+                            None => String::new(),
+                        };
+                        let record = MemberRecord {
+                            id: c.id,
+                            raft_addr,
+                            removed: true,
+                        };
+                        members.insert(&c.id.to_be_bytes(), to_json(&record))?;
+                        ApplyOutcome::Applied
+                    }
                     Some(CommandKind::CompactLog(c)) => {
                         let allowed = read_u64(state.get(COMPACT_ALLOWED_KEY)?)
                             .map_err(ConflictableTransactionError::Abort)?;
@@ -161,7 +200,8 @@ impl Metadata {
                     None => ApplyOutcome::Applied,
                 };
                 Ok(outcome)
-            });
+            },
+        );
         result.map_err(|e| match e {
             TransactionError::Abort(e) => e,
             TransactionError::Storage(e) => Error::Sled(e),
@@ -229,6 +269,7 @@ impl Metadata {
             tenants: pairs(&self.tenants)?,
             tokens: pairs(&self.tokens)?,
             state: pairs(&self.state)?,
+            members: pairs(&self.members)?,
         }
         .encode_to_vec())
     }
@@ -245,13 +286,15 @@ impl Metadata {
             keys(&self.tenants)?,
             keys(&self.tokens)?,
             keys(&self.state)?,
+            keys(&self.members)?,
         );
-        let result =
-            (&self.tenants, &self.tokens, &self.state).transaction(|(tenants, tokens, state)| {
+        let result = (&self.tenants, &self.tokens, &self.state, &self.members).transaction(
+            |(tenants, tokens, state, members)| {
                 let trees = [
                     (tenants, &old.0, &dump.tenants),
                     (tokens, &old.1, &dump.tokens),
                     (state, &old.2, &dump.state),
+                    (members, &old.3, &dump.members),
                 ];
                 for (tree, old_keys, pairs) in trees {
                     for key in old_keys {
@@ -262,11 +305,21 @@ impl Metadata {
                     }
                 }
                 Ok(())
-            });
+            },
+        );
         result.map_err(|e: TransactionError<Error>| match e {
             TransactionError::Abort(e) => e,
             TransactionError::Storage(e) => Error::Sled(e),
         })
+    }
+
+    /// Nodes added or removed since the cluster was bootstrapped, by id.
+    pub fn members(&self) -> Result<Vec<MemberRecord>> {
+        self.members
+            .iter()
+            .values()
+            .map(|v| from_json(&v?))
+            .collect()
     }
 
     /// Whether any admin token exists (the cluster has been bootstrapped).
@@ -290,6 +343,8 @@ struct MetadataDump {
     tokens: Vec<KeyValue>,
     #[prost(message, repeated, tag = "3")]
     state: Vec<KeyValue>,
+    #[prost(message, repeated, tag = "4")]
+    members: Vec<KeyValue>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -1,8 +1,12 @@
 //! `GET /v1/cluster`: membership, leadership and replication progress.
 
-use axum::extract::State;
-use axum::http::HeaderMap;
+use std::net::SocketAddr;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::{auth, ApiError, AppState};
@@ -68,4 +72,54 @@ pub(crate) async fn status(
         }],
         "shards": { GROUP.to_string(): status.tenants },
     })))
+}
+
+/// `POST /v1/cluster/nodes` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AddNode {
+    id: u64,
+    raft_addr: String,
+}
+
+/// `POST /v1/cluster/nodes` (admin): make a node a member. It is added as a learner and
+/// promoted to voter once it has caught up. Answers with every member's Raft address, for the
+/// newcomer to connect to.
+pub(crate) async fn add_node(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<AddNode>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    auth::admin(&state, &headers).await?;
+    let Json(AddNode { id, raft_addr }) =
+        body.map_err(|e| ApiError::new(e.status(), "invalid_json", e.body_text()))?;
+    let addr: SocketAddr = raft_addr.parse().map_err(|e| {
+        ApiError::bad_request(
+            "invalid_parameters",
+            format!("raft_addr {raft_addr:?} is not IP:PORT ({e})"),
+        )
+    })?;
+    let members = state.node.add_member(id, addr).await?;
+    let members: Vec<Value> = members
+        .into_iter()
+        .map(|(id, raft_addr)| json!({"id": id, "raft_addr": raft_addr}))
+        .collect();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": id, "members": members})),
+    ))
+}
+
+/// `DELETE /v1/cluster/nodes/{id}` (admin): take a node out of the cluster.
+pub(crate) async fn remove_node(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    auth::admin(&state, &headers).await?;
+    state.node.remove_member(id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": id, "removed": true})),
+    ))
 }

@@ -7,7 +7,7 @@ mod metrics;
 mod search;
 mod tenants;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::AppState;
@@ -21,6 +21,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/events", post(events::publish))
         .route("/v1/search", get(search::search))
         .route("/v1/cluster", get(cluster::status))
+        .route("/v1/cluster/nodes", post(cluster::add_node))
+        .route("/v1/cluster/nodes/{id}", delete(cluster::remove_node))
         .fallback(|| async {
             crate::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

@@ -1,0 +1,298 @@
+//! Issue 3, acceptance 4: a node joins a running 3-node cluster that holds events, receives its
+//! data by snapshot and serves them; a node is removed; every Raft log stays bounded.
+//!
+//! `MENISCUS_JOIN_EVENTS` sets how many events the cluster holds before the join (default
+//! 20,000; the README reports a run with 1,000,000).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const ADMIN: &str = "mns_b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2";
+/// Entries a log may hold beyond what every live member stored.
+const MAX_LOG_ENTRIES: u64 = 50;
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string()
+}
+
+/// Starts `meniscus start` with `args`; returns once its HTTP API listens.
+fn start(dir: &Path, http: &str, args: &[String]) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meniscus"))
+        .arg("start")
+        .args(args)
+        .args(["--http", http, "--commit-interval-ms", "100"])
+        .args(["--compact-interval-secs", "1"])
+        .args(["--max-raft-log-entries", &MAX_LOG_ENTRIES.to_string()])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("MENISCUS_ADMIN_TOKEN", ADMIN)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("node.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (ready, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("meniscus: http listening on ") {
+                let _ = ready.send(());
+            }
+        }
+    });
+    let proc = Proc(child);
+    if seen.recv_timeout(Duration::from_secs(60)).is_err() {
+        panic!(
+            "node did not start:\n{}",
+            std::fs::read_to_string(dir.join("node.log")).unwrap_or_default()
+        );
+    }
+    proc
+}
+
+struct Cluster {
+    http: reqwest::blocking::Client,
+}
+
+impl Cluster {
+    fn status(&self, base: &str) -> Value {
+        self.http
+            .get(format!("{base}/v1/cluster"))
+            .bearer_auth(ADMIN)
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or(Value::Null)
+    }
+
+    fn group(&self, base: &str) -> Value {
+        self.status(base)["groups"][0].clone()
+    }
+
+    fn local_total(&self, base: &str, token: &str) -> Option<u64> {
+        let body: Value = self
+            .http
+            .get(format!("{base}/v1/search"))
+            .bearer_auth(token)
+            .query(&[("q", "*"), ("limit", "1"), ("read", "local")])
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        body["total"].as_u64()
+    }
+
+    fn publish(&self, base: &str, token: &str, from: usize, n: usize) {
+        let events: Vec<Value> = (from..from + n)
+            .map(|i| json!({"id": format!("ev-{i}"), "message": format!("joined cluster event {i}")}))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let response = self
+                .http
+                .post(format!("{base}/v1/events"))
+                .bearer_auth(token)
+                .json(&events)
+                .send();
+            match response {
+                Ok(r) if r.status() == 200 => return,
+                Ok(r) if Instant::now() < deadline => {
+                    eprintln!("publish to {base}: {} (retrying)", r.status())
+                }
+                Err(e) if Instant::now() < deadline => eprintln!("publish to {base}: {e}"),
+                other => panic!("publishing to {base} failed: {other:?}"),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn wait_total(&self, base: &str, token: &str, expected: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let total = self.local_total(base, token);
+            if total == Some(expected) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{base} has {total:?} of {expected} events"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn wait_for(&self, what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn ids(value: &Value) -> Vec<u64> {
+    let mut ids: Vec<u64> = value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[test]
+fn a_node_joins_by_snapshot_a_node_leaves_and_logs_stay_bounded() {
+    let events: usize = std::env::var("MENISCUS_JOIN_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let raft: Vec<String> = (0..4).map(|_| free_addr()).collect();
+    let http: Vec<String> = (0..4).map(|_| free_addr()).collect();
+    let base: Vec<String> = http.iter().map(|h| format!("http://{h}")).collect();
+    let initial = (0..3)
+        .map(|i| format!("{}={}", i + 1, raft[i]))
+        .collect::<Vec<_>>()
+        .join(",");
+
+    // Three nodes bootstrap together.
+    let spawn_initial = |i: usize| {
+        let dir = dirs[i].path().to_owned();
+        let args = vec![
+            "--node-id".into(),
+            (i + 1).to_string(),
+            "--initial-cluster".into(),
+            initial.clone(),
+        ];
+        let http = http[i].clone();
+        std::thread::spawn(move || start(&dir, &http, &args))
+    };
+    let starting: Vec<_> = (0..3).map(spawn_initial).collect();
+    let mut nodes: Vec<Option<Proc>> = starting
+        .into_iter()
+        .map(|t| Some(t.join().unwrap()))
+        .collect();
+    let c = Cluster {
+        http: common::client(Duration::from_secs(60)),
+    };
+    c.wait_for("a leader", Duration::from_secs(30), || {
+        c.group(&base[0])["leader"].as_u64().is_some()
+    });
+    let created: Value = c
+        .http
+        .post(format!("{}/v1/tenants", base[1]))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "acme"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+
+    let batch = 5_000;
+    for (n, from) in (0..events).step_by(batch).enumerate() {
+        c.publish(&base[n % 3], &token, from, batch.min(events - from));
+    }
+    for b in &base[..3] {
+        c.wait_total(b, &token, events as u64, Duration::from_secs(300));
+    }
+    // The logs are compacted past the start, so a newcomer cannot replay them.
+    c.wait_for("log compaction", Duration::from_secs(30), || {
+        c.group(&base[0])["log_first_index"].as_u64() > Some(2)
+    });
+
+    // Node 4 joins through node 1.
+    let joined = Instant::now();
+    nodes.push(Some(start(
+        dirs[3].path(),
+        &http[3],
+        &[
+            "--node-id".into(),
+            "4".into(),
+            "--raft".into(),
+            raft[3].clone(),
+            "--join".into(),
+            base[0].clone(),
+        ],
+    )));
+    c.wait_total(&base[3], &token, events as u64, Duration::from_secs(300));
+    eprintln!(
+        "node 4 serves {events} events {:?} after it was started",
+        joined.elapsed()
+    );
+    c.wait_for("node 4 to become a voter", Duration::from_secs(60), || {
+        ids(&c.group(&base[0])["voters"]) == [1, 2, 3, 4]
+    });
+    let first = c.group(&base[3])["log_first_index"].as_u64().unwrap();
+    assert!(
+        first > 2,
+        "node 4 replayed the log from {first} instead of a snapshot"
+    );
+
+    // It takes writes like any member (a follower forwards them).
+    c.publish(&base[3], &token, events, 1_000);
+    for b in &base {
+        c.wait_total(b, &token, events as u64 + 1_000, Duration::from_secs(120));
+    }
+
+    // Node 2 leaves, through the CLI.
+    let removed = Command::new(env!("CARGO_BIN_EXE_meniscus"))
+        .args(["cluster", "remove", "2", "--server", &base[0]])
+        .env("MENISCUS_ADMIN_TOKEN", ADMIN)
+        .output()
+        .unwrap();
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    let live = [0, 2, 3];
+    c.wait_for("node 2 to leave the group", Duration::from_secs(60), || {
+        live.iter()
+            .all(|i| ids(&c.group(&base[*i])["voters"]) == [1, 3, 4])
+    });
+    nodes[1] = None;
+    c.publish(&base[2], &token, events + 1_000, 1_000);
+    for i in live {
+        c.wait_total(
+            &base[i],
+            &token,
+            events as u64 + 2_000,
+            Duration::from_secs(120),
+        );
+    }
+
+    // Every live log is compacted to within the bound of what every member stored.
+    c.wait_for("bounded logs", Duration::from_secs(30), || {
+        live.iter().all(|i| {
+            let group = c.group(&base[*i]);
+            let (Some(commit), Some(first)) = (
+                group["commit_index"].as_u64(),
+                group["log_first_index"].as_u64(),
+            ) else {
+                return false;
+            };
+            commit.saturating_sub(first) <= MAX_LOG_ENTRIES
+        })
+    });
+    let status = c.status(&base[0]);
+    assert_eq!(status["shards"]["0"], json!(["acme", "default"]));
+}
