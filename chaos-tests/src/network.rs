@@ -24,7 +24,7 @@ impl Network {
             for (to, target) in nodes {
                 if from != to {
                     let listen = SocketAddr::new(target.ip(), 0);
-                    links.insert((*from, *to), Proxy::start(listen, *target)?);
+                    links.insert((*from, *to), Proxy::start_framed(listen, *target)?);
                 }
             }
         }
@@ -107,13 +107,22 @@ impl Network {
         self.split(left, right);
     }
 
-    /// Adds `latency` to every link of `node` (both ways), or to every link when `None`.
-    pub fn delay(&self, node: Option<u64>, latency: Duration) {
+    /// Adds `latency` to every link of `node` (both ways), or to every link when `None`, and
+    /// loses `loss_percent` of their frames.
+    pub fn degrade(&self, node: Option<u64>, latency: Duration, loss_percent: u8) {
         for ((from, to), proxy) in &self.links {
             if node.is_none_or(|n| n == *from || n == *to) {
-                proxy.set(LinkState::Delay(latency));
+                proxy.set(LinkState::Degraded {
+                    delay: latency,
+                    loss_percent,
+                });
             }
         }
+    }
+
+    /// Frames lost on purpose so far, all links.
+    pub fn lost_frames(&self) -> u64 {
+        self.links.values().map(Proxy::lost_frames).sum()
     }
 
     /// The ids not in `these`.

@@ -67,7 +67,7 @@ pub enum FaultKind {
     Pause,
     /// Cut links: majority/minority, isolated node, one-way, bridge.
     Partition,
-    /// Add latency to links.
+    /// Add latency and frame loss to links.
     Delay,
     /// SIGKILL every node, then restart them all.
     Power,
@@ -180,12 +180,14 @@ pub enum Fault {
         /// The node in the middle.
         bridge: Target,
     },
-    /// Added latency on every link of a node, or on every link.
+    /// Added latency, and lost frames, on every link of a node, or on every link.
     Delay {
         /// The node, or `None` for every link.
         node: Option<Target>,
         /// Added to each direction.
         latency: Duration,
+        /// Percentage of transport frames lost (0 for latency only).
+        loss_percent: u8,
     },
     /// SIGKILL every node; restart them all when the fault ends.
     PowerLoss,
@@ -235,15 +237,20 @@ impl fmt::Display for Fault {
             } => write!(f, "one-way loss: everyone -> {node} lost"),
             Fault::Bridge { bridge } => write!(f, "partition: bridge through {bridge}"),
             Fault::Delay {
-                node: None,
+                node,
                 latency,
+                loss_percent,
             } => {
-                write!(f, "delay every link by {} ms", latency.as_millis())
+                match node {
+                    None => write!(f, "degrade every link: ")?,
+                    Some(node) => write!(f, "degrade {node}'s links: ")?,
+                }
+                write!(f, "+{} ms", latency.as_millis())?;
+                if *loss_percent > 0 {
+                    write!(f, ", {loss_percent}% of frames lost")?;
+                }
+                Ok(())
             }
-            Fault::Delay {
-                node: Some(node),
-                latency,
-            } => write!(f, "delay {node}'s links by {} ms", latency.as_millis()),
             Fault::PowerLoss => write!(f, "power loss: kill -9 every node, then restart all"),
         }
     }
@@ -432,11 +439,18 @@ fn draw(rng: &mut Rng, kind: FaultKind, nodes: u64) -> (Fault, Duration, Duratio
         FaultKind::Delay => {
             let node = rng.percent(50).then(|| leader_or_node(rng, nodes));
             let latency = Duration::from_millis(20 + rng.below(381) / 10 * 10);
-            (
-                Fault::Delay { node, latency },
-                rng.millis(2_000, 6_000),
-                gap,
-            )
+            // Half the time, frames are lost too (5 to 30%).
+            let loss_percent = if rng.percent(50) {
+                5 + rng.below(26) as u8
+            } else {
+                0
+            };
+            let fault = Fault::Delay {
+                node,
+                latency,
+                loss_percent,
+            };
+            (fault, rng.millis(2_000, 6_000), gap)
         }
         // Restarting every node takes a while: a longer gap after.
         FaultKind::Power => (

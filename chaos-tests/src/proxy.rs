@@ -7,7 +7,8 @@
 //!
 //! The link's [`LinkState`] can change at any time:
 //! - [`LinkState::Pass`] forwards bytes as they come.
-//! - [`LinkState::Delay`] forwards every chunk that long after it was read (order is kept).
+//! - [`LinkState::Degraded`] forwards every chunk `delay` after it was read (order is kept)
+//!   and, on a framed proxy, loses `loss_percent` of the frames.
 //! - [`LinkState::Drop`] is a partition that looks like one: connections already open are cut
 //!   (bytes in flight are discarded, never half-delivered), and new ones are accepted but
 //!   everything sent on them is discarded, as if the packets vanished; they are closed once the
@@ -16,7 +17,10 @@
 //!   and new ones are closed as soon as they are accepted.
 //!
 //! Bytes are only ever forwarded whole and in order on one connection, or the connection is
-//! closed: the receiver never sees a frame with a hole in it.
+//! closed: the receiver never sees a frame with a hole in it. A framed proxy
+//! ([`Proxy::start_framed`]) knows the transport's framing (a 4-byte big-endian length, then
+//! that many bytes), so it can lose whole frames, as a network loses packets, without
+//! corrupting the stream.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
@@ -34,8 +38,14 @@ use crate::Result;
 pub enum LinkState {
     /// Forward at once.
     Pass,
-    /// Forward each chunk this long after it was read.
-    Delay(Duration),
+    /// Forward each chunk `delay` after it was read; on a framed proxy, lose `loss_percent`
+    /// of the frames (ignored otherwise).
+    Degraded {
+        /// Added latency.
+        delay: Duration,
+        /// Percentage of frames lost (0-100).
+        loss_percent: u8,
+    },
     /// Partition: cut open connections; accept new ones and discard what they send.
     Drop,
     /// Partition: cut open connections; close new ones at once.
@@ -43,6 +53,14 @@ pub enum LinkState {
 }
 
 impl LinkState {
+    /// Added latency only.
+    pub fn delay(delay: Duration) -> LinkState {
+        LinkState::Degraded {
+            delay,
+            loss_percent: 0,
+        }
+    }
+
     fn blocks(self) -> bool {
         matches!(self, LinkState::Drop | LinkState::Refuse)
     }
@@ -62,6 +80,8 @@ pub struct Proxy {
 
 struct Shared {
     target: SocketAddr,
+    /// Whether the stream is length-prefixed frames (then frames can be lost whole).
+    framed: bool,
     state: Mutex<LinkState>,
     stopped: AtomicBool,
     next_id: AtomicU64,
@@ -69,6 +89,8 @@ struct Shared {
     open: Mutex<HashMap<u64, Connection>>,
     /// Bytes forwarded towards the target.
     forwarded: AtomicU64,
+    /// Frames lost on purpose.
+    lost_frames: AtomicU64,
 }
 
 #[derive(Default)]
@@ -86,17 +108,29 @@ impl Connection {
 }
 
 impl Proxy {
-    /// Listens on `listen` (port 0 picks one) and forwards to `target`.
+    /// Listens on `listen` (port 0 picks one) and forwards a byte stream to `target`.
     pub fn start(listen: SocketAddr, target: SocketAddr) -> Result<Proxy> {
+        Proxy::spawn(listen, target, false)
+    }
+
+    /// As [`Proxy::start`], for a stream of length-prefixed frames (4-byte big-endian length):
+    /// [`LinkState::Degraded`] can then lose whole frames.
+    pub fn start_framed(listen: SocketAddr, target: SocketAddr) -> Result<Proxy> {
+        Proxy::spawn(listen, target, true)
+    }
+
+    fn spawn(listen: SocketAddr, target: SocketAddr, framed: bool) -> Result<Proxy> {
         let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             target,
+            framed,
             state: Mutex::new(LinkState::Pass),
             stopped: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
             forwarded: AtomicU64::new(0),
+            lost_frames: AtomicU64::new(0),
         });
         let accept_shared = shared.clone();
         let accept = std::thread::Builder::new()
@@ -127,6 +161,11 @@ impl Proxy {
     /// Bytes forwarded to the target so far.
     pub fn forwarded(&self) -> u64 {
         self.shared.forwarded.load(Ordering::Relaxed)
+    }
+
+    /// Frames lost on purpose so far.
+    pub fn lost_frames(&self) -> u64 {
+        self.shared.lost_frames.load(Ordering::Relaxed)
     }
 
     /// Changes what the link does; a partition cuts the connections open now.
@@ -278,33 +317,68 @@ fn forward(mut down: TcpStream, id: u64, shared: &Arc<Shared>) {
                 std::thread::sleep(due - now);
             }
             if writer_shared.state().blocks() || up.write_all(&chunk).is_err() {
-                break;
+                let _ = up.shutdown(Shutdown::Both);
+                return;
             }
             writer_shared
                 .forwarded
                 .fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }
-        let _ = up.shutdown(Shutdown::Both);
+        // The sender closed: pass the close on, and let the target's answer (if any) and its
+        // own close travel back.
+        let _ = up.shutdown(Shutdown::Write);
     });
     let mut buf = vec![0u8; 64 * 1024];
-    loop {
+    // Framed: bytes of frames not complete yet, and a per-connection loss sequence.
+    let mut partial: Vec<u8> = Vec::new();
+    let mut dice = crate::plan::Rng::new(id);
+    'read: loop {
         let n = match down.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let due = match shared.state() {
-            LinkState::Pass => Instant::now(),
-            LinkState::Delay(d) => Instant::now() + d,
+        let (delay, loss_percent) = match shared.state() {
+            LinkState::Pass => (Duration::ZERO, 0),
+            LinkState::Degraded {
+                delay,
+                loss_percent,
+            } => (delay, loss_percent),
             LinkState::Drop | LinkState::Refuse => break,
         };
-        if chunks.send((due, buf[..n].to_vec())).is_err() {
-            break;
+        let due = Instant::now() + delay;
+        if !shared.framed {
+            if chunks.send((due, buf[..n].to_vec())).is_err() {
+                break;
+            }
+            continue;
         }
+        partial.extend_from_slice(&buf[..n]);
+        let mut used = 0;
+        while let Some(len) = frame_len(&partial[used..]) {
+            let frame = &partial[used..used + len];
+            used += len;
+            if loss_percent > 0 && dice.below(100) < u64::from(loss_percent) {
+                shared.lost_frames.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if chunks.send((due, frame.to_vec())).is_err() {
+                break 'read;
+            }
+        }
+        partial.drain(..used);
     }
     drop(chunks);
     let _ = writer.join();
-    let _ = down.shutdown(Shutdown::Both);
     let _ = back.join();
+    let _ = down.shutdown(Shutdown::Both);
+}
+
+/// The length of the complete frame (header included) at the start of `bytes`, if it is all
+/// there.
+fn frame_len(bytes: &[u8]) -> Option<usize> {
+    let header: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
+    let len = 4 + u32::from_be_bytes(header) as usize;
+    (bytes.len() >= len).then_some(len)
 }
 
 #[cfg(test)]
@@ -324,10 +398,10 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut buf = [0u8; 4096];
                     while let Ok(n) = stream.read(&mut buf) {
+                        counter.fetch_add(n as u64, Ordering::Relaxed);
                         if n == 0 || stream.write_all(&buf[..n]).is_err() {
                             return;
                         }
-                        counter.fetch_add(n as u64, Ordering::Relaxed);
                     }
                 });
             }
@@ -413,7 +487,7 @@ mod tests {
     fn a_delayed_link_forwards_late_and_in_order() {
         let (target, _) = echo_server();
         let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), target).unwrap();
-        proxy.set(LinkState::Delay(Duration::from_millis(200)));
+        proxy.set(LinkState::delay(Duration::from_millis(200)));
         let mut stream = connect(&proxy);
         let started = Instant::now();
         stream.write_all(b"one").unwrap();
@@ -422,6 +496,45 @@ mod tests {
         stream.read_exact(&mut answer).unwrap();
         assert_eq!(&answer, b"onetwo");
         assert!(started.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_lossy_framed_link_loses_whole_frames_only() {
+        let (target, _) = echo_server();
+        let proxy = Proxy::start_framed("127.0.0.1:0".parse().unwrap(), target).unwrap();
+        proxy.set(LinkState::Degraded {
+            delay: Duration::ZERO,
+            loss_percent: 50,
+        });
+        let mut stream = connect(&proxy);
+        let mut sent = Vec::new();
+        for i in 0..200u32 {
+            let body = format!("frame-{i:03}");
+            sent.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            sent.extend_from_slice(body.as_bytes());
+        }
+        // Split mid-frame on purpose: frames are reassembled before the dice are thrown.
+        stream.write_all(&sent[..1001]).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        stream.write_all(&sent[1001..]).unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        let mut echoed = Vec::new();
+        stream.read_to_end(&mut echoed).unwrap();
+        let mut frames = Vec::new();
+        let mut rest = echoed.as_slice();
+        while let Some(len) = frame_len(rest) {
+            frames.push(String::from_utf8(rest[4..len].to_vec()).unwrap());
+            rest = &rest[len..];
+        }
+        assert!(rest.is_empty(), "only whole frames arrive");
+        assert!(frames.iter().all(|f| f.starts_with("frame-")));
+        assert!(frames.windows(2).all(|w| w[0] < w[1]), "in order");
+        assert_eq!(frames.len() as u64 + proxy.lost_frames(), 200);
+        assert!(
+            (50..150).contains(&frames.len()),
+            "{} arrived",
+            frames.len()
+        );
     }
 
     #[test]

@@ -444,13 +444,20 @@ impl Run {
                 self.cluster.kill_all();
                 ("killed every node".into(), Undo::RestartAll)
             }
-            Fault::Delay { node, latency } => {
+            Fault::Delay {
+                node,
+                latency,
+                loss_percent,
+            } => {
                 let id = node.map(|t| self.resolve(t, leader));
                 if let Some(network) = self.cluster.network() {
-                    network.delay(id, *latency);
+                    network.degrade(id, *latency, *loss_percent);
                 }
                 let whose = id.map_or("every link".into(), |id| format!("node {id}'s links"));
-                (format!("{whose} +{} ms", latency.as_millis()), Undo::Heal)
+                (
+                    format!("{whose} +{} ms, {loss_percent}% loss", latency.as_millis()),
+                    Undo::Heal,
+                )
             }
             Fault::Isolate { node } => {
                 let id = self.resolve(*node, leader);
