@@ -17,6 +17,8 @@
 //! - the process's CPU time per event, and how much CPU other processes took meanwhile (on a
 //!   shared machine the rates move with it; CPU per event and the ratios move less).
 
+mod node;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -28,15 +30,15 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use meniscus_actors::{IndexerSettings, Node, NodeOptions};
-use meniscus_api::ApiConfig;
+use meniscus_actors::IndexerSettings;
 use meniscus_event::publish::{self, Limits};
 use meniscus_event::Source;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+
+use node::BenchNode;
 
 /// Distinct event lines generated up front; request bodies are windows over them.
 const POOL_LINES: usize = 65_536;
@@ -102,6 +104,11 @@ pub struct BenchArgs {
     /// directory). Put it on the disk you want to measure: on tmpfs fsync costs nothing.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Also run every batch size on a cluster of this many nodes in this process (every event
+    /// replicated to all, published to the leader), and report its throughput as a ratio of
+    /// the single node's.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     json: bool,
@@ -165,14 +172,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         plan.push((TARGET_BATCH, Some(TARGET_EVENTS_PER_S)));
     }
     let mut runs = Vec::new();
-    for &(batch, rate) in &plan {
+    let node_counts: Vec<usize> = if args.nodes > 1 {
+        vec![1, args.nodes]
+    } else {
+        vec![1]
+    };
+    let plan: Vec<(usize, Option<f64>, usize)> = plan
+        .into_iter()
+        .flat_map(|(batch, rate)| node_counts.iter().map(move |n| (batch, rate, *n)))
+        .collect();
+    for &(batch, rate, nodes) in &plan {
         // A fresh node per run, so no run inherits another's log, indexes or merges.
         progress.set_message("waiting for this process to go idle");
         settle().await;
         let data = tempfile::Builder::new()
             .prefix("meniscus-bench-")
             .tempdir_in(&parent)?;
-        let node = BenchNode::start(data.path(), &settings).await?;
+        let node = BenchNode::start(data.path(), &settings, nodes).await?;
         let outcome = async {
             let token = node
                 .node
@@ -189,6 +205,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 &progress,
             )
             .await
+            .map(|run| BatchRun { nodes, ..run })
         }
         .await;
         progress.set_message("stopping the node");
@@ -214,45 +231,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         print!("{}", report.table());
     }
     Ok(())
-}
-
-/// A node and its HTTP API on an ephemeral port, as `meniscus dev` runs them.
-struct BenchNode {
-    node: Arc<Node>,
-    base: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl BenchNode {
-    async fn start(data_dir: &Path, settings: &IndexerSettings) -> anyhow::Result<BenchNode> {
-        let mut options = NodeOptions::new(data_dir);
-        options.indexer = settings.clone();
-        let node = Arc::new(Node::start(options).await.context("starting the node")?);
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let base = format!("http://{}", listener.local_addr()?);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(meniscus_api::serve(
-            listener,
-            meniscus_api::router(node.clone(), ApiConfig::default()),
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Ok(BenchNode {
-            node,
-            base,
-            stop,
-            server,
-        })
-    }
-
-    async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
-        let _ = self.server.await;
-        self.node.shutdown().await.context("stopping the node")?;
-        Ok(())
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -553,6 +531,8 @@ fn baseline(
 #[derive(Debug)]
 struct BatchRun {
     batch: usize,
+    /// Nodes in the cluster (1: a single node; more: every event replicated to all).
+    nodes: usize,
     /// Offered events/s (open loop), or `None` when publishers go as fast as acknowledged.
     offered: Option<f64>,
     concurrency: usize,
@@ -742,6 +722,7 @@ async fn run_batch_size(
     }
     Ok(BatchRun {
         batch,
+        nodes: 1,
         offered: rate,
         concurrency,
         requests: stats.iter().map(|s| s.requests).sum(),
@@ -1258,6 +1239,7 @@ impl Report<'_> {
             .map(|r| {
                 json!({
                     "batch_size": r.batch,
+                    "nodes": r.nodes,
                     "offered_events_per_s": r.offered,
                     "concurrency": r.concurrency,
                     "requests": r.requests,
@@ -1384,7 +1366,8 @@ impl Report<'_> {
         }
         let _ = writeln!(
             out,
-            "\nthroughput\n{:>6} {:>8} {:>5} {:>11} {:>6} {:>10} {:>6} {:>7} {:>9} {:>13} {:>7}",
+            "\nthroughput\n{:>5} {:>6} {:>8} {:>5} {:>11} {:>6} {:>10} {:>6} {:>7} {:>9} {:>13} {:>7}",
+            "nodes",
             "batch",
             "offered",
             "conc",
@@ -1401,7 +1384,8 @@ impl Report<'_> {
             let ratio = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
             let _ = writeln!(
                 out,
-                "{:>6} {:>8} {:>5} {:>11} {:>6.2} {:>10} {:>6.1} {:>7} {:>9.0} {:>13} {:>7}",
+                "{:>5} {:>6} {:>8} {:>5} {:>11} {:>6.2} {:>10} {:>6.1} {:>7} {:>9.0} {:>13} {:>7}",
+                r.nodes,
                 r.batch,
                 r.offered.map_or("max".into(), thousands),
                 r.concurrency,
@@ -1419,9 +1403,26 @@ impl Report<'_> {
                 ),
             );
         }
+        for r in self.runs.iter().filter(|r| r.nodes > 1) {
+            let single = self
+                .runs
+                .iter()
+                .find(|s| s.nodes == 1 && s.batch == r.batch && s.offered == r.offered);
+            if let Some(s) = single {
+                let _ = writeln!(
+                    out,
+                    "replicated to {} nodes / single node, batch {}: acked/s {:.2}, searchable/s {:.2}",
+                    r.nodes,
+                    r.batch,
+                    r.events_per_s() / s.events_per_s(),
+                    r.searchable_events_per_s() / s.searchable_events_per_s(),
+                );
+            }
+        }
         let _ = writeln!(
             out,
-            "\nlatency and cost\n{:>6} {:>8} {:>16} {:>26} {:>5} {:>10} {:>7} {:>6} {:>5}",
+            "\nlatency and cost\n{:>5} {:>6} {:>8} {:>16} {:>26} {:>5} {:>10} {:>7} {:>6} {:>5}",
+            "nodes",
             "batch",
             "offered",
             "request p50/p99",
@@ -1447,7 +1448,8 @@ impl Report<'_> {
             });
             let _ = writeln!(
                 out,
-                "{:>6} {:>8} {:>16} {:>26} {:>5} {:>10} {:>7} {:>6} {:>5}",
+                "{:>5} {:>6} {:>8} {:>16} {:>26} {:>5} {:>10} {:>7} {:>6} {:>5}",
+                r.nodes,
                 r.batch,
                 r.offered.map_or("max".into(), thousands),
                 req,

@@ -1,0 +1,107 @@
+//! The node(s) a benchmark run publishes to: one, or an in-process cluster replicating every
+//! event to every member, each with its HTTP API on an ephemeral port.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use meniscus_actors::{ClusterOptions, IndexerSettings, Node, NodeOptions};
+use meniscus_api::ApiConfig;
+use tokio::net::TcpListener;
+
+/// The node publishers talk to (the leader, in a cluster), and the others.
+pub(super) struct BenchNode {
+    /// The node that takes the writes.
+    pub node: Arc<Node>,
+    /// Its HTTP API.
+    pub base: String,
+    others: Vec<Arc<Node>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl BenchNode {
+    /// Starts `nodes` nodes storing under `data_dir` and serves the leader's API.
+    pub async fn start(
+        data_dir: &Path,
+        settings: &IndexerSettings,
+        nodes: usize,
+    ) -> anyhow::Result<BenchNode> {
+        let mut started = Vec::new();
+        if nodes <= 1 {
+            let mut options = NodeOptions::new(data_dir);
+            options.indexer = settings.clone();
+            started.push(Arc::new(
+                Node::start(options).await.context("starting the node")?,
+            ));
+        } else {
+            let members = (1..=nodes as u64)
+                .map(|id| Ok((id, free_addr()?)))
+                .collect::<anyhow::Result<Vec<(u64, SocketAddr)>>>()?;
+            for (id, addr) in &members {
+                let mut options = NodeOptions::new(data_dir.join(format!("node-{id}")));
+                options.node_id = *id;
+                options.indexer = settings.clone();
+                options.cluster = Some(ClusterOptions {
+                    raft_addr: *addr,
+                    members: members.clone(),
+                    tick_interval: Duration::from_millis(100),
+                    join: false,
+                });
+                let node = Node::start(options)
+                    .await
+                    .with_context(|| format!("starting node {id}"))?;
+                started.push(Arc::new(node));
+            }
+        }
+        let leader = wait_for_leader(&started).await?;
+        let node = started.remove(leader);
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(meniscus_api::serve(
+            listener,
+            meniscus_api::router(node.clone(), ApiConfig::default()),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(BenchNode {
+            node,
+            base,
+            others: started,
+            stop,
+            server,
+        })
+    }
+
+    /// Stops the API and every node.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+        self.node.shutdown().await.context("stopping the node")?;
+        for other in self.others {
+            other.shutdown().await.context("stopping a node")?;
+        }
+        Ok(())
+    }
+}
+
+fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+async fn wait_for_leader(nodes: &[Arc<Node>]) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(i) = nodes.iter().position(|n| n.is_writable()) {
+            return Ok(i);
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("no leader among the benchmark's {} nodes", nodes.len());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
