@@ -3,6 +3,7 @@
 mod bench;
 mod chaos;
 mod client;
+mod config;
 mod credentials;
 mod dev;
 mod fdlimit;
@@ -34,11 +35,13 @@ struct Cli {
 enum Command {
     /// Run a complete single-node Meniscus on a local data directory (creates the tenant
     /// `default` and DIR/credentials.json on first start).
+    #[command(args_override_self = true)]
     Dev(DevArgs),
     /// Run one node of a cluster: the same node as `dev`, with `--node-id`, `--raft` and
     /// `--initial-cluster ID=ADDR,...` (every voter, the same list on every node, like etcd's
     /// --initial-cluster). The node with the lowest id bootstraps the admin and `default` tokens
     /// into its credentials.json (the admin token is MENISCUS_ADMIN_TOKEN when set).
+    #[command(args_override_self = true)]
     Start(DevArgs),
     /// Administer tenants.
     #[command(subcommand)]
@@ -113,6 +116,10 @@ struct DevArgs {
     max_batch_events: usize,
     #[command(flatten)]
     cluster: ClusterArgs,
+    /// TOML file with any of these settings, keyed like the flags (`node-id = 2`,
+    /// `syslog-tcp = "0.0.0.0:6514"`); flags on the command line win.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 /// Cluster membership (for `meniscus start`).
@@ -218,7 +225,7 @@ enum TenantCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(config::expand(std::env::args_os().collect())?);
     logging::init(&cli.log_format);
     match cli.command {
         Command::Dev(args) => dev::run(args).await,
