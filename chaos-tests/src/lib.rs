@@ -29,7 +29,7 @@ pub use network::Network;
 pub use node::{find_binary, NodeProcess};
 pub use plan::{Fault, FaultKind, Plan, Step, Target};
 pub use proxy::{LinkState, Proxy};
-pub use runner::{parse_duration, run, ChaosConfig, ChaosReport};
+pub use runner::{parse_duration, run, ChaosConfig, ChaosReport, FaultWindow};
 pub use workload::{
     check_replica, AckLog, ReplicaReport, Routing, TenantLoad, Workload, WorkloadOptions,
 };

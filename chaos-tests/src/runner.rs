@@ -100,8 +100,22 @@ pub struct ChaosReport {
     pub problems: Vec<String>,
     /// The run's directory (node data and logs, the timeline).
     pub dir: PathBuf,
-    /// The timeline file.
+    /// The timeline file (gone after a clean run in a temporary directory).
     pub timeline: PathBuf,
+    /// The timeline's text.
+    pub timeline_text: String,
+    /// Per fault: what was done, and the longest window without an acknowledgement from its
+    /// start to the next fault's.
+    pub windows: Vec<FaultWindow>,
+}
+
+/// One fault as it happened, and the unavailability it caused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultWindow {
+    /// The fault as planned and as resolved ("killed 3  [kill -9 leader, then restart]").
+    pub what: String,
+    /// The longest time in which no write was acknowledged, from its start to the next fault.
+    pub unavailable_ms: u64,
 }
 
 impl ChaosReport {
@@ -197,6 +211,7 @@ pub fn run(config: &ChaosConfig) -> Result<ChaosReport> {
             for problem in &report.problems {
                 run.timeline.note(&format!("problem: {problem}"))?;
             }
+            report.timeline_text = run.timeline.text.clone();
             Ok(report)
         }
         Err(e) => {
@@ -332,14 +347,20 @@ impl Run {
         let max_unavailable_ms = log.max_unavailable_ms(start, faults_end);
         self.timeline
             .note("longest window without an acknowledgement, per fault:")?;
+        let mut windows = Vec::new();
         for (i, step) in done.iter().enumerate() {
             let until = done.get(i + 1).map_or(faults_end, |next| next.started);
+            let window = FaultWindow {
+                what: step.what.clone(),
+                unavailable_ms: log.max_unavailable_ms(step.started, until),
+            };
             self.timeline.note(&format!(
                 "  step {}: {} ms  ({})",
                 step.index + 1,
-                log.max_unavailable_ms(step.started, until),
-                step.what
+                window.unavailable_ms,
+                window.what
             ))?;
+            windows.push(window);
         }
         Ok(ChaosReport {
             seed: config.seed,
@@ -354,6 +375,8 @@ impl Run {
             problems: std::mem::take(&mut self.problems),
             dir: self.cluster.dir().to_path_buf(),
             timeline: PathBuf::new(),
+            timeline_text: String::new(),
+            windows,
         })
     }
 
@@ -778,6 +801,7 @@ impl Searcher {
 struct Timeline {
     file: File,
     start: Instant,
+    text: String,
 }
 
 impl Timeline {
@@ -785,10 +809,13 @@ impl Timeline {
         Ok(Timeline {
             file: File::create(path)?,
             start: Instant::now(),
+            text: String::new(),
         })
     }
 
     fn note(&mut self, text: &str) -> Result<()> {
+        self.text.push_str(text.trim_end());
+        self.text.push('\n');
         writeln!(self.file, "{}", text.trim_end())?;
         self.file.flush()?;
         Ok(())
@@ -876,6 +903,8 @@ mod tests {
             problems: Vec::new(),
             dir: PathBuf::new(),
             timeline: PathBuf::new(),
+            timeline_text: String::new(),
+            windows: Vec::new(),
         };
         assert_eq!(
             report.summary(),

@@ -25,12 +25,10 @@ fn chaos(nodes: usize, seed: u64, duration: Duration) {
     let config = ChaosConfig::new(nodes, seed, duration, find_binary().unwrap());
     let started = Instant::now();
     let report = run(&config).unwrap();
-    eprintln!(
-        "{}  ({:?}; timeline {})",
-        report.summary(),
-        started.elapsed(),
-        report.timeline.display()
-    );
+    for window in &report.windows {
+        eprintln!("  {:>6} ms  {}", window.unavailable_ms, window.what);
+    }
+    eprintln!("{}  ({:?})", report.summary(), started.elapsed());
     assert!(report.acked > 0);
     if let Err(e) = report.verdict() {
         panic!("{e}");

@@ -47,8 +47,16 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     config.publishers = args.publishers.max(1);
     // The harness drives nodes with blocking HTTP calls and threads: keep it off the runtime.
     let report = tokio::task::spawn_blocking(move || chaos_tests::run(&config)).await??;
+    eprintln!("longest window without an acknowledgement, per fault:");
+    for window in &report.windows {
+        eprintln!("  {:>6} ms  {}", window.unavailable_ms, window.what);
+    }
+    if report.timeline.exists() {
+        eprintln!("timeline: {}", report.timeline.display());
+    } else {
+        eprintln!("timeline: removed with the temporary directory (keep it with --dir)");
+    }
     println!("{}", report.summary());
-    eprintln!("timeline: {}", report.timeline.display());
     report.verdict()?;
     Ok(())
 }
