@@ -4,32 +4,15 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn a_follower_forwards_writes_and_every_replica_serves_them() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let raft_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let raft_ports: Vec<u16> = (0..3).map(|_| common::free_addr().port()).collect();
     let cluster = (0..3)
         .map(|i| format!("{}=127.0.0.1:{}", i + 1, raft_ports[i]))
         .collect::<Vec<_>>()
@@ -58,7 +41,7 @@ fn a_follower_forwards_writes_and_every_replica_serves_them() {
             .spawn()
             .unwrap();
         readers.push(BufReader::new(child.stdout.take().unwrap()));
-        procs.push(Proc(child));
+        procs.push(common::KillOnDrop(child));
     }
     let mut bases = Vec::new();
     for reader in &mut readers {
