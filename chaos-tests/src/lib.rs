@@ -31,7 +31,7 @@ pub use plan::{Fault, FaultKind, Plan, Step, Target};
 pub use proxy::{LinkState, Proxy};
 pub use runner::{parse_duration, run, ChaosConfig, ChaosReport, FaultWindow};
 pub use workload::{
-    check_replica, AckLog, ReplicaReport, Routing, TenantLoad, Workload, WorkloadOptions,
+    check_replica, AckLog, ReplicaReport, Routing, TenantLoad, Tokens, Workload, WorkloadOptions,
 };
 
 /// What can go wrong while driving a cluster.

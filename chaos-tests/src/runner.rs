@@ -269,7 +269,7 @@ impl Run {
             first_node: 0,
         };
         let workload = Workload::start_with(&client, urls.clone(), &tenants, &options);
-        let searcher = Searcher::start(&client, urls.clone(), tenants.clone());
+        let searcher = Searcher::start(&client, urls.clone(), &tenants, workload.tokens());
         // Faults start once writes flow.
         wait_for(Duration::from_secs(60), || workload.acked_count() >= 200)
             .map_err(|_| Error::Timeout("no writes acknowledged before the faults".into()))?;
@@ -279,9 +279,24 @@ impl Run {
         self.timeline.note("faults begin")?;
         let mut done = Vec::new();
         let mut late_tenant: Option<JoinHandle<LateTenant>> = None;
+        let mut rotation: Option<JoinHandle<Rotation>> = None;
         let middle = plan.steps.len() / 2;
+        let third = plan.steps.len() / 3;
         for (index, step) in plan.steps.iter().enumerate() {
             sleep_until(start + step.at);
+            if index == third {
+                let admin = self.cluster.admin_token().to_owned();
+                let (client, urls) = (client.clone(), urls.clone());
+                let (tenant, tokens) = (tenants[0].clone(), workload.tokens());
+                rotation = Some(std::thread::spawn(move || {
+                    Rotation::run(&client, &urls, &admin, &tenant, &tokens)
+                }));
+                self.timeline.note(&format!(
+                    "rotating the token of {} with a {} s grace period (in the background)",
+                    tenants[0].name,
+                    ROTATION_GRACE.as_secs()
+                ))?;
+            }
             if index == middle {
                 let admin = self.cluster.admin_token().to_owned();
                 let (client, urls) = (client.clone(), urls.clone());
@@ -335,6 +350,28 @@ impl Run {
                 Err(_) => self.problems.push("the tenant creator panicked".into()),
             }
         }
+        let rotated = match rotation.map(JoinHandle::join) {
+            Some(Ok(Rotation::Done(rotated))) => {
+                self.timeline
+                    .note(&format!("the token of {} was rotated", rotated.tenant))?;
+                for tenant in &mut all_tenants {
+                    if tenant.name == rotated.tenant {
+                        tenant.token = rotated.new.clone();
+                    }
+                }
+                Some(rotated)
+            }
+            Some(Ok(Rotation::Failed(why))) => {
+                self.problems
+                    .push(format!("rotating a token during faults failed: {why}"));
+                None
+            }
+            Some(Err(_)) => {
+                self.problems.push("the token rotator panicked".into());
+                None
+            }
+            None => None,
+        };
         self.timeline.note(&format!(
             "publishing stopped: {} acknowledged, {} failed requests; searches during faults: {} answered, {} failed",
             log.acked_count(),
@@ -344,6 +381,9 @@ impl Run {
         ))?;
 
         let totals = self.check(&all_tenants, &log, config.converge_timeout)?;
+        if let Some(rotated) = &rotated {
+            self.check_rotation(rotated)?;
+        }
         let max_unavailable_ms = log.max_unavailable_ms(start, faults_end);
         self.timeline
             .note("longest window without an acknowledgement, per fault:")?;
@@ -591,6 +631,43 @@ impl Run {
         }
     }
 
+    /// Once its grace period is over, a rotated-out token is refused by every node, and the new
+    /// one accepted.
+    fn check_rotation(&mut self, rotated: &Rotated) -> Result<()> {
+        sleep_until(rotated.at + ROTATION_GRACE + Duration::from_millis(500));
+        let client = self.cluster.client().clone();
+        let mut verdicts = Vec::new();
+        for node in self.cluster.nodes() {
+            let url = node.url();
+            let old = client.local_total(&url, &rotated.old, "*");
+            let new = client.local_total(&url, &rotated.new, "*");
+            let old_refused = matches!(old, Err(Error::Status { status: 401, .. }));
+            if !old_refused {
+                self.problems.push(format!(
+                    "node {}: the rotated-out token of {} still answers after its grace period: {old:?}",
+                    node.id, rotated.tenant
+                ));
+            }
+            if let Err(e) = &new {
+                self.problems.push(format!(
+                    "node {}: the new token of {} is refused: {e}",
+                    node.id, rotated.tenant
+                ));
+            }
+            verdicts.push(format!(
+                "node {} old {} new {}",
+                node.id,
+                if old_refused { "refused" } else { "ACCEPTED" },
+                if new.is_ok() { "accepted" } else { "REFUSED" }
+            ));
+        }
+        self.timeline.note(&format!(
+            "check token rotation of {}: {}",
+            rotated.tenant,
+            verdicts.join(", ")
+        ))
+    }
+
     /// Waits until every node holds every acknowledged event of every tenant (or the timeout),
     /// then checks each replica and that each tenant exists on each node.
     fn check(
@@ -746,6 +823,65 @@ impl LateTenant {
     }
 }
 
+/// How long a rotated-out token keeps working.
+const ROTATION_GRACE: Duration = Duration::from_secs(2);
+
+/// A token rotation that was acknowledged.
+struct Rotated {
+    tenant: String,
+    old: String,
+    new: String,
+    /// When the rotation was acknowledged (the grace period started before).
+    at: Instant,
+}
+
+/// A token rotation made while faults go on.
+enum Rotation {
+    Done(Rotated),
+    Failed(String),
+}
+
+impl Rotation {
+    /// Rotates `tenant`'s token through any node, retrying for up to a minute, and switches
+    /// its publishers to the new token. (A retry after a lost answer rotates again: the token
+    /// issued by the first attempt is then rotated out too, unseen.)
+    fn run(
+        client: &Client,
+        urls: &[String],
+        admin: &str,
+        tenant: &TenantLoad,
+        tokens: &crate::workload::Tokens,
+    ) -> Rotation {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let path = format!("/v1/tenants/{}/tokens", tenant.name);
+        let body = json!({"grace_seconds": ROTATION_GRACE.as_secs()});
+        let mut last = String::new();
+        for attempt in 0.. {
+            if Instant::now() > deadline {
+                return Rotation::Failed(format!("not acknowledged within 60 s: {last}"));
+            }
+            let url = &urls[attempt % urls.len()];
+            match client.post_json(url, &path, admin, &body) {
+                Ok(answer) => match answer["token"].as_str() {
+                    Some(token) => {
+                        tokens.set(&tenant.name, token);
+                        return Rotation::Done(Rotated {
+                            tenant: tenant.name.clone(),
+                            old: tenant.token.clone(),
+                            new: token.to_owned(),
+                            at: Instant::now(),
+                        });
+                    }
+                    None => last = format!("an answer without a token: {answer}"),
+                },
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        unreachable!("the loop returns")
+    }
+}
+
 /// A thread searching each node's replica in turn while faults go on; counts answers.
 struct Searcher {
     stop: Arc<AtomicBool>,
@@ -755,10 +891,16 @@ struct Searcher {
 }
 
 impl Searcher {
-    fn start(client: &Client, urls: Vec<String>, tenants: Vec<TenantLoad>) -> Searcher {
+    fn start(
+        client: &Client,
+        urls: Vec<String>,
+        tenants: &[TenantLoad],
+        tokens: crate::workload::Tokens,
+    ) -> Searcher {
         let stop = Arc::new(AtomicBool::new(false));
         let answered = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
+        let names: Vec<String> = tenants.iter().map(|t| t.name.clone()).collect();
         let (client, flag, ok, bad) = (
             client.clone(),
             stop.clone(),
@@ -769,8 +911,8 @@ impl Searcher {
             let mut i = 0usize;
             while !flag.load(Ordering::Relaxed) {
                 let url = &urls[i % urls.len()];
-                let tenant = &tenants[i % tenants.len()];
-                match client.local_total(url, &tenant.token, "chaos") {
+                let token = tokens.get(&names[i % names.len()]).unwrap_or_default();
+                match client.local_total(url, &token, "chaos") {
                     Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
                     Err(_) => bad.fetch_add(1, Ordering::Relaxed),
                 };

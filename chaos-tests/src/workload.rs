@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -78,6 +78,34 @@ impl AckLog {
     }
 }
 
+/// The token each tenant's publishers use now; replaced after a rotation.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens(Arc<RwLock<HashMap<String, String>>>);
+
+impl Tokens {
+    /// The tenants' first tokens.
+    pub fn new(tenants: &[TenantLoad]) -> Tokens {
+        let tokens = tenants
+            .iter()
+            .map(|t| (t.name.clone(), t.token.clone()))
+            .collect();
+        Tokens(Arc::new(RwLock::new(tokens)))
+    }
+
+    /// The current token of `tenant`.
+    pub fn get(&self, tenant: &str) -> Option<String> {
+        self.0.read().expect("tokens poisoned").get(tenant).cloned()
+    }
+
+    /// Replaces the token of `tenant`.
+    pub fn set(&self, tenant: &str, token: &str) {
+        self.0
+            .write()
+            .expect("tokens poisoned")
+            .insert(tenant.to_owned(), token.to_owned());
+    }
+}
+
 /// How a publisher picks the node for its next batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Routing {
@@ -109,6 +137,7 @@ pub struct Workload {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     log: Arc<Mutex<AckLog>>,
+    tokens: Tokens,
 }
 
 impl Workload {
@@ -139,6 +168,7 @@ impl Workload {
     ) -> Workload {
         let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(Mutex::new(AckLog::default()));
+        let tokens = Tokens::new(tenants);
         let mut threads = Vec::new();
         let mut first = options.first_node;
         for tenant in tenants {
@@ -150,6 +180,7 @@ impl Workload {
                     name: format!("{}-p{p}", tenant.name),
                     batch: options.batch,
                     routing: options.routing,
+                    tokens: tokens.clone(),
                     stop: stop.clone(),
                     log: log.clone(),
                 };
@@ -162,7 +193,17 @@ impl Workload {
                 threads.push(std::thread::spawn(move || publisher.run(start)));
             }
         }
-        Workload { stop, threads, log }
+        Workload {
+            stop,
+            threads,
+            log,
+            tokens,
+        }
+    }
+
+    /// The tokens the publishers use: setting one switches them to it from their next request.
+    pub fn tokens(&self) -> Tokens {
+        self.tokens.clone()
     }
 
     /// Acknowledged events so far.
@@ -192,6 +233,7 @@ struct Publisher {
     name: String,
     batch: usize,
     routing: Routing,
+    tokens: Tokens,
     stop: Arc<AtomicBool>,
     log: Arc<Mutex<AckLog>>,
 }
@@ -212,7 +254,11 @@ impl Publisher {
             let mut stopped_at: Option<Instant> = None;
             let acked = loop {
                 let url = &self.urls[next_node % self.urls.len()];
-                match self.client.publish(url, &self.tenant.token, &events) {
+                let token = self
+                    .tokens
+                    .get(&self.tenant.name)
+                    .unwrap_or_else(|| self.tenant.token.clone());
+                match self.client.publish(url, &token, &events) {
                     Published::Acked(_) => break true,
                     Published::Failed(reason) => {
                         let mut log = self.log.lock().expect("ack log poisoned");

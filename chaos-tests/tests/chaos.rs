@@ -28,6 +28,11 @@ fn chaos(nodes: usize, seed: u64, duration: Duration) {
     for window in &report.windows {
         eprintln!("  {:>6} ms  {}", window.unavailable_ms, window.what);
     }
+    for line in report.timeline_text.lines() {
+        if line.starts_with("check token rotation") || line.starts_with("publishing stopped") {
+            eprintln!("  {line}");
+        }
+    }
     eprintln!("{}  ({:?})", report.summary(), started.elapsed());
     assert!(report.acked > 0);
     if let Err(e) = report.verdict() {
