@@ -11,9 +11,12 @@
 //! - `network`: the proxies of every link, and partitions made of them.
 //! - `workload`: publishers that log every acknowledgement, and the replica checker.
 //! - `plan`: a seeded, printable schedule of faults.
-//! - `runner`: a whole chaos run: cluster, workload, plan, checker, summary and timeline.
+//! - `runner`: a whole chaos run: cluster, workload, plan, checker, summary and timeline
+//!   (with `background`: tenant creation, token rotation and searches during the faults, and
+//!   `timeline`: the per-fault timeline file).
 #![deny(missing_docs)]
 
+mod background;
 pub mod client;
 pub mod cluster;
 pub mod network;
@@ -21,15 +24,16 @@ pub mod node;
 pub mod plan;
 pub mod proxy;
 pub mod runner;
+mod timeline;
 pub mod workload;
 
 pub use client::{Client, Published};
 pub use cluster::{Cluster, ClusterSpec};
 pub use network::Network;
 pub use node::{find_binary, NodeProcess};
-pub use plan::{Fault, FaultKind, Plan, Step, Target};
+pub use plan::{parse_duration, Fault, FaultKind, Plan, Step, Target};
 pub use proxy::{LinkState, Proxy};
-pub use runner::{parse_duration, run, ChaosConfig, ChaosReport, FaultWindow};
+pub use runner::{run, ChaosConfig, ChaosReport, FaultWindow};
 pub use workload::{
     check_replica, AckLog, ReplicaReport, Routing, TenantLoad, Tokens, Workload, WorkloadOptions,
 };

@@ -1,6 +1,6 @@
 //! A whole chaos run: start a cluster behind proxies, create tenants, publish to every node,
-//! inflict a seeded [`Plan`] of faults (creating a tenant in the middle of them), heal, wait for
-//! the replicas to converge, and check every node for every tenant.
+//! inflict a seeded [`Plan`] of faults (rotating a token and creating a tenant while they go
+//! on), heal, wait for the replicas to converge, and check every node for every tenant.
 //!
 //! The result is a [`ChaosReport`], whose [`ChaosReport::summary`] is the one line
 //! `chaos: seed=S nodes=N faults=F acked=A lost=L duplicated=D max_unavailable_ms=M`, and a
@@ -8,22 +8,18 @@
 //! that moment, then the longest window without an acknowledgement per fault).
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
-use crate::client::Client;
+use crate::background::{LateTenant, Rotated, Rotation, Searcher, ROTATION_GRACE};
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::plan::{Fault, FaultKind, Plan, Step, Target};
 use crate::proxy::LinkState;
+use crate::timeline::Timeline;
 use crate::workload::{
-    check_replica, AckLog, ReplicaReport, Routing, TenantLoad, Workload, WorkloadOptions,
+    check_replica, wait_listed, AckLog, ReplicaReport, Routing, TenantLoad, Workload,
+    WorkloadOptions,
 };
 use crate::{Error, Result};
 
@@ -728,253 +724,6 @@ impl Run {
     }
 }
 
-/// Waits until node `url` lists every tenant; `Err` names the missing ones.
-fn wait_listed(
-    client: &Client,
-    url: &str,
-    admin: &str,
-    tenants: &[TenantLoad],
-    deadline: Instant,
-) -> std::result::Result<(), String> {
-    loop {
-        let missing: Vec<String> = match client.get_json(url, "/v1/tenants", admin) {
-            Ok(body) => {
-                let listed: HashSet<&str> = body["tenants"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-                    .unwrap_or_default();
-                tenants
-                    .iter()
-                    .filter(|t| !listed.contains(t.name.as_str()))
-                    .map(|t| t.name.clone())
-                    .collect()
-            }
-            Err(e) => vec![format!("(listing failed: {e})")],
-        };
-        if missing.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(missing.join(", "));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// The tenant created while faults go on, and the publisher writing to it from then on.
-enum LateTenant {
-    Created {
-        tenant: TenantLoad,
-        workload: Workload,
-    },
-    Failed(String),
-}
-
-/// The name of the tenant created during the faults.
-const LATE_TENANT: &str = "created-during-faults";
-
-impl LateTenant {
-    /// Creates the tenant through any node, retrying for up to a minute. A retry answered 409
-    /// means an earlier attempt was committed but its answer lost: a new token is issued then.
-    fn create(
-        client: &Client,
-        urls: &[String],
-        admin: &str,
-        options: &WorkloadOptions,
-    ) -> LateTenant {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut last = String::new();
-        for attempt in 0.. {
-            if Instant::now() > deadline {
-                return LateTenant::Failed(format!("not acknowledged within 60 s: {last}"));
-            }
-            let url = &urls[attempt % urls.len()];
-            let created =
-                client.post_json(url, "/v1/tenants", admin, &json!({"name": LATE_TENANT}));
-            let created = match created {
-                Err(Error::Status { status: 409, .. }) => client.post_json(
-                    url,
-                    &format!("/v1/tenants/{LATE_TENANT}/tokens"),
-                    admin,
-                    &json!({"grace_seconds": 0}),
-                ),
-                other => other,
-            };
-            match created.map(|body| body["token"].as_str().map(str::to_owned)) {
-                Ok(Some(token)) => {
-                    let tenant = TenantLoad {
-                        name: LATE_TENANT.into(),
-                        token,
-                    };
-                    let workload = Workload::start_with(
-                        client,
-                        urls.to_vec(),
-                        std::slice::from_ref(&tenant),
-                        options,
-                    );
-                    return LateTenant::Created { tenant, workload };
-                }
-                Ok(None) => last = "an answer without a token".into(),
-                Err(e) => last = e.to_string(),
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        unreachable!("the loop returns")
-    }
-}
-
-/// How long a rotated-out token keeps working.
-const ROTATION_GRACE: Duration = Duration::from_secs(2);
-
-/// A token rotation that was acknowledged.
-struct Rotated {
-    tenant: String,
-    old: String,
-    new: String,
-    /// When the rotation was acknowledged (the grace period started before).
-    at: Instant,
-}
-
-/// A token rotation made while faults go on.
-enum Rotation {
-    Done(Rotated),
-    Failed(String),
-}
-
-impl Rotation {
-    /// Rotates `tenant`'s token through any node, retrying for up to a minute, and switches
-    /// its publishers to the new token. (A retry after a lost answer rotates again: the token
-    /// issued by the first attempt is then rotated out too, unseen.)
-    fn run(
-        client: &Client,
-        urls: &[String],
-        admin: &str,
-        tenant: &TenantLoad,
-        tokens: &crate::workload::Tokens,
-    ) -> Rotation {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let path = format!("/v1/tenants/{}/tokens", tenant.name);
-        let body = json!({"grace_seconds": ROTATION_GRACE.as_secs()});
-        let mut last = String::new();
-        for attempt in 0.. {
-            if Instant::now() > deadline {
-                return Rotation::Failed(format!("not acknowledged within 60 s: {last}"));
-            }
-            let url = &urls[attempt % urls.len()];
-            match client.post_json(url, &path, admin, &body) {
-                Ok(answer) => match answer["token"].as_str() {
-                    Some(token) => {
-                        tokens.set(&tenant.name, token);
-                        return Rotation::Done(Rotated {
-                            tenant: tenant.name.clone(),
-                            old: tenant.token.clone(),
-                            new: token.to_owned(),
-                            at: Instant::now(),
-                        });
-                    }
-                    None => last = format!("an answer without a token: {answer}"),
-                },
-                Err(e) => last = e.to_string(),
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        unreachable!("the loop returns")
-    }
-}
-
-/// A thread searching each node's replica in turn while faults go on; counts answers.
-struct Searcher {
-    stop: Arc<AtomicBool>,
-    answered: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    thread: JoinHandle<()>,
-}
-
-impl Searcher {
-    fn start(
-        client: &Client,
-        urls: Vec<String>,
-        tenants: &[TenantLoad],
-        tokens: crate::workload::Tokens,
-    ) -> Searcher {
-        let stop = Arc::new(AtomicBool::new(false));
-        let answered = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let names: Vec<String> = tenants.iter().map(|t| t.name.clone()).collect();
-        let (client, flag, ok, bad) = (
-            client.clone(),
-            stop.clone(),
-            answered.clone(),
-            failed.clone(),
-        );
-        let thread = std::thread::spawn(move || {
-            let mut i = 0usize;
-            while !flag.load(Ordering::Relaxed) {
-                let url = &urls[i % urls.len()];
-                let token = tokens.get(&names[i % names.len()]).unwrap_or_default();
-                match client.local_total(url, &token, "chaos") {
-                    Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => bad.fetch_add(1, Ordering::Relaxed),
-                };
-                i += 1;
-                std::thread::sleep(Duration::from_millis(250));
-            }
-        });
-        Searcher {
-            stop,
-            answered,
-            failed,
-            thread,
-        }
-    }
-
-    /// Stops; (answered, failed).
-    fn stop(self) -> (u64, u64) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.thread.join();
-        (
-            self.answered.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-        )
-    }
-}
-
-/// The timeline file: every line written (and flushed) as it happens.
-struct Timeline {
-    file: File,
-    start: Instant,
-    text: String,
-}
-
-impl Timeline {
-    fn create(path: &Path) -> Result<Timeline> {
-        Ok(Timeline {
-            file: File::create(path)?,
-            start: Instant::now(),
-            text: String::new(),
-        })
-    }
-
-    fn note(&mut self, text: &str) -> Result<()> {
-        self.text.push_str(text.trim_end());
-        self.text.push('\n');
-        writeln!(self.file, "{}", text.trim_end())?;
-        self.file.flush()?;
-        Ok(())
-    }
-
-    /// `+  12.345s  leader=2  what`
-    fn event(&mut self, leader: Option<u64>, what: &str) -> Result<()> {
-        let leader = leader.map_or("none".into(), |l| l.to_string());
-        let line = format!(
-            "+{:>8.3}s  leader={leader:<4}  {what}",
-            self.start.elapsed().as_secs_f64()
-        );
-        eprintln!("{line}");
-        self.note(&line)
-    }
-}
-
 fn sleep_until(deadline: Instant) {
     let now = Instant::now();
     if deadline > now {
@@ -994,41 +743,9 @@ fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> std::result::R
     Ok(())
 }
 
-/// Parses a duration such as `90s`, `5m`, `1h`, `1500ms` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?}: expected a duration such as 60s or 5m"))?;
-    match unit {
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "ms" => Ok(Duration::from_millis(n)),
-        "m" | "min" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!(
-            "{text:?}: unknown unit {unit:?} (use ms, s, m or h)"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert!(parse_duration("5 minutes").is_err());
-        assert!(parse_duration("s").is_err());
-    }
 
     #[test]
     fn the_summary_line_has_the_agreed_shape() {

@@ -328,3 +328,36 @@ pub fn check_replica(
         stored: stored.values().map(|n| *n as usize).sum(),
     })
 }
+
+/// Waits until node `url` lists every tenant; `Err` names the missing ones.
+pub fn wait_listed(
+    client: &Client,
+    url: &str,
+    admin: &str,
+    tenants: &[TenantLoad],
+    deadline: Instant,
+) -> std::result::Result<(), String> {
+    loop {
+        let missing: Vec<String> = match client.get_json(url, "/v1/tenants", admin) {
+            Ok(body) => {
+                let listed: HashSet<&str> = body["tenants"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                    .unwrap_or_default();
+                tenants
+                    .iter()
+                    .filter(|t| !listed.contains(t.name.as_str()))
+                    .map(|t| t.name.clone())
+                    .collect()
+            }
+            Err(e) => vec![format!("(listing failed: {e})")],
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(missing.join(", "));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
