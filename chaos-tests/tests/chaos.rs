@@ -94,3 +94,28 @@ fn long_chaos_schedule_when_asked() {
         chaos(nodes, seed, Duration::from_secs(minutes * 60));
     }
 }
+
+/// Known product bug, open: after a power loss, a batch the publisher retries with the same ids
+/// can end up stored twice on some replicas: the retry's delete-by-id replaces every event of
+/// the first attempt except its first one. Found by `MENISCUS_CHAOS_MINUTES=5
+/// MENISCUS_CHAOS_SEEDS=3` (every fault kind) and reproduced by this power-loss-only schedule
+/// (node 3 held `tenant-2-p2-1880` twice: received 03:28:52.21, retried 03:28:57.66). Timing
+/// dependent: it may pass. Run with
+/// `cargo test -p chaos-tests --test chaos -- --ignored --nocapture retried_batch`.
+#[test]
+#[ignore = "open bug: a retried batch's first event stored twice after a power loss"]
+fn a_retried_batch_is_stored_once_after_power_losses() {
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut config = ChaosConfig::new(
+        5,
+        seed_or(3),
+        Duration::from_secs(180),
+        find_binary().unwrap(),
+    );
+    config.faults = vec![FaultKind::Power];
+    let report = run(&config).unwrap();
+    eprintln!("{}", report.summary());
+    if let Err(e) = report.verdict() {
+        panic!("{e}");
+    }
+}
