@@ -3,6 +3,18 @@
 //!
 //! It drives only the binary and its public HTTP API, as an operator would.
 //!
+//! ```no_run
+//! use std::time::Duration;
+//! use chaos_tests::{find_binary, run, ChaosConfig};
+//!
+//! // 3 nodes, the plan of seed 42, 30 s of faults of every kind.
+//! let config = ChaosConfig::new(3, 42, Duration::from_secs(30), find_binary()?);
+//! let report = run(&config)?;
+//! println!("{}", report.summary()); // chaos: seed=42 nodes=3 faults=... lost=0 duplicated=0 ...
+//! report.verdict()?; // Err on any loss, duplicate, leak or node that did not recover
+//! # Ok::<(), chaos_tests::Error>(())
+//! ```
+//!
 //! # Layout
 //! - `node`: one node process and the faults it can suffer (kill, pause).
 //! - `cluster`: N nodes with fixed addresses, leader discovery, tenant setup.
