@@ -94,7 +94,7 @@ impl Cluster {
             .join(",");
         for node in &mut nodes {
             node.initial_cluster = match &network {
-                Some(network) => network.initial_cluster_for(node.id, node.raft),
+                Some(network) => network.initial_cluster(),
                 None => direct.clone(),
             };
         }

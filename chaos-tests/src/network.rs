@@ -1,5 +1,5 @@
-//! Every directed node-to-node link of a cluster, each through its own [`Proxy`], and the
-//! partitions built from them.
+//! Every directed node-to-node link of a cluster, through a [`Proxy`] in front of each node,
+//! and the partitions built from them.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -8,29 +8,26 @@ use std::time::Duration;
 use crate::proxy::{LinkState, Proxy};
 use crate::Result;
 
-/// The proxies between N nodes: node `i` reaches node `j` through `link(i, j)`.
+/// The proxies between N nodes: every node reaches node `j` through `proxy(j)`, which tells
+/// senders apart, so each directed link `i->j` has its own state.
 pub struct Network {
     ids: Vec<u64>,
-    links: BTreeMap<(u64, u64), Proxy>,
+    proxies: BTreeMap<u64, Proxy>,
     /// Whether partitions refuse connections (a dead peer) or discard bytes (a lost network).
     partition: LinkState,
 }
 
 impl Network {
-    /// Starts a proxy for every ordered pair of `nodes` (id, real Raft address).
+    /// Starts a proxy in front of each of `nodes` (id, real Raft address).
     pub fn start(nodes: &[(u64, SocketAddr)]) -> Result<Network> {
-        let mut links = BTreeMap::new();
-        for (from, _) in nodes {
-            for (to, target) in nodes {
-                if from != to {
-                    let listen = SocketAddr::new(target.ip(), 0);
-                    links.insert((*from, *to), Proxy::start_framed(listen, *target)?);
-                }
-            }
+        let mut proxies = BTreeMap::new();
+        for (id, target) in nodes {
+            let listen = SocketAddr::new(target.ip(), 0);
+            proxies.insert(*id, Proxy::start_framed(listen, *target)?);
         }
         Ok(Network {
             ids: nodes.iter().map(|(id, _)| *id).collect(),
-            links,
+            proxies,
             partition: LinkState::Drop,
         })
     }
@@ -40,23 +37,23 @@ impl Network {
         &self.ids
     }
 
-    /// The proxy node `from` dials to reach `to`.
-    pub fn link(&self, from: u64, to: u64) -> &Proxy {
-        &self.links[&(from, to)]
+    /// The proxy every node dials to reach `to`.
+    pub fn proxy(&self, to: u64) -> &Proxy {
+        &self.proxies[&to]
     }
 
-    /// `--initial-cluster` for node `id`: its own real address, every peer through a proxy.
-    pub fn initial_cluster_for(&self, id: u64, own: SocketAddr) -> String {
+    /// The state of the link `from -> to`.
+    pub fn link(&self, from: u64, to: u64) -> LinkState {
+        self.proxy(to).state_from(from)
+    }
+
+    /// `--initial-cluster` for every node: each node's proxy (a node listens on its real
+    /// address, given with `--raft`). Nodes record these addresses in the cluster metadata and
+    /// dial what is recorded, so every node must name the same ones.
+    pub fn initial_cluster(&self) -> String {
         self.ids
             .iter()
-            .map(|peer| {
-                let addr = if *peer == id {
-                    own
-                } else {
-                    self.link(id, *peer).addr()
-                };
-                format!("{peer}={addr}")
-            })
+            .map(|id| format!("{id}={}", self.proxy(*id).addr()))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -70,15 +67,25 @@ impl Network {
     /// Sets one directed link.
     pub fn set(&self, from: u64, to: u64, state: LinkState) {
         if from != to {
-            self.link(from, to).set(state);
+            self.proxy(to).set_from(from, state);
         }
     }
 
     /// Every link passes again.
     pub fn heal(&self) {
-        for proxy in self.links.values() {
+        for proxy in self.proxies.values() {
             proxy.set(LinkState::Pass);
         }
+    }
+
+    /// Every directed link between two different nodes.
+    fn pairs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.ids.iter().flat_map(move |from| {
+            self.ids
+                .iter()
+                .filter(move |to| *to != from)
+                .map(move |to| (*from, *to))
+        })
     }
 
     /// Cuts every link from a node of `from` to a node of `to` (one way only).
@@ -110,19 +117,23 @@ impl Network {
     /// Adds `latency` to every link of `node` (both ways), or to every link when `None`, and
     /// loses `loss_percent` of their frames.
     pub fn degrade(&self, node: Option<u64>, latency: Duration, loss_percent: u8) {
-        for ((from, to), proxy) in &self.links {
-            if node.is_none_or(|n| n == *from || n == *to) {
-                proxy.set(LinkState::Degraded {
-                    delay: latency,
-                    loss_percent,
-                });
+        for (from, to) in self.pairs() {
+            if node.is_none_or(|n| n == from || n == to) {
+                self.set(
+                    from,
+                    to,
+                    LinkState::Degraded {
+                        delay: latency,
+                        loss_percent,
+                    },
+                );
             }
         }
     }
 
     /// Frames lost on purpose so far, all links.
     pub fn lost_frames(&self) -> u64 {
-        self.links.values().map(Proxy::lost_frames).sum()
+        self.proxies.values().map(Proxy::lost_frames).sum()
     }
 
     /// The ids not in `these`.
@@ -137,10 +148,10 @@ impl Network {
     /// The links that do not pass, as `i->j:state`, for logs.
     pub fn describe(&self) -> String {
         let faulty: Vec<String> = self
-            .links
-            .iter()
-            .filter(|(_, p)| p.state() != LinkState::Pass)
-            .map(|((from, to), p)| format!("{from}->{to}:{:?}", p.state()))
+            .pairs()
+            .map(|(from, to)| (from, to, self.link(from, to)))
+            .filter(|(_, _, state)| *state != LinkState::Pass)
+            .map(|(from, to, state)| format!("{from}->{to}:{state:?}"))
             .collect();
         if faulty.is_empty() {
             "all links pass".into()
@@ -163,17 +174,18 @@ mod tests {
     }
 
     fn blocked(net: &Network) -> Vec<(u64, u64)> {
-        net.links
-            .iter()
-            .filter(|(_, p)| p.state() == LinkState::Drop)
-            .map(|(k, _)| *k)
-            .collect()
+        let mut cut: Vec<(u64, u64)> = net
+            .pairs()
+            .filter(|(from, to)| net.link(*from, *to) == LinkState::Drop)
+            .collect();
+        cut.sort_unstable();
+        cut
     }
 
     #[test]
     fn partitions_cut_the_right_links() {
         let net = network(5);
-        assert_eq!(net.links.len(), 20);
+        assert_eq!(net.pairs().count(), 20);
         net.isolate(3);
         assert_eq!(
             blocked(&net),
@@ -202,13 +214,12 @@ mod tests {
     }
 
     #[test]
-    fn each_node_dials_its_peers_through_its_own_proxies() {
+    fn every_node_is_named_by_its_proxy() {
         let net = network(3);
-        let own: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let line = net.initial_cluster_for(2, own);
-        let parts: Vec<&str> = line.split(',').collect();
-        assert_eq!(parts[1], "2=127.0.0.1:9");
-        assert_eq!(parts[0], format!("1={}", net.link(2, 1).addr()));
-        assert_eq!(parts[2], format!("3={}", net.link(2, 3).addr()));
+        let line = net.initial_cluster();
+        let parts: Vec<String> = line.split(',').map(str::to_owned).collect();
+        for (i, id) in [1u64, 2, 3].iter().enumerate() {
+            assert_eq!(parts[i], format!("{id}={}", net.proxy(*id).addr()));
+        }
     }
 }

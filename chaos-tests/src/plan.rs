@@ -6,9 +6,10 @@
 //! Targets are either a fixed node or "the leader", which the runner resolves when the fault
 //! starts (and records in the timeline).
 //!
-//! TODO(membership): adding and removing a node during faults (issue 4) needs `meniscus join`
-//! and node removal, which do not exist yet; add `Fault::AddNode`/`Fault::RemoveNode` here and
-//! their execution in the runner once they do.
+//! TODO(membership): adding and removing a node during faults (issue 4). The product has
+//! `meniscus start --join URL` and `meniscus cluster remove ID` now; the harness still needs a
+//! node (and its proxy) that is not in `--initial-cluster`, `Fault::AddNode`/`Fault::RemoveNode`
+//! here, and their execution and checks in the runner.
 
 use std::fmt;
 use std::str::FromStr;

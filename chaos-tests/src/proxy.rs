@@ -1,11 +1,14 @@
-//! A fault-injecting TCP proxy for one directed node-to-node link.
+//! A fault-injecting TCP proxy in front of one node's Raft address.
 //!
-//! Node `i` reaches peer `j` through the proxy `P(i->j)`, which forwards to `j`'s real Raft
+//! Every node reaches node `j` through the proxy `P(->j)`, which forwards to `j`'s real Raft
 //! address. The Raft transport opens one outbound connection per peer and never answers on it
-//! (replies travel on the peer's own connection back), so a proxy per directed link controls
-//! exactly one direction of traffic: blocking `P(i->j)` while `P(j->i)` passes is one-way loss.
+//! (replies travel on the peer's own connection back), and the first frame on a connection
+//! names its sender, so the proxy knows which directed link `i->j` each connection is and
+//! applies that link's [`LinkState`]: blocking `i->j` while `j->i` passes is one-way loss.
+//! (One proxy per destination rather than per link because nodes replicate each other's Raft
+//! addresses in the cluster metadata: every node dials the same address for `j`.)
 //!
-//! The link's [`LinkState`] can change at any time:
+//! A link's [`LinkState`] can change at any time:
 //! - [`LinkState::Pass`] forwards bytes as they come.
 //! - [`LinkState::Degraded`] forwards every chunk `delay` after it was read (order is kept)
 //!   and, on a framed proxy, loses `loss_percent` of the frames.
@@ -14,13 +17,14 @@
 //!   everything sent on them is discarded, as if the packets vanished; they are closed once the
 //!   link passes again, so the sender reconnects.
 //! - [`LinkState::Refuse`] is a partition that looks like a dead peer: open connections are cut
-//!   and new ones are closed as soon as they are accepted.
+//!   and new ones are closed as soon as their sender is known.
 //!
 //! Bytes are only ever forwarded whole and in order on one connection, or the connection is
 //! closed: the receiver never sees a frame with a hole in it. A framed proxy
-//! ([`Proxy::start_framed`]) knows the transport's framing (a 4-byte big-endian length, then
-//! that many bytes), so it can lose whole frames, as a network loses packets, without
-//! corrupting the stream.
+//! ([`Proxy::start_framed`]) knows the transport's framing (a 4-byte big-endian length, then a
+//! protobuf `Frame` whose field 1 is the sender's id), so it can tell senders apart and lose
+//! whole frames, as a network loses packets, without corrupting the stream. An unframed proxy
+//! ([`Proxy::start`]) treats every connection as coming from an unknown sender.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
@@ -80,9 +84,10 @@ pub struct Proxy {
 
 struct Shared {
     target: SocketAddr,
-    /// Whether the stream is length-prefixed frames (then frames can be lost whole).
+    /// Whether the stream is length-prefixed frames (then senders are known and frames can be
+    /// lost whole).
     framed: bool,
-    state: Mutex<LinkState>,
+    states: Mutex<States>,
     stopped: AtomicBool,
     next_id: AtomicU64,
     /// Open connections (downstream, upstream once connected), to cut them on a partition.
@@ -93,10 +98,26 @@ struct Shared {
     lost_frames: AtomicU64,
 }
 
+/// The state of every sender's link: its own, or the default.
+struct States {
+    default: LinkState,
+    by_sender: HashMap<u64, LinkState>,
+}
+
+impl States {
+    fn of(&self, sender: Option<u64>) -> LinkState {
+        sender
+            .and_then(|s| self.by_sender.get(&s).copied())
+            .unwrap_or(self.default)
+    }
+}
+
 #[derive(Default)]
 struct Connection {
     down: Option<TcpStream>,
     up: Option<TcpStream>,
+    /// The sending node, once its first frame arrived.
+    sender: Option<u64>,
 }
 
 impl Connection {
@@ -125,7 +146,10 @@ impl Proxy {
         let shared = Arc::new(Shared {
             target,
             framed,
-            state: Mutex::new(LinkState::Pass),
+            states: Mutex::new(States {
+                default: LinkState::Pass,
+                by_sender: HashMap::new(),
+            }),
             stopped: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
@@ -153,9 +177,14 @@ impl Proxy {
         self.shared.target
     }
 
-    /// The link's current state.
+    /// The state of links without a state of their own.
     pub fn state(&self) -> LinkState {
-        *self.shared.state.lock().expect("proxy state poisoned")
+        self.shared.state_of(None)
+    }
+
+    /// The state of the link from node `sender`.
+    pub fn state_from(&self, sender: u64) -> LinkState {
+        self.shared.state_of(Some(sender))
     }
 
     /// Bytes forwarded to the target so far.
@@ -168,11 +197,30 @@ impl Proxy {
         self.shared.lost_frames.load(Ordering::Relaxed)
     }
 
-    /// Changes what the link does; a partition cuts the connections open now.
+    /// Sets every link to `state` (senders' own states are forgotten); a partition cuts the
+    /// connections open now.
     pub fn set(&self, state: LinkState) {
-        *self.shared.state.lock().expect("proxy state poisoned") = state;
+        {
+            let mut states = self.shared.states.lock().expect("proxy state poisoned");
+            states.default = state;
+            states.by_sender.clear();
+        }
         if state.blocks() {
-            self.shared.cut_all();
+            self.shared.cut(|_| true);
+        }
+    }
+
+    /// Sets the link from node `sender`; a partition cuts its connections open now.
+    pub fn set_from(&self, sender: u64, state: LinkState) {
+        self.shared
+            .states
+            .lock()
+            .expect("proxy state poisoned")
+            .by_sender
+            .insert(sender, state);
+        if state.blocks() {
+            // Connections whose sender is not known yet are cut too: it may be this one.
+            self.shared.cut(|s| s.is_none_or(|s| s == sender));
         }
     }
 }
@@ -185,21 +233,23 @@ impl Drop for Proxy {
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
         }
-        self.shared.cut_all();
+        self.shared.cut(|_| true);
     }
 }
 
 impl Shared {
-    fn state(&self) -> LinkState {
-        *self.state.lock().expect("proxy state poisoned")
+    fn state_of(&self, sender: Option<u64>) -> LinkState {
+        self.states.lock().expect("proxy state poisoned").of(sender)
     }
 
-    fn cut_all(&self) {
+    /// Cuts the open connections whose sender matches.
+    fn cut(&self, matches: impl Fn(Option<u64>) -> bool) {
         for connection in self
             .open
             .lock()
             .expect("proxy connections poisoned")
             .values()
+            .filter(|c| matches(c.sender))
         {
             connection.cut();
         }
@@ -210,6 +260,7 @@ impl Shared {
         let connection = Connection {
             down: down.try_clone().ok(),
             up: None,
+            sender: None,
         };
         self.open
             .lock()
@@ -218,16 +269,25 @@ impl Shared {
         id
     }
 
+    /// Records the connection's sender; its link's state.
+    fn identify(&self, id: u64, sender: Option<u64>) -> LinkState {
+        let mut open = self.open.lock().expect("proxy connections poisoned");
+        if let Some(connection) = open.get_mut(&id) {
+            connection.sender = sender;
+        }
+        self.state_of(sender)
+    }
+
     /// Records the upstream stream; false if the link was partitioned meanwhile (then the
     /// connection must not forward anything).
-    fn attach_upstream(&self, id: u64, up: &TcpStream) -> bool {
+    fn attach_upstream(&self, id: u64, sender: Option<u64>, up: &TcpStream) -> bool {
         let mut open = self.open.lock().expect("proxy connections poisoned");
         if let Some(connection) = open.get_mut(&id) {
             connection.up = up.try_clone().ok();
         }
         // Checked under the connections lock: `set` cuts after storing the state, so either
         // it sees this upstream or this sees its state.
-        !self.state().blocks()
+        !self.state_of(sender).blocks()
     }
 
     fn unregister(&self, id: u64) {
@@ -251,7 +311,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             std::thread::sleep(Duration::from_millis(10));
             continue;
         };
-        if shared.state() == LinkState::Refuse {
+        if !shared.framed && shared.state_of(None) == LinkState::Refuse {
             let _ = down.shutdown(Shutdown::Both);
             continue;
         }
@@ -262,22 +322,69 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
+/// How long a new connection may take to send its first frame.
+const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// One accepted connection, until either side closes or a partition cuts it.
-fn serve(down: TcpStream, shared: Arc<Shared>) {
+fn serve(mut down: TcpStream, shared: Arc<Shared>) {
     let id = shared.register(&down);
-    if shared.state().blocks() {
-        discard(down, &shared);
+    let (sender, first) = if shared.framed {
+        match read_sender(&mut down) {
+            Some(found) => found,
+            None => {
+                shared.unregister(id);
+                return;
+            }
+        }
     } else {
-        forward(down, id, &shared);
+        (None, Vec::new())
+    };
+    match shared.identify(id, sender) {
+        LinkState::Refuse => {}
+        LinkState::Drop => discard(down, &shared, sender),
+        LinkState::Pass | LinkState::Degraded { .. } => forward(down, id, sender, first, &shared),
     }
     shared.unregister(id);
 }
 
+/// Reads the start of the first frame; the sender it names (field 1 of the protobuf `Frame`)
+/// and the bytes read, which still have to be forwarded. `None` if the connection closed first.
+fn read_sender(down: &mut TcpStream) -> Option<(Option<u64>, Vec<u8>)> {
+    let _ = down.set_read_timeout(Some(FIRST_FRAME_TIMEOUT));
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 64];
+    // Length (4 bytes), key (1), varint (at most 10): or the whole frame, if shorter.
+    while bytes.len() < 15 && frame_len(&bytes).is_none() {
+        match down.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = down.set_read_timeout(None);
+    Some((frame_sender(&bytes), bytes))
+}
+
+/// The sender named by a frame starting at `bytes`: field 1 (varint) right after the length.
+fn frame_sender(bytes: &[u8]) -> Option<u64> {
+    let body = bytes.get(4..)?;
+    if body.first() != Some(&0x08) {
+        return None;
+    }
+    let mut value = 0u64;
+    for (i, byte) in body[1..].iter().take(10).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
 /// Reads and throws away everything until the link passes again, then closes.
-fn discard(mut down: TcpStream, shared: &Shared) {
+fn discard(mut down: TcpStream, shared: &Shared, sender: Option<u64>) {
     let _ = down.set_read_timeout(Some(POLL));
     let mut buf = [0u8; 16 * 1024];
-    while shared.state().blocks() && !shared.stopped.load(Ordering::Relaxed) {
+    while shared.state_of(sender).blocks() && !shared.stopped.load(Ordering::Relaxed) {
         match down.read(&mut buf) {
             Ok(0) => return,
             Ok(_) => {}
@@ -287,13 +394,19 @@ fn discard(mut down: TcpStream, shared: &Shared) {
     }
 }
 
-fn forward(mut down: TcpStream, id: u64, shared: &Arc<Shared>) {
+fn forward(
+    mut down: TcpStream,
+    id: u64,
+    sender: Option<u64>,
+    first: Vec<u8>,
+    shared: &Arc<Shared>,
+) {
     let Ok(up) = TcpStream::connect_timeout(&shared.target, CONNECT_TIMEOUT) else {
         return; // the peer is down: the sender sees its connection close
     };
     let _ = up.set_nodelay(true);
     let _ = down.set_nodelay(true);
-    if !shared.attach_upstream(id, &up) {
+    if !shared.attach_upstream(id, sender, &up) {
         return;
     }
     let (Ok(up_reader), Ok(mut down_writer)) = (up.try_clone(), down.try_clone()) else {
@@ -316,7 +429,7 @@ fn forward(mut down: TcpStream, id: u64, shared: &Arc<Shared>) {
             if due > now {
                 std::thread::sleep(due - now);
             }
-            if writer_shared.state().blocks() || up.write_all(&chunk).is_err() {
+            if writer_shared.state_of(sender).blocks() || up.write_all(&chunk).is_err() {
                 let _ = up.shutdown(Shutdown::Both);
                 return;
             }
@@ -329,15 +442,13 @@ fn forward(mut down: TcpStream, id: u64, shared: &Arc<Shared>) {
         let _ = up.shutdown(Shutdown::Write);
     });
     let mut buf = vec![0u8; 64 * 1024];
-    // Framed: bytes of frames not complete yet, and a per-connection loss sequence.
-    let mut partial: Vec<u8> = Vec::new();
+    // Framed: bytes of frames not complete yet (starting with what identified the sender),
+    // and a per-connection loss sequence.
+    let mut partial: Vec<u8> = first;
     let mut dice = crate::plan::Rng::new(id);
+    let mut n = 0;
     'read: loop {
-        let n = match down.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let (delay, loss_percent) = match shared.state() {
+        let (delay, loss_percent) = match shared.state_of(sender) {
             LinkState::Pass => (Duration::ZERO, 0),
             LinkState::Degraded {
                 delay,
@@ -347,25 +458,29 @@ fn forward(mut down: TcpStream, id: u64, shared: &Arc<Shared>) {
         };
         let due = Instant::now() + delay;
         if !shared.framed {
-            if chunks.send((due, buf[..n].to_vec())).is_err() {
+            if n > 0 && chunks.send((due, buf[..n].to_vec())).is_err() {
                 break;
             }
-            continue;
-        }
-        partial.extend_from_slice(&buf[..n]);
-        let mut used = 0;
-        while let Some(len) = frame_len(&partial[used..]) {
-            let frame = &partial[used..used + len];
-            used += len;
-            if loss_percent > 0 && dice.below(100) < u64::from(loss_percent) {
-                shared.lost_frames.fetch_add(1, Ordering::Relaxed);
-                continue;
+        } else {
+            partial.extend_from_slice(&buf[..n]);
+            let mut used = 0;
+            while let Some(len) = frame_len(&partial[used..]) {
+                let frame = &partial[used..used + len];
+                used += len;
+                if loss_percent > 0 && dice.below(100) < u64::from(loss_percent) {
+                    shared.lost_frames.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                if chunks.send((due, frame.to_vec())).is_err() {
+                    break 'read;
+                }
             }
-            if chunks.send((due, frame.to_vec())).is_err() {
-                break 'read;
-            }
+            partial.drain(..used);
         }
-        partial.drain(..used);
+        n = match down.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
     }
     drop(chunks);
     let _ = writer.join();
@@ -535,6 +650,48 @@ mod tests {
             "{} arrived",
             frames.len()
         );
+    }
+
+    /// A transport frame from `sender` carrying `body` (field 1: sender; the rest opaque).
+    fn frame(sender: u8, body: &[u8]) -> Vec<u8> {
+        let mut payload = vec![0x08, sender];
+        payload.extend_from_slice(body);
+        let mut out = (payload.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    #[test]
+    fn senders_are_told_apart_by_their_first_frame() {
+        assert_eq!(frame_sender(&frame(7, b"x")), Some(7));
+        assert_eq!(frame_sender(&[0, 0, 0, 3, 0x08, 0xac, 0x02]), Some(300));
+        assert_eq!(frame_sender(&[0, 0, 0, 1, 0x12]), None);
+
+        let (target, _) = echo_server();
+        let proxy = Proxy::start_framed("127.0.0.1:0".parse().unwrap(), target).unwrap();
+        let mut one = connect(&proxy);
+        let mut two = connect(&proxy);
+        let (a, b) = (frame(1, b"from one"), frame(2, b"from two"));
+        assert_eq!(round_trip(&mut one, &a).unwrap(), a);
+        assert_eq!(round_trip(&mut two, &b).unwrap(), b);
+
+        proxy.set_from(1, LinkState::Drop);
+        assert_eq!(proxy.state_from(1), LinkState::Drop);
+        assert_eq!(proxy.state_from(2), LinkState::Pass);
+        assert!(round_trip(&mut one, &a).is_err(), "1's connection is cut");
+        assert_eq!(round_trip(&mut two, &b).unwrap(), b, "2 still passes");
+        let mut again = connect(&proxy);
+        again
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        assert!(
+            round_trip(&mut again, &a).is_err(),
+            "1's new connection is discarded"
+        );
+
+        proxy.set(LinkState::Pass);
+        let mut healed = connect(&proxy);
+        assert_eq!(round_trip(&mut healed, &a).unwrap(), a);
     }
 
     #[test]

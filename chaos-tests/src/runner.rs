@@ -252,6 +252,7 @@ impl Run {
             let token = self.cluster.create_tenant(leader, &name)?;
             tenants.push(TenantLoad { name, token });
         }
+        self.check_routes("at start");
         let urls: Vec<String> = self.cluster.nodes().iter().map(|n| n.url()).collect();
         let client = self.cluster.client().clone();
         // Sticky publishers spread over every node: at least one per node.
@@ -377,6 +378,7 @@ impl Run {
         ))?;
 
         let totals = self.check(&all_tenants, &log, config.converge_timeout)?;
+        self.check_routes("after the faults");
         if let Some(rotated) = &rotated {
             self.check_rotation(rotated)?;
         }
@@ -624,6 +626,42 @@ impl Run {
                         .push(format!("node {id} never recovered: {e}"));
                 }
             }
+        }
+    }
+
+    /// Every node dials each peer through that peer's proxy (`/v1/cluster` names the addresses
+    /// it uses); otherwise link faults would miss that traffic, and the run proves less than
+    /// it says.
+    fn check_routes(&mut self, when: &str) {
+        let Some(network) = self.cluster.network() else {
+            return;
+        };
+        let mut wrong = Vec::new();
+        for node in self.cluster.live() {
+            let Ok(status) = self.cluster.status(node) else {
+                continue;
+            };
+            for peer in status["nodes"].as_array().into_iter().flatten() {
+                let (Some(id), Some(addr)) = (peer["id"].as_u64(), peer["raft_addr"].as_str())
+                else {
+                    continue;
+                };
+                if peer["self"] == true || !network.ids().contains(&id) {
+                    continue;
+                }
+                let proxy = network.proxy(id).addr().to_string();
+                if addr != proxy {
+                    wrong.push(format!(
+                        "node {node} dials {id} at {addr}, not its proxy {proxy}"
+                    ));
+                }
+            }
+        }
+        if !wrong.is_empty() {
+            self.problems.push(format!(
+                "{when}, some node-to-node traffic bypasses the proxies: {}",
+                wrong.join("; ")
+            ));
         }
     }
 
