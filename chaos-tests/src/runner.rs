@@ -188,7 +188,14 @@ pub fn run(config: &ChaosConfig) -> Result<ChaosReport> {
     let timeline_path = cluster.dir().join("timeline.txt");
     let mut timeline = Timeline::create(&timeline_path)?;
     timeline.note(&plan.to_string())?;
-    cluster.start_all()?;
+    if let Err(e) = cluster.start_all() {
+        let dir = cluster.keep_dir();
+        let _ = timeline.note(&format!("harness error: {e}"));
+        return Err(Error::Unexpected(format!(
+            "the cluster did not start: {e} (node data and logs kept in {})",
+            dir.display()
+        )));
+    }
     let mut run = Run {
         cluster,
         timeline,
