@@ -547,6 +547,11 @@ mod tests {
         assert_eq!(round_trip(&mut stream, b"hello").unwrap(), b"hello");
         assert_eq!(round_trip(&mut stream, b"again").unwrap(), b"again");
         assert_eq!(received.load(Ordering::Relaxed), 10);
+        // The echo can overtake the forwarding thread's count: give the count a moment.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while proxy.forwarded() < 10 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert_eq!(proxy.forwarded(), 10);
     }
 
