@@ -268,15 +268,9 @@ impl SnapshotStore {
 
     async fn fetch_all(&self, manifest: &Manifest, into: &Path) -> Result<(), String> {
         for file in &manifest.files {
-            // Validates the path as the server does.
-            let target = {
-                let relative = self.file_path(manifest.index, &file.path)?;
-                let name = relative
-                    .strip_prefix(self.dir.join(manifest.index.to_string()))
-                    .map_err(|e| e.to_string())?
-                    .to_owned();
-                into.join(name)
-            };
+            // The same check the server makes: `tenant/file`, nothing that leaves the directory.
+            self.file_path(manifest.index, &file.path)?;
+            let target = into.join(&file.path);
             if let Some(parent) = target.parent() {
                 tokio::fs::create_dir_all(parent)
                     .await

@@ -101,36 +101,31 @@ impl<O: Send + 'static> RaftHandle<O> {
     /// Fails fast with [`Error::Overloaded`] when the proposal queue is full, so callers can push
     /// back on their clients instead of buffering without bound.
     pub async fn propose(&self, data: Vec<u8>) -> Result<Committed<O>> {
-        let (reply, response) = oneshot::channel();
-        match self.requests.try_send(Request::Propose { data, reply }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(Error::Overloaded),
-            Err(TrySendError::Disconnected(_)) => return Err(Error::Stopped),
-        }
-        response.await.map_err(|_| Error::Stopped)?
+        self.ask(|reply| Request::Propose { data, reply }).await
     }
 
     /// Waits until this node has applied every entry committed (cluster-wide) when it was
     /// called, and returns that index: a read of local state after this sees every write
     /// acknowledged before the call, on any node (Raft's ReadIndex).
     pub async fn read_index(&self) -> Result<u64> {
-        let (reply, response) = oneshot::channel();
-        match self.requests.try_send(Request::ReadIndex(reply)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(Error::Overloaded),
-            Err(TrySendError::Disconnected(_)) => return Err(Error::Stopped),
-        }
-        response.await.map_err(|_| Error::Stopped)?
+        self.ask(Request::ReadIndex).await
     }
 
     /// Proposes a membership change. Only the leader can; the change takes effect when its
     /// entry is applied (see [`RaftStatus::voters`]). Returns once it is proposed.
     pub async fn change_membership(&self, change: raft::prelude::ConfChangeV2) -> Result<()> {
+        self.ask(|reply| Request::ChangeMembership { change, reply })
+            .await
+    }
+
+    /// Queues a request that carries a reply channel and waits for the answer. Fails fast with
+    /// [`Error::Overloaded`] when the queue is full.
+    async fn ask<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Result<T>>) -> Request<O>,
+    ) -> Result<T> {
         let (reply, response) = oneshot::channel();
-        match self
-            .requests
-            .try_send(Request::ChangeMembership { change, reply })
-        {
+        match self.requests.try_send(request(reply)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(Error::Overloaded),
             Err(TrySendError::Disconnected(_)) => return Err(Error::Stopped),
