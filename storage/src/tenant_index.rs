@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use meniscus_event::Event;
+use tantivy::indexer::UserOperation;
 use tantivy::{DateTime, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::schema::{self, Fields};
@@ -61,6 +62,12 @@ impl TenantIndex {
         let writer = self
             .index
             .writer_with_num_threads(threads.max(1), memory_budget_bytes)?;
+        // A reopened tantivy writer (0.27) gives its first operation the opstamp of the last
+        // commit. A delete with that stamp counts as already applied to segments whose deletes
+        // were written at that commit, and a merge starting before our next commit then drops
+        // it for good: a replaced event survives beside its retry. An empty batch uses up that
+        // stamp, so every operation of this writer comes strictly after the commit.
+        writer.run(Vec::<UserOperation>::new())?;
         Ok(TenantWriter {
             writer,
             reader: self.reader.clone(),
@@ -208,4 +215,106 @@ fn to_document(f: &Fields, e: &Event, seq: u64) -> Result<TantivyDocument> {
     let source = serde_json::to_vec(e).map_err(|e| Error::Corrupt(e.to_string()))?;
     doc.add_bytes(f.source, &source);
     Ok(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use meniscus_event::{Event, Source};
+    use tantivy::collector::Count;
+    use tantivy::indexer::NoMergePolicy;
+    use tantivy::query::TermQuery;
+    use tantivy::schema::IndexRecordOption;
+
+    use super::*;
+
+    fn event(id: &str) -> Event {
+        let t = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        Event {
+            id: id.to_owned(),
+            tenant: "acme".into(),
+            received_at: t,
+            timestamp: t,
+            host: None,
+            app: None,
+            procid: None,
+            msgid: None,
+            facility: None,
+            severity: None,
+            message: format!("event {id}"),
+            structured_data: Default::default(),
+            fields: Default::default(),
+            source: Source::default(),
+            id_from_publisher: true,
+        }
+    }
+
+    fn copies(index: &TenantIndex, id: &str) -> usize {
+        let reader = index.index().reader().unwrap();
+        let term = Term::from_field_text(index.fields.id, id);
+        reader
+            .searcher()
+            .search(&TermQuery::new(term, IndexRecordOption::Basic), &Count)
+            .unwrap()
+    }
+
+    /// Found by the chaos harness (power losses, a batch retried with the same ids): a reopened
+    /// tantivy writer hands its first operation the opstamp of the last commit. When that
+    /// operation is a retry's delete-by-id and a merge of committed segments starts before the
+    /// next commit, the merge treats the delete as already applied to segments whose deletes
+    /// were last written at that commit, yet moves past it on the others: the replaced event
+    /// survived beside its retry.
+    #[test]
+    fn a_retry_replayed_first_after_reopening_replaces_the_original() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = TenantIndex::open_or_create(dir.path(), "acme").unwrap();
+        let f = index.fields;
+        // Before the crash: eight committed segments (enough for the default merge policy).
+        // The largest (merged first) has no deletes; the next holds the original event and, in
+        // the last commit, loses another event to a delete, so its deletes are stamped with that
+        // commit's opstamp.
+        {
+            let mut w: IndexWriter = index.index().writer_with_num_threads(1, 15_000_000).unwrap();
+            w.set_merge_policy(Box::new(NoMergePolicy));
+            let segments: Vec<Vec<String>> = [
+                vec!["big-0".to_owned(), "big-1".to_owned(), "big-2".to_owned(), "big-3".to_owned()],
+                vec!["original".to_owned(), "doomed".to_owned(), "kept".to_owned()],
+            ]
+            .into_iter()
+            .chain((0..6).map(|i| vec![format!("other-{i}")]))
+            .collect();
+            for (entry, ids) in segments.iter().enumerate() {
+                for (position, id) in ids.iter().enumerate() {
+                    let seq = ((entry as u64 + 1) << SEQ_POSITION_BITS) | position as u64;
+                    w.add_document(to_document(&f, &event(id), seq).unwrap())
+                        .unwrap();
+                }
+                w.commit().unwrap();
+            }
+            w.delete_term(Term::from_field_text(f.id, "doomed"));
+            let mut prepared = w.prepare_commit().unwrap();
+            prepared.set_payload("8");
+            prepared.commit().unwrap();
+        }
+        assert_eq!(copies(&index, "original"), 1);
+        assert_eq!(index.index().searchable_segment_ids().unwrap().len(), 8);
+
+        // After the restart the retry is the first entry replayed.
+        let mut writer = index.writer(15_000_000, 1).unwrap();
+        assert_eq!(writer.indexed_up_to(), 8);
+        writer.add_entry(9, &[event("original")]).unwrap();
+        writer.commit().unwrap();
+        // The merge the commit started lands on its own time: wait for it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while index.index().searchable_segment_ids().unwrap().len() > 3 {
+            assert!(Instant::now() < deadline, "the committed segments were never merged");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(copies(&index, "original"), 1, "the retry must replace the original");
+        assert_eq!(copies(&index, "doomed"), 0);
+        assert_eq!(copies(&index, "kept"), 1);
+        assert_eq!(copies(&index, "big-2"), 1);
+        assert_eq!(copies(&index, "other-5"), 1);
+    }
 }
