@@ -185,3 +185,49 @@ fn a_meniscus_token_from_logger_routes_to_its_tenant_and_is_never_stored() {
     // Bound to `default`, but the token said acme: nothing went to default.
     assert!(node.search(&word).is_empty());
 }
+
+#[test]
+fn a_message_sent_again_with_the_same_meniscus_id_is_stored_once() {
+    let dir = Dir::new();
+    let node = SyslogNode::start(&dir);
+    let word = marker("resent");
+    let port = node.tcp.port().to_string();
+    let send = |id: &str, text: &str| {
+        logger(&[
+            "--tcp",
+            "--octet-count",
+            "--rfc5424",
+            "-n",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "-t",
+            "orders",
+            "--sd-id",
+            "meniscus@32473",
+            "--sd-param",
+            &format!(r#"id="{id}""#),
+            &format!("{text} {word}"),
+        ]);
+    };
+    // A sender that lost the acknowledgement sends the same message again; another message
+    // with its own id is a different event.
+    send("order-42", "first copy");
+    node.wait_for(&format!("\"first copy\" AND {word}"), 1);
+    send("order-42", "second copy");
+    send("order-43", "other order");
+    node.wait_for(&format!("\"other order\" AND {word}"), 1);
+    // The last copy wins, as an HTTP retry with the same id does.
+    let found = node.wait_for(&format!("\"second copy\" AND {word}"), 1);
+    assert_eq!(found[0]["id"], "order-42");
+    assert!(
+        found[0]["structured_data"].get("meniscus@32473").is_none(),
+        "the meniscus element must be removed: {}",
+        found[0]
+    );
+    assert!(node
+        .search(&format!("\"first copy\" AND {word}"))
+        .is_empty());
+    assert_eq!(node.count(&word), 2);
+    assert_eq!(node.search("id:\"order-43\"").len(), 1);
+}

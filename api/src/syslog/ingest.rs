@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meniscus_actors::{Error as NodeError, Node};
-use meniscus_event::syslog::{self, SdCredentials};
+use meniscus_event::publish::MAX_ID_BYTES;
+use meniscus_event::syslog::{self, MeniscusSd};
 use meniscus_event::{Event, Source};
 use meniscus_storage::Principal;
 use time::OffsetDateTime;
@@ -166,8 +167,16 @@ impl Batch {
         let parsed = syslog::parse(data, ingest.config.format, now);
         ingest.stats.received(parsed.parse_error.is_some());
         let mut draft = parsed.into_draft();
-        let credentials = syslog::take_meniscus_sd(&mut draft.structured_data);
+        let mut credentials = syslog::take_meniscus_sd(&mut draft.structured_data);
         redact_tokens(&mut draft.message);
+        if let Some(id) = credentials.as_mut().and_then(|sd| sd.id.take()) {
+            if id.is_empty() || id.len() > MAX_ID_BYTES {
+                let reason = format!("the meniscus id param must be 1 to {MAX_ID_BYTES} bytes");
+                ingest.stats.rejected(1, peer, &reason);
+                return Added::Refused(reason);
+            }
+            draft.id = Some(id);
+        }
         let principals = &mut self.principals;
         let tenant = resolve_tenant(origin.tenant, credentials, |token| {
             if let Some(p) = principals.get(token) {
@@ -274,13 +283,15 @@ impl Ingest {
 
 /// The tenant a message belongs to, or why it belongs to none.
 ///
-/// Without credentials: the listener's bound tenant. With them: the tenant the token
-/// authenticates to, which must be the `tenant` param when that is given.
+/// Without credentials (no `meniscus` element, or one with only an `id`): the listener's bound
+/// tenant. With them: the tenant the token authenticates to, which must be the `tenant` param
+/// when that is given.
 pub(crate) fn resolve_tenant(
     bound: Option<&str>,
-    credentials: Option<SdCredentials>,
+    credentials: Option<MeniscusSd>,
     authenticate: impl FnOnce(&str) -> Result<Option<Principal>, String>,
 ) -> Result<String, Cow<'static, str>> {
+    let credentials = credentials.filter(|c| c.tenant.is_some() || c.token.is_some());
     let Some(credentials) = credentials else {
         return bound.map(str::to_owned).ok_or(Cow::Borrowed(
             "no meniscus token in the message and no tenant bound to the listener",
@@ -339,10 +350,11 @@ pub(crate) fn redact_tokens(message: &mut String) {
 mod tests {
     use super::*;
 
-    fn creds(tenant: Option<&str>, token: Option<&str>) -> Option<SdCredentials> {
-        Some(SdCredentials {
+    fn creds(tenant: Option<&str>, token: Option<&str>) -> Option<MeniscusSd> {
+        Some(MeniscusSd {
             tenant: tenant.map(str::to_owned),
             token: token.map(str::to_owned),
+            id: Some("an-idempotency-key".into()),
         })
     }
 
@@ -359,7 +371,7 @@ mod tests {
     /// Bound tenant, credentials, and the tenant or a piece of the refusal reason.
     type Case<'a> = (
         Option<&'a str>,
-        Option<SdCredentials>,
+        Option<MeniscusSd>,
         Result<&'a str, &'a str>,
     );
 
@@ -390,7 +402,8 @@ mod tests {
                 creds(Some("acme"), None),
                 Err("has no token"),
             ),
-            (Some("default"), creds(None, None), Err("has no token")),
+            (Some("default"), creds(None, None), Ok("default")),
+            (None, creds(None, None), Err("no meniscus token")),
             (
                 Some("default"),
                 creds(None, Some("root")),

@@ -363,36 +363,43 @@ fn printable(bytes: &[u8]) -> Option<&str> {
     }
 }
 
-/// Tenant credentials carried in a `meniscus` structured-data element.
+/// What a `meniscus` structured-data element says: the tenant credentials, and the
+/// publisher's idempotency key.
 #[derive(Clone, PartialEq, Eq, Default)]
-pub struct SdCredentials {
+pub struct MeniscusSd {
     /// The `tenant` param.
     pub tenant: Option<String>,
     /// The `token` param.
     pub token: Option<String>,
+    /// The `id` param: the event's id, so a message sent again (after a lost
+    /// acknowledgement) replaces the first copy instead of being stored twice.
+    pub id: Option<String>,
 }
 
-impl fmt::Debug for SdCredentials {
+impl fmt::Debug for MeniscusSd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SdCredentials")
+        f.debug_struct("MeniscusSd")
             .field("tenant", &self.tenant)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("id", &self.id)
             .finish()
     }
 }
 
 /// Removes every element whose SD-ID is `meniscus` or starts with `meniscus@`, so tokens are
-/// never stored, and returns the `tenant` and `token` params of the first one (in SD-ID order).
+/// never stored, and returns the `tenant`, `token` and `id` params of the first one (in SD-ID
+/// order).
 /// `None` when there is no such element.
-pub fn take_meniscus_sd(sd: &mut StructuredData) -> Option<SdCredentials> {
+pub fn take_meniscus_sd(sd: &mut StructuredData) -> Option<MeniscusSd> {
     let is_ours = |id: &str| id == "meniscus" || id.starts_with("meniscus@");
     let ids: Vec<String> = sd.keys().filter(|id| is_ours(id)).cloned().collect();
     let mut found = None;
     for id in ids {
         if let Some(mut params) = sd.remove(&id) {
-            found.get_or_insert_with(|| SdCredentials {
+            found.get_or_insert_with(|| MeniscusSd {
                 tenant: params.remove("tenant"),
                 token: params.remove("token"),
+                id: params.remove("id"),
             });
         }
     }

@@ -228,6 +228,18 @@ fn into_draft_records_the_parse_error_and_keeps_the_line() {
 }
 
 #[test]
+fn meniscus_sd_carries_an_idempotency_key() {
+    let line = br#"<13>1 - h a - - [meniscus id="order-42"][x@1 k="v"] m"#;
+    let mut draft = parse(line, Format::Auto, NOW).into_draft();
+    let sd = take_meniscus_sd(&mut draft.structured_data).expect("meniscus element");
+    assert_eq!(
+        (sd.id.as_deref(), sd.tenant, sd.token),
+        (Some("order-42"), None, None)
+    );
+    assert_eq!(draft.structured_data.keys().collect::<Vec<_>>(), ["x@1"]);
+}
+
+#[test]
 fn meniscus_sd_is_taken_out_with_its_token() {
     let line = br#"<13>1 - h a - - [meniscus@32473 tenant="acme" token="s3cret"][meniscus token="other"][x@1 k="v"] m"#;
     let mut draft = parse(line, Format::Auto, NOW).into_draft();
@@ -251,8 +263,8 @@ fn meniscus_sd_is_taken_out_with_its_token() {
     .structured_data;
     let creds = take_meniscus_sd(&mut sd).expect("credentials");
     assert_eq!(
-        (creds.tenant.as_deref(), creds.token.as_deref()),
-        (Some("acme"), Some("t"))
+        (creds.tenant.as_deref(), creds.token.as_deref(), creds.id),
+        (Some("acme"), Some("t"), None)
     );
     assert_eq!(sd.keys().collect::<Vec<_>>(), ["meniscusx@1"]);
 }
