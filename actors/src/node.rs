@@ -587,18 +587,28 @@ impl Node {
     }
 
     /// Every node this node can reach, itself included, with `extra` added: id and Raft address.
+    /// The addresses recorded in the metadata win: they are the ones members announced and
+    /// dial (a node's listen address may sit behind a proxy or NAT).
     fn member_addresses(&self, extra: Option<(u64, String)>) -> Vec<(u64, String)> {
-        let mut out: Vec<(u64, String)> = Vec::new();
-        if let Some(addr) = self.raft_addr {
-            out.push((self.raft.status().id, addr.to_string()));
-        }
+        let records = self.metadata.members().unwrap_or_default();
+        let removed: Vec<u64> = records.iter().filter(|m| m.removed).map(|m| m.id).collect();
+        let mut out: Vec<(u64, String)> = records
+            .into_iter()
+            .filter(|m| !m.removed)
+            .map(|m| (m.id, m.raft_addr))
+            .collect();
+        let mut add = |id: u64, addr: String| {
+            if !removed.contains(&id) && !out.iter().any(|(other, _)| *other == id) {
+                out.push((id, addr));
+            }
+        };
         if let Some(transport) = &self.transport {
-            out.extend(
-                transport
-                    .peers()
-                    .into_iter()
-                    .map(|p| (p.id, p.addr.to_string())),
-            );
+            for peer in transport.peers() {
+                add(peer.id, peer.addr.to_string());
+            }
+        }
+        if let Some(addr) = self.raft_addr {
+            add(self.raft.status().id, addr.to_string());
         }
         if let Some((id, addr)) = extra {
             out.retain(|(other, _)| *other != id);

@@ -34,6 +34,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         let Some(own) = own else {
             anyhow::bail!("--node-id {id} is not in --initial-cluster");
         };
+        if let Some(advertised) = args.cluster.raft_advertise.filter(|a| *a != own) {
+            anyhow::bail!(
+                "--raft-advertise {advertised} differs from node {id}'s address in --initial-cluster ({own}): the other nodes dial the address there"
+            );
+        }
         options.node_id = id;
         options.cluster = Some(ClusterOptions {
             raft_addr: args.cluster.raft.unwrap_or(own),
@@ -173,7 +178,8 @@ async fn start_syslog(
 async fn join(args: &DevArgs, url: &str) -> anyhow::Result<ClusterOptions> {
     let id = args.cluster.node_id;
     let raft = args.cluster.raft.context("--join needs --raft ADDR")?;
-    let mut members = vec![(id, raft)];
+    let advertised = args.cluster.raft_advertise.unwrap_or(raft);
+    let mut members = vec![(id, advertised)];
     if !args.data_dir.join("raft").exists() {
         let token = admin_token(args)?.context(
             "--join needs the admin token: set MENISCUS_ADMIN_TOKEN or pass --admin-token-file",
@@ -182,7 +188,7 @@ async fn join(args: &DevArgs, url: &str) -> anyhow::Result<ClusterOptions> {
         let response = reqwest::Client::new()
             .post(&url)
             .bearer_auth(token)
-            .json(&serde_json::json!({"id": id, "raft_addr": raft.to_string()}))
+            .json(&serde_json::json!({"id": id, "raft_addr": advertised.to_string()}))
             .send()
             .await
             .with_context(|| format!("asking {url} to add node {id}"))?;

@@ -131,6 +131,11 @@ struct ClusterArgs {
     /// Node-to-node (Raft) listen address; defaults to this node's address in --initial-cluster.
     #[arg(long)]
     raft: Option<SocketAddr>,
+    /// The address other nodes dial to reach this node's --raft listener, when it differs (a
+    /// proxy, NAT or port forward in between). A joining node announces it; with
+    /// --initial-cluster it must be this node's address there. Defaults to --raft.
+    #[arg(long)]
+    raft_advertise: Option<SocketAddr>,
     /// Every voter as ID=ADDR pairs, comma separated, e.g. 1=10.0.0.1:7000,2=10.0.0.2:7000.
     #[arg(long, value_parser = parse_members, conflicts_with = "join")]
     initial_cluster: Option<Members>,
