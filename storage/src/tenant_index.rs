@@ -275,11 +275,23 @@ mod tests {
         // the last commit, loses another event to a delete, so its deletes are stamped with that
         // commit's opstamp.
         {
-            let mut w: IndexWriter = index.index().writer_with_num_threads(1, 15_000_000).unwrap();
+            let mut w: IndexWriter = index
+                .index()
+                .writer_with_num_threads(1, 15_000_000)
+                .unwrap();
             w.set_merge_policy(Box::new(NoMergePolicy));
             let segments: Vec<Vec<String>> = [
-                vec!["big-0".to_owned(), "big-1".to_owned(), "big-2".to_owned(), "big-3".to_owned()],
-                vec!["original".to_owned(), "doomed".to_owned(), "kept".to_owned()],
+                vec![
+                    "big-0".to_owned(),
+                    "big-1".to_owned(),
+                    "big-2".to_owned(),
+                    "big-3".to_owned(),
+                ],
+                vec![
+                    "original".to_owned(),
+                    "doomed".to_owned(),
+                    "kept".to_owned(),
+                ],
             ]
             .into_iter()
             .chain((0..6).map(|i| vec![format!("other-{i}")]))
@@ -308,10 +320,17 @@ mod tests {
         // The merge the commit started lands on its own time: wait for it.
         let deadline = Instant::now() + Duration::from_secs(20);
         while index.index().searchable_segment_ids().unwrap().len() > 3 {
-            assert!(Instant::now() < deadline, "the committed segments were never merged");
+            assert!(
+                Instant::now() < deadline,
+                "the committed segments were never merged"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert_eq!(copies(&index, "original"), 1, "the retry must replace the original");
+        assert_eq!(
+            copies(&index, "original"),
+            1,
+            "the retry must replace the original"
+        );
         assert_eq!(copies(&index, "doomed"), 0);
         assert_eq!(copies(&index, "kept"), 1);
         assert_eq!(copies(&index, "big-2"), 1);
