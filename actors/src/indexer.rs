@@ -43,6 +43,9 @@ pub struct IndexerState {
     /// `None` only while a blocking call holds it.
     writer: Option<TenantWriter>,
     last_activity: Instant,
+    /// When the index was last committed: ticks that queued up behind slow work must not
+    /// commit again before the interval has passed.
+    last_commit: Instant,
     ticker: Option<JoinHandle<()>>,
 }
 
@@ -160,6 +163,7 @@ impl Actor for Indexer {
             index,
             writer: Some(writer),
             last_activity: Instant::now(),
+            last_commit: Instant::now(),
             ticker: None,
         };
         // Read the watermark before the log: any entry above it reaches us as a message.
@@ -192,13 +196,21 @@ impl Actor for Indexer {
             IndexerMsg::Tick => {
                 let pending = state.writer.as_ref().is_some_and(TenantWriter::has_pending);
                 if pending {
-                    with_writer(state, |w| w.commit().map_err(err)).await?;
+                    // Ticks keep arriving while entries and commits are slow, and they queue
+                    // between the entries: committing on each would commit after every entry
+                    // just when the indexer is behind, and it would never catch up. (Half the
+                    // interval: a tick on time always commits, whatever the last one took.)
+                    if state.last_commit.elapsed() >= state.ctx.settings.commit_interval / 2 {
+                        with_writer(state, |w| w.commit().map_err(err)).await?;
+                        state.last_commit = Instant::now();
+                    }
                 } else if state.last_activity.elapsed() >= state.ctx.settings.idle_timeout {
                     self.stop_idle(&myself, state).await?;
                 }
             }
             IndexerMsg::Flush(reply) => {
                 let committed = with_writer(state, |w| w.commit().map_err(err)).await?;
+                state.last_commit = Instant::now();
                 let _ = reply.send(committed);
             }
             IndexerMsg::Crash => panic!("injected indexer failure for tenant {}", state.tenant),
