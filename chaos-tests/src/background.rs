@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::client::Client;
-use crate::workload::{TenantLoad, Tokens, Workload, WorkloadOptions};
+use crate::workload::{Endpoints, TenantLoad, Tokens, Workload, WorkloadOptions};
 use crate::Error;
 
 /// The tenant created while faults go on, and the publisher writing to it from then on.
@@ -29,7 +29,7 @@ impl LateTenant {
     /// means an earlier attempt was committed but its answer lost: a new token is issued then.
     pub(crate) fn create(
         client: &Client,
-        urls: &[String],
+        nodes: &Endpoints,
         admin: &str,
         options: &WorkloadOptions,
     ) -> LateTenant {
@@ -39,7 +39,7 @@ impl LateTenant {
             if Instant::now() > deadline {
                 return LateTenant::Failed(format!("not acknowledged within 60 s: {last}"));
             }
-            let url = &urls[attempt % urls.len()];
+            let url = &nodes.url(attempt);
             let created =
                 client.post_json(url, "/v1/tenants", admin, &json!({"name": LATE_TENANT}));
             let created = match created {
@@ -59,7 +59,7 @@ impl LateTenant {
                     };
                     let workload = Workload::start_with(
                         client,
-                        urls.to_vec(),
+                        nodes.clone(),
                         std::slice::from_ref(&tenant),
                         options,
                     );
@@ -98,7 +98,7 @@ impl Rotation {
     /// issued by the first attempt is then rotated out too, unseen.)
     pub(crate) fn run(
         client: &Client,
-        urls: &[String],
+        nodes: &Endpoints,
         admin: &str,
         tenant: &TenantLoad,
         tokens: &Tokens,
@@ -111,7 +111,7 @@ impl Rotation {
             if Instant::now() > deadline {
                 return Rotation::Failed(format!("not acknowledged within 60 s: {last}"));
             }
-            let url = &urls[attempt % urls.len()];
+            let url = &nodes.url(attempt);
             match client.post_json(url, &path, admin, &body) {
                 Ok(answer) => match answer["token"].as_str() {
                     Some(token) => {
@@ -144,7 +144,7 @@ pub(crate) struct Searcher {
 impl Searcher {
     pub(crate) fn start(
         client: &Client,
-        urls: Vec<String>,
+        nodes: Endpoints,
         tenants: &[TenantLoad],
         tokens: Tokens,
     ) -> Searcher {
@@ -161,7 +161,7 @@ impl Searcher {
         let thread = std::thread::spawn(move || {
             let mut i = 0usize;
             while !flag.load(Ordering::Relaxed) {
-                let url = &urls[i % urls.len()];
+                let url = &nodes.url(i);
                 let token = tokens.get(&names[i % names.len()]).unwrap_or_default();
                 match client.local_total(url, &token, "chaos") {
                     Ok(_) => ok.fetch_add(1, Ordering::Relaxed),

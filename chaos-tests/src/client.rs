@@ -55,6 +55,16 @@ impl Client {
         json_of(response)
     }
 
+    /// DELETE `path` with a bearer token; the JSON body of a 2xx.
+    pub fn delete_json(&self, base: &str, path: &str, token: &str) -> Result<Value> {
+        let response = self
+            .http
+            .delete(format!("{base}{path}"))
+            .bearer_auth(token)
+            .send()?;
+        json_of(response)
+    }
+
     /// Publishes `events` (a JSON array) to node `base`.
     pub fn publish(&self, base: &str, token: &str, events: &Value) -> Published {
         match self.post_json(base, "/v1/events", token, events) {

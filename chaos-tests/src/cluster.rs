@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::client::Client;
 use crate::network::Network;
-use crate::node::{fixed_addr, NodeProcess, NodeSettings};
+use crate::node::{Membership, NodeProcess, NodeSettings};
 use crate::{Error, Result};
 
 /// How to start a cluster.
@@ -73,12 +73,7 @@ impl Cluster {
             let ip = format!("127.0.0.{}", 10 + id);
             let node_dir = dir.join(format!("node-{id}"));
             std::fs::create_dir_all(&node_dir)?;
-            nodes.push(NodeProcess::new(
-                id,
-                fixed_addr(&ip)?,
-                fixed_addr(&ip)?,
-                node_dir,
-            ));
+            nodes.push(NodeProcess::new(id, &ip, node_dir)?);
         }
         let members: Vec<(u64, std::net::SocketAddr)> =
             nodes.iter().map(|n| (n.id, n.raft)).collect();
@@ -93,10 +88,10 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join(",");
         for node in &mut nodes {
-            node.initial_cluster = match &network {
+            node.membership = Membership::Initial(match &network {
                 Some(network) => network.initial_cluster(),
                 None => direct.clone(),
-            };
+            });
         }
         let settings = NodeSettings {
             binary: spec.binary.clone(),
@@ -190,9 +185,130 @@ impl Cluster {
     pub fn live(&self) -> Vec<u64> {
         self.nodes
             .iter()
-            .filter(|n| n.is_running() && !n.is_paused())
+            .filter(|n| n.is_running() && !n.is_paused() && !n.is_removed())
             .map(|n| n.id)
             .collect()
+    }
+
+    /// Ids of the members: every node started so far that was not removed, running or not.
+    pub fn members(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|n| !n.is_removed())
+            .map(|n| n.id)
+            .collect()
+    }
+
+    /// Starts a new node that joins the running cluster with `--join` (through `via`, or the
+    /// next live member when that fails), announcing its proxy as its Raft address. Returns its
+    /// id once its HTTP API listens; it then receives a snapshot and becomes a voter on its own.
+    pub fn add_node(&mut self, via: u64) -> Result<u64> {
+        let id = self.nodes.len() as u64 + 1;
+        let ip = format!("127.0.0.{}", 10 + id);
+        let node_dir = self.dir.join(format!("node-{id}"));
+        std::fs::create_dir_all(&node_dir)?;
+        let mut node = NodeProcess::new(id, &ip, node_dir)?;
+        let advertise = match &mut self.network {
+            Some(network) => network.add(id, node.raft)?,
+            None => node.raft,
+        };
+        node.membership = Membership::Join {
+            url: self.node(via).url(),
+            advertise,
+        };
+        self.nodes.push(node);
+        // A join is refused while the cluster has no leader (just after a fault): try the
+        // members in turn for a while. Each try is the same request, so a join that was
+        // committed but not answered is simply confirmed by the next.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let settings = self.settings.clone();
+        let mut attempt = 0;
+        loop {
+            let result = self.node_mut(id).start(&settings);
+            let Err(e) = result else {
+                return Ok(id);
+            };
+            self.node_mut(id).kill();
+            let others = self.live();
+            if Instant::now() > deadline || others.is_empty() {
+                // Whatever was recorded for it must not linger as a member that never comes.
+                let _ = self.remove_member(id);
+                self.retire(id);
+                return Err(e);
+            }
+            attempt += 1;
+            let url = self.node(others[attempt % others.len()]).url();
+            if let Membership::Join { url: via, .. } = &mut self.node_mut(id).membership {
+                *via = url;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Asks the cluster to remove node `id` (`DELETE /v1/cluster/nodes/{id}`), through each
+    /// live member in turn until one accepts, for up to 10 s.
+    pub fn remove_member(&self, id: u64) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut attempt = 0;
+        loop {
+            let others: Vec<u64> = self.live().into_iter().filter(|n| *n != id).collect();
+            let via = others
+                .get(attempt % others.len().max(1))
+                .copied()
+                .unwrap_or(id);
+            let path = format!("/v1/cluster/nodes/{id}");
+            match self
+                .client
+                .delete_json(&self.node(via).url(), &path, self.admin_token())
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => {}
+            }
+            attempt += 1;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until no live member other than `id` counts `id` among its voters or learners.
+    pub fn wait_removed(&self, id: u64, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let still: Vec<u64> = self
+                .live()
+                .into_iter()
+                .filter(|n| *n != id)
+                .filter(|n| match self.status(*n) {
+                    Ok(status) => {
+                        let group = &status["groups"][0];
+                        let has = |key: &str| {
+                            group[key]
+                                .as_array()
+                                .is_some_and(|ids| ids.iter().any(|v| v.as_u64() == Some(id)))
+                        };
+                        has("voters") || has("learners")
+                    }
+                    Err(_) => true,
+                })
+                .collect();
+            if still.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Timeout(format!(
+                    "node {id} is still a member on nodes {still:?} after {timeout:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops a removed node for good and forgets its proxy.
+    pub fn retire(&mut self, id: u64) {
+        self.node_mut(id).retire();
+        if let Some(network) = &mut self.network {
+            network.remove(id);
+        }
     }
 
     /// `GET /v1/cluster` on node `id`.

@@ -22,6 +22,7 @@
 //! - `proxy`: a fault-injecting TCP proxy for one directed node-to-node link.
 //! - `network`: the proxies of every link, and partitions made of them.
 //! - `workload`: publishers that log every acknowledgement, and the replica checker.
+//! - `relp`: a RELP publisher that resends what was not acknowledged, as rsyslog's omrelp.
 //! - `plan`: a seeded, printable schedule of faults.
 //! - `runner`: a whole chaos run: cluster, workload, plan, checker, summary and timeline
 //!   (with `background`: tenant creation, token rotation and searches during the faults, and
@@ -35,6 +36,7 @@ pub mod network;
 pub mod node;
 pub mod plan;
 pub mod proxy;
+mod relp;
 pub mod runner;
 mod timeline;
 pub mod workload;
@@ -42,12 +44,13 @@ pub mod workload;
 pub use client::{Client, Published};
 pub use cluster::{Cluster, ClusterSpec};
 pub use network::Network;
-pub use node::{find_binary, NodeProcess};
+pub use node::{find_binary, Membership, NodeProcess};
 pub use plan::{parse_duration, Fault, FaultKind, Plan, Step, Target};
 pub use proxy::{LinkState, Proxy};
 pub use runner::{run, ChaosConfig, ChaosReport, FaultWindow};
 pub use workload::{
-    check_replica, AckLog, ReplicaReport, Routing, TenantLoad, Tokens, Workload, WorkloadOptions,
+    check_replica, AckLog, Endpoint, Endpoints, ReplicaReport, Routing, TenantLoad, Tokens,
+    Workload, WorkloadOptions,
 };
 
 /// What can go wrong while driving a cluster.

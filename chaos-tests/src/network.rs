@@ -32,6 +32,24 @@ impl Network {
         })
     }
 
+    /// Starts a proxy in front of a node that joins (id, real Raft address); returns the
+    /// address the others reach it at.
+    pub fn add(&mut self, id: u64, target: SocketAddr) -> Result<SocketAddr> {
+        let proxy = Proxy::start_framed(SocketAddr::new(target.ip(), 0), target)?;
+        let addr = proxy.addr();
+        self.proxies.insert(id, proxy);
+        if !self.ids.contains(&id) {
+            self.ids.push(id);
+        }
+        Ok(addr)
+    }
+
+    /// Forgets a node that left: partitions no longer name it, and its proxy stops.
+    pub fn remove(&mut self, id: u64) {
+        self.ids.retain(|other| *other != id);
+        self.proxies.remove(&id);
+    }
+
     /// The node ids.
     pub fn ids(&self) -> &[u64] {
         &self.ids

@@ -32,33 +32,53 @@ pub struct NodeProcess {
     pub http: SocketAddr,
     /// Its Raft address.
     pub raft: SocketAddr,
-    /// Its `--initial-cluster`: every voter's id and the address this node reaches it at
-    /// (its own real address; a peer's, or the proxy in between).
-    pub initial_cluster: String,
+    /// Its RELP syslog listener (bound to the `default` tenant; messages name their tenant).
+    pub relp: SocketAddr,
+    /// How it becomes a member: named in `--initial-cluster`, or joining a running cluster.
+    pub membership: Membership,
     dir: PathBuf,
     child: Option<Child>,
     paused: bool,
+    removed: bool,
     starts: u32,
     ready: Option<Receiver<()>>,
+}
+
+/// How a node becomes a member of its cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    /// One of the first voters: `--initial-cluster`, every voter's id and the address this
+    /// node reaches it at (its own real address; a peer's, or the proxy in between).
+    Initial(String),
+    /// Added at run time: `--join URL`, announcing `advertise` (its proxy) as its Raft address.
+    Join {
+        /// A member's HTTP API.
+        url: String,
+        /// The address the others dial to reach it.
+        advertise: SocketAddr,
+    },
 }
 
 /// How long a node may take to listen after it was started.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl NodeProcess {
-    /// A node that is not started yet, storing under `dir`.
-    pub fn new(id: u64, http: SocketAddr, raft: SocketAddr, dir: PathBuf) -> Self {
-        NodeProcess {
+    /// A node that is not started yet, storing under `dir`, each of its listeners on a fixed
+    /// port of `ip`.
+    pub fn new(id: u64, ip: &str, dir: PathBuf) -> Result<Self> {
+        Ok(NodeProcess {
             id,
-            http,
-            raft,
-            initial_cluster: String::new(),
+            http: fixed_addr(ip)?,
+            raft: fixed_addr(ip)?,
+            relp: fixed_addr(ip)?,
+            membership: Membership::Initial(String::new()),
             dir,
             child: None,
             paused: false,
+            removed: false,
             starts: 0,
             ready: None,
-        }
+        })
     }
 
     /// Its data directory.
@@ -91,6 +111,17 @@ impl NodeProcess {
         self.paused
     }
 
+    /// Whether it was taken out of the cluster (and stopped for good).
+    pub fn is_removed(&self) -> bool {
+        self.removed
+    }
+
+    /// Stops it for good after the cluster removed it: it is never restarted or checked.
+    pub fn retire(&mut self) {
+        self.kill();
+        self.removed = true;
+    }
+
     /// Starts the process and waits until its HTTP API listens.
     pub fn start(&mut self, settings: &NodeSettings) -> Result<()> {
         self.spawn(settings)?;
@@ -100,16 +131,23 @@ impl NodeProcess {
     /// Starts the process without waiting: a cluster's first nodes only become ready together,
     /// once they can elect a leader.
     pub fn spawn(&mut self, settings: &NodeSettings) -> Result<()> {
-        if self.child.is_some() {
+        if self.child.is_some() || self.removed {
             return Ok(());
         }
         self.starts += 1;
         let log = File::create(self.log_path(self.starts))?;
-        let mut child = Command::new(&settings.binary)
-            .args(["start", "--node-id", &self.id.to_string()])
-            .args(["--initial-cluster", &self.initial_cluster])
+        let mut command = Command::new(&settings.binary);
+        command.args(["start", "--node-id", &self.id.to_string()]);
+        match &self.membership {
+            Membership::Initial(members) => command.args(["--initial-cluster", members]),
+            Membership::Join { url, advertise } => command
+                .args(["--join", url])
+                .args(["--raft-advertise", &advertise.to_string()]),
+        };
+        let mut child = command
             .args(["--http", &self.http.to_string()])
             .args(["--raft", &self.raft.to_string()])
+            .args(["--relp", &self.relp.to_string()])
             .args([
                 "--commit-interval-ms",
                 &settings.commit_interval_ms.to_string(),

@@ -6,10 +6,10 @@
 //! Targets are either a fixed node or "the leader", which the runner resolves when the fault
 //! starts (and records in the timeline).
 //!
-//! TODO(membership): adding and removing a node during faults (issue 4). The product has
-//! `meniscus start --join URL` and `meniscus cluster remove ID` now; the harness still needs a
-//! node (and its proxy) that is not in `--initial-cluster`, `Fault::AddNode`/`Fault::RemoveNode`
-//! here, and their execution and checks in the runner.
+//! Membership faults alternate: a new node joins (the cluster grows by one), then a node is
+//! removed (back to its size), so the other faults always find the cluster at the size their
+//! minorities were drawn for, or one larger. A target `node k` is the k-th member at the time,
+//! by id, since ids change as nodes leave and join.
 
 use std::fmt;
 use std::str::FromStr;
@@ -72,16 +72,19 @@ pub enum FaultKind {
     Delay,
     /// SIGKILL every node, then restart them all.
     Power,
+    /// A new node joins (`--join`), or a node is removed (`cluster remove`).
+    Membership,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 5] = [
+    pub const ALL: [FaultKind; 6] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Partition,
         FaultKind::Delay,
         FaultKind::Power,
+        FaultKind::Membership,
     ];
 
     /// Its name on the command line.
@@ -92,6 +95,7 @@ impl FaultKind {
             FaultKind::Partition => "partition",
             FaultKind::Delay => "delay",
             FaultKind::Power => "power",
+            FaultKind::Membership => "membership",
         }
     }
 
@@ -121,7 +125,9 @@ impl FromStr for FaultKind {
             .into_iter()
             .find(|k| k.name() == s)
             .ok_or_else(|| {
-                format!("unknown fault {s:?}: expected kill, pause, partition, delay, power or all")
+                format!(
+                    "unknown fault {s:?}: expected kill, pause, partition, delay, power, membership or all"
+                )
             })
     }
 }
@@ -192,7 +198,13 @@ pub enum Fault {
     },
     /// SIGKILL every node; restart them all when the fault ends.
     PowerLoss,
-    // TODO(membership): AddNode, RemoveNode (see the module doc).
+    /// A new node joins through a member; it receives a snapshot and becomes a voter.
+    AddNode,
+    /// A member is removed (a leader hands over first); it is stopped once it is out.
+    RemoveNode {
+        /// The node.
+        node: Target,
+    },
 }
 
 impl Fault {
@@ -207,6 +219,7 @@ impl Fault {
             | Fault::Bridge { .. } => FaultKind::Partition,
             Fault::Delay { .. } => FaultKind::Delay,
             Fault::PowerLoss => FaultKind::Power,
+            Fault::AddNode | Fault::RemoveNode { .. } => FaultKind::Membership,
         }
     }
 }
@@ -253,6 +266,8 @@ impl fmt::Display for Fault {
                 Ok(())
             }
             Fault::PowerLoss => write!(f, "power loss: kill -9 every node, then restart all"),
+            Fault::AddNode => write!(f, "a new node joins"),
+            Fault::RemoveNode { node } => write!(f, "remove {node} from the cluster"),
         }
     }
 }
@@ -306,6 +321,7 @@ impl Plan {
         let mut steps = Vec::new();
         let mut at = LEAD_IN;
         let mut bag: Vec<FaultKind> = Vec::new();
+        let mut grown = false;
         if !kinds.is_empty() {
             loop {
                 if bag.is_empty() {
@@ -313,7 +329,11 @@ impl Plan {
                     rng.shuffle(&mut bag);
                 }
                 let kind = bag.pop().expect("refilled");
-                let (fault, hold, gap) = draw(&mut rng, kind, nodes as u64);
+                let (fault, hold, gap) = if kind == FaultKind::Membership {
+                    draw_membership(&mut rng, nodes as u64, &mut grown)
+                } else {
+                    draw(&mut rng, kind, nodes as u64)
+                };
                 if at + hold > duration {
                     break;
                 }
@@ -459,7 +479,23 @@ fn draw(rng: &mut Rng, kind: FaultKind, nodes: u64) -> (Fault, Duration, Duratio
             rng.millis(1_000, 3_000),
             gap + Duration::from_secs(2),
         ),
+        FaultKind::Membership => unreachable!("drawn by draw_membership"),
     }
+}
+
+/// A node joins when the cluster has its first size, and one is removed when it is one larger.
+/// The hold gives a newcomer time to receive its snapshot, and a removal time to apply.
+fn draw_membership(rng: &mut Rng, nodes: u64, grown: &mut bool) -> (Fault, Duration, Duration) {
+    let gap = rng.millis(2_000, 4_000);
+    let fault = if *grown {
+        Fault::RemoveNode {
+            node: leader_or_node(rng, nodes + 1),
+        }
+    } else {
+        Fault::AddNode
+    };
+    *grown = !*grown;
+    (fault, rng.millis(3_000, 6_000), gap)
 }
 
 /// Parses a duration such as `90s`, `5m`, `1h`, `1500ms` or a bare number of seconds.
@@ -502,7 +538,12 @@ mod tests {
         for seed in 0..50 {
             let duration = Duration::from_secs(60);
             let plan = Plan::generate(seed, 5, duration, &FaultKind::ALL);
-            let first: Vec<FaultKind> = plan.steps.iter().take(5).map(|s| s.fault.kind()).collect();
+            let first: Vec<FaultKind> = plan
+                .steps
+                .iter()
+                .take(FaultKind::ALL.len())
+                .map(|s| s.fault.kind())
+                .collect();
             let mut sorted = first.clone();
             sorted.sort();
             sorted.dedup();
@@ -554,9 +595,29 @@ mod tests {
     }
 
     #[test]
+    fn membership_faults_alternate_between_joining_and_removing() {
+        let kinds = FaultKind::parse_list("membership").unwrap();
+        for seed in 0..20 {
+            let plan = Plan::generate(seed, 3, Duration::from_secs(120), &kinds);
+            assert!(plan.steps.len() >= 4, "{plan}");
+            for (i, step) in plan.steps.iter().enumerate() {
+                match (&step.fault, i % 2) {
+                    (Fault::AddNode, 0) => {}
+                    (Fault::RemoveNode { node }, 1) => {
+                        if let Target::Node(k) = node {
+                            assert!((1..=4).contains(k), "{plan}");
+                        }
+                    }
+                    _ => panic!("step {i} out of turn: {plan}"),
+                }
+            }
+        }
+    }
+
+    #[test]
     fn fault_lists_parse() {
         assert_eq!(
-            FaultKind::parse_list("kill,pause,partition,delay,power").unwrap(),
+            FaultKind::parse_list("kill,pause,partition,delay,power,membership").unwrap(),
             FaultKind::ALL
         );
         assert_eq!(FaultKind::parse_list("all").unwrap(), FaultKind::ALL);

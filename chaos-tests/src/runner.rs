@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 
 use crate::background::{LateTenant, Rotated, Rotation, Searcher, ROTATION_GRACE};
 use crate::cluster::{Cluster, ClusterSpec};
+use crate::node::NodeProcess;
 use crate::plan::{Fault, FaultKind, Plan, Step, Target};
 use crate::proxy::LinkState;
 use crate::timeline::Timeline;
 use crate::workload::{
-    check_replica, wait_listed, AckLog, ReplicaReport, Routing, TenantLoad, Workload,
-    WorkloadOptions,
+    check_replica, wait_listed, AckLog, Endpoint, Endpoints, ReplicaReport, Routing, TenantLoad,
+    Workload, WorkloadOptions,
 };
 use crate::{Error, Result};
 
@@ -41,8 +42,10 @@ pub struct ChaosConfig {
     pub binary: PathBuf,
     /// Tenants created before the faults.
     pub tenants: usize,
-    /// Publisher threads per tenant.
+    /// HTTP publisher threads per tenant.
     pub publishers: usize,
+    /// RELP publisher threads per tenant.
+    pub relp_publishers: usize,
     /// Events per publish request.
     pub batch: usize,
     /// `--commit-interval-ms` of every node.
@@ -52,7 +55,8 @@ pub struct ChaosConfig {
 }
 
 impl ChaosConfig {
-    /// Every fault kind, two tenants with two publishers each, batches of 20.
+    /// Every fault kind, two tenants with two HTTP publishers and one RELP publisher each,
+    /// batches (and RELP windows) of 20.
     pub fn new(nodes: usize, seed: u64, duration: Duration, binary: PathBuf) -> ChaosConfig {
         ChaosConfig {
             nodes,
@@ -63,6 +67,7 @@ impl ChaosConfig {
             binary,
             tenants: 2,
             publishers: 2,
+            relp_publishers: 1,
             batch: 20,
             commit_interval_ms: 100,
             converge_timeout: Duration::from_secs(120),
@@ -196,8 +201,10 @@ pub fn run(config: &ChaosConfig) -> Result<ChaosReport> {
             dir.display()
         )));
     }
+    let endpoints = Endpoints::new(cluster.nodes().iter().map(endpoint).collect());
     let mut run = Run {
         cluster,
+        endpoints,
         timeline,
         problems: Vec::new(),
         // The plan's own randomness is spent; this one only picks partition styles.
@@ -230,6 +237,8 @@ pub fn run(config: &ChaosConfig) -> Result<ChaosReport> {
 
 struct Run {
     cluster: Cluster,
+    /// The nodes clients use: joiners are added, removed nodes taken out.
+    endpoints: Endpoints,
     timeline: Timeline,
     problems: Vec<String>,
     style: crate::plan::Rng,
@@ -241,6 +250,9 @@ enum Undo {
     Resume(u64),
     Heal,
     RestartAll,
+    /// Wait until the node is out of the group, then stop it for good.
+    Retire(u64),
+    Nothing,
 }
 
 /// A step as it happened.
@@ -260,7 +272,7 @@ impl Run {
             tenants.push(TenantLoad { name, token });
         }
         self.check_routes("at start");
-        let urls: Vec<String> = self.cluster.nodes().iter().map(|n| n.url()).collect();
+        let nodes = self.endpoints.clone();
         let client = self.cluster.client().clone();
         // Sticky publishers spread over every node: at least one per node.
         let publishers = config
@@ -270,10 +282,11 @@ impl Run {
             publishers,
             batch: config.batch,
             routing: Routing::Sticky,
+            relp_publishers: config.relp_publishers,
             first_node: 0,
         };
-        let workload = Workload::start_with(&client, urls.clone(), &tenants, &options);
-        let searcher = Searcher::start(&client, urls.clone(), &tenants, workload.tokens());
+        let workload = Workload::start_with(&client, nodes.clone(), &tenants, &options);
+        let searcher = Searcher::start(&client, nodes.clone(), &tenants, workload.tokens());
         // Faults start once writes flow.
         wait_for(Duration::from_secs(60), || workload.acked_count() >= 200)
             .map_err(|_| Error::Timeout("no writes acknowledged before the faults".into()))?;
@@ -290,10 +303,10 @@ impl Run {
             sleep_until(start + step.at);
             if index == third {
                 let admin = self.cluster.admin_token().to_owned();
-                let (client, urls) = (client.clone(), urls.clone());
+                let (client, nodes) = (client.clone(), nodes.clone());
                 let (tenant, tokens) = (tenants[0].clone(), workload.tokens());
                 rotation = Some(std::thread::spawn(move || {
-                    Rotation::run(&client, &urls, &admin, &tenant, &tokens)
+                    Rotation::run(&client, &nodes, &admin, &tenant, &tokens)
                 }));
                 self.timeline.note(&format!(
                     "rotating the token of {} with a {} s grace period (in the background)",
@@ -303,15 +316,16 @@ impl Run {
             }
             if index == middle {
                 let admin = self.cluster.admin_token().to_owned();
-                let (client, urls) = (client.clone(), urls.clone());
+                let (client, nodes) = (client.clone(), nodes.clone());
                 let options = WorkloadOptions {
                     publishers: 1,
                     batch: config.batch,
                     routing: Routing::Sticky,
+                    relp_publishers: config.relp_publishers.min(1),
                     first_node: index,
                 };
                 late_tenant = Some(std::thread::spawn(move || {
-                    LateTenant::create(&client, &urls, &admin, &options)
+                    LateTenant::create(&client, &nodes, &admin, &options)
                 }));
                 self.timeline
                     .note("creating tenant created-during-faults (in the background)")?;
@@ -376,8 +390,13 @@ impl Run {
             }
             None => None,
         };
+        let over_relp: usize = log
+            .acked
+            .values()
+            .map(|ids| ids.iter().filter(|id| id.contains("-p-relp")).count())
+            .sum();
         self.timeline.note(&format!(
-            "publishing stopped: {} acknowledged, {} failed requests; searches during faults: {} answered, {} failed",
+            "publishing stopped: {} acknowledged ({over_relp} over RELP), {} failed requests; searches during faults: {} answered, {} failed",
             log.acked_count(),
             log.failures,
             searches.0,
@@ -449,13 +468,15 @@ impl Run {
         })
     }
 
-    /// Resolves a target: "the leader" is the leader now, or the lowest live node if none.
+    /// Resolves a target: "the leader" is the leader now, or the lowest live node if none;
+    /// `node k` is the k-th member by id (ids change as nodes join and leave).
     fn resolve(&self, target: Target, leader: Option<u64>) -> u64 {
+        let members = self.cluster.members();
         match target {
-            Target::Node(id) => id,
+            Target::Node(k) => members[(k.max(1) as usize - 1) % members.len()],
             Target::Leader => leader
                 .or_else(|| self.cluster.live().first().copied())
-                .unwrap_or(1),
+                .unwrap_or(members[0]),
         }
     }
 
@@ -469,7 +490,7 @@ impl Run {
                 ids.push(id);
             }
         }
-        for id in 1..=self.cluster.nodes().len() as u64 {
+        for id in self.cluster.members() {
             if ids.len() >= targets.len() {
                 break;
             }
@@ -511,6 +532,32 @@ impl Run {
             Fault::PowerLoss => {
                 self.cluster.kill_all();
                 ("killed every node".into(), Undo::RestartAll)
+            }
+            Fault::AddNode => {
+                let via = self.resolve(Target::Leader, leader);
+                match self.cluster.add_node(via) {
+                    Ok(id) => {
+                        self.endpoints.add(endpoint(self.cluster.node(id)));
+                        (format!("node {id} joined through {via}"), Undo::Nothing)
+                    }
+                    Err(e) => {
+                        self.problems
+                            .push(format!("a new node could not join: {e}"));
+                        ("a new node failed to join".into(), Undo::Nothing)
+                    }
+                }
+            }
+            Fault::RemoveNode { node } => {
+                let id = self.resolve(*node, leader);
+                match self.cluster.remove_member(id) {
+                    Ok(()) => (format!("removing node {id}"), Undo::Retire(id)),
+                    Err(e) => {
+                        self.problems.push(format!(
+                            "the cluster did not accept removing node {id}: {e}"
+                        ));
+                        (format!("removing node {id} failed"), Undo::Nothing)
+                    }
+                }
             }
             Fault::Delay {
                 node,
@@ -613,6 +660,15 @@ impl Run {
                     ));
                 }
             }
+            Undo::Retire(id) => {
+                // Clients stop using it first: it is on its way out.
+                self.endpoints.remove(id);
+                if let Err(e) = self.cluster.wait_removed(id, Duration::from_secs(30)) {
+                    self.problems.push(format!("removing node {id}: {e}"));
+                }
+                self.cluster.retire(id);
+            }
+            Undo::Nothing => {}
         }
     }
 
@@ -622,7 +678,7 @@ impl Run {
         if let Some(network) = self.cluster.network() {
             network.heal();
         }
-        for id in 1..=self.cluster.nodes().len() as u64 {
+        for id in self.cluster.members() {
             let node = self.cluster.node_mut(id);
             if node.is_paused() {
                 node.resume();
@@ -678,7 +734,7 @@ impl Run {
         sleep_until(rotated.at + ROTATION_GRACE + Duration::from_millis(500));
         let client = self.cluster.client().clone();
         let mut verdicts = Vec::new();
-        for node in self.cluster.nodes() {
+        for node in self.cluster.nodes().iter().filter(|n| !n.is_removed()) {
             let url = node.url();
             let old = client.local_total(&url, &rotated.old, "*");
             let new = client.local_total(&url, &rotated.new, "*");
@@ -720,7 +776,7 @@ impl Run {
         let deadline = Instant::now() + timeout;
         let mut totals = ReplicaReport::default();
         let client = self.cluster.client().clone();
-        for node in self.cluster.nodes() {
+        for node in self.cluster.nodes().iter().filter(|n| !n.is_removed()) {
             let url = node.url();
             match wait_listed(&client, &url, self.cluster.admin_token(), tenants, deadline) {
                 Ok(()) => {}
@@ -766,6 +822,15 @@ impl Run {
             }
         }
         Ok(totals)
+    }
+}
+
+/// How clients reach a node.
+fn endpoint(node: &NodeProcess) -> Endpoint {
+    Endpoint {
+        id: node.id,
+        url: node.url(),
+        relp: Some(node.relp),
     }
 }
 

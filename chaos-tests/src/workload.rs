@@ -2,6 +2,7 @@
 //! with what each replica stores.
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::client::{Client, Published};
+use crate::relp::RelpPublisher;
 use crate::Result;
 
 /// A tenant the workload writes to.
@@ -37,7 +39,7 @@ pub struct AckLog {
 }
 
 /// How many failures [`AckLog::failure_log`] keeps.
-const FAILURE_LOG_LIMIT: usize = 10_000;
+pub(crate) const FAILURE_LOG_LIMIT: usize = 10_000;
 
 impl AckLog {
     /// Acknowledged events, all tenants.
@@ -106,6 +108,67 @@ impl Tokens {
     }
 }
 
+/// One node as clients reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Its id.
+    pub id: u64,
+    /// The base URL of its HTTP API.
+    pub url: String,
+    /// Its RELP listener, if it has one.
+    pub relp: Option<SocketAddr>,
+}
+
+/// The nodes clients may use, shared by every client thread: a node that joins is added, a
+/// node that leaves is taken out, and clients see the change at their next request.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints(Arc<RwLock<Vec<Endpoint>>>);
+
+impl Endpoints {
+    /// These nodes.
+    pub fn new(nodes: Vec<Endpoint>) -> Endpoints {
+        Endpoints(Arc::new(RwLock::new(nodes)))
+    }
+
+    /// Nodes known only by their HTTP API (ids 1, 2, ... in order).
+    pub fn from_urls(urls: Vec<String>) -> Endpoints {
+        let nodes = urls
+            .into_iter()
+            .zip(1..)
+            .map(|(url, id)| Endpoint {
+                id,
+                url,
+                relp: None,
+            })
+            .collect();
+        Endpoints::new(nodes)
+    }
+
+    /// The `i`-th node, counting round: any `i` names one (`None` when there are none).
+    pub fn get(&self, i: usize) -> Option<Endpoint> {
+        let nodes = self.0.read().expect("endpoints poisoned");
+        (!nodes.is_empty()).then(|| nodes[i % nodes.len()].clone())
+    }
+
+    /// The base URL of the `i`-th node, counting round.
+    pub fn url(&self, i: usize) -> String {
+        self.get(i).map(|e| e.url).unwrap_or_default()
+    }
+
+    /// Adds a node.
+    pub fn add(&self, node: Endpoint) {
+        self.0.write().expect("endpoints poisoned").push(node);
+    }
+
+    /// Takes node `id` out.
+    pub fn remove(&self, id: u64) {
+        self.0
+            .write()
+            .expect("endpoints poisoned")
+            .retain(|e| e.id != id);
+    }
+}
+
 /// How a publisher picks the node for its next batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Routing {
@@ -126,6 +189,8 @@ pub struct WorkloadOptions {
     pub batch: usize,
     /// How publishers pick nodes.
     pub routing: Routing,
+    /// RELP publisher threads per tenant (to the nodes' RELP listeners), besides the HTTP ones.
+    pub relp_publishers: usize,
     /// The first node of the first publisher (an index into the urls); the next publishers,
     /// across tenants, start on the following nodes.
     pub first_node: usize,
@@ -154,15 +219,16 @@ impl Workload {
             publishers,
             batch,
             routing: Routing::RoundRobin,
+            relp_publishers: 0,
             first_node: 0,
         };
-        Workload::start_with(client, urls, tenants, &options)
+        Workload::start_with(client, Endpoints::from_urls(urls), tenants, &options)
     }
 
     /// Starts `options.publishers` threads per tenant.
     pub fn start_with(
         client: &Client,
-        urls: Vec<String>,
+        nodes: Endpoints,
         tenants: &[TenantLoad],
         options: &WorkloadOptions,
     ) -> Workload {
@@ -175,7 +241,7 @@ impl Workload {
             for p in 0..options.publishers {
                 let publisher = Publisher {
                     client: client.clone(),
-                    urls: urls.clone(),
+                    nodes: nodes.clone(),
                     tenant: tenant.clone(),
                     name: format!("{}-p{p}", tenant.name),
                     batch: options.batch,
@@ -189,6 +255,20 @@ impl Workload {
                     Routing::RoundRobin => p,
                     Routing::Sticky => first,
                 };
+                first += 1;
+                threads.push(std::thread::spawn(move || publisher.run(start)));
+            }
+            for r in 0..options.relp_publishers {
+                let publisher = RelpPublisher {
+                    nodes: nodes.clone(),
+                    tenant: tenant.clone(),
+                    name: format!("{}-p-relp{r}", tenant.name),
+                    window: options.batch,
+                    tokens: tokens.clone(),
+                    stop: stop.clone(),
+                    log: log.clone(),
+                };
+                let start = first;
                 first += 1;
                 threads.push(std::thread::spawn(move || publisher.run(start)));
             }
@@ -228,7 +308,7 @@ const GIVE_UP_AFTER_STOP: Duration = Duration::from_secs(30);
 
 struct Publisher {
     client: Client,
-    urls: Vec<String>,
+    nodes: Endpoints,
     tenant: TenantLoad,
     name: String,
     batch: usize,
@@ -253,7 +333,7 @@ impl Publisher {
                 .collect();
             let mut stopped_at: Option<Instant> = None;
             let acked = loop {
-                let url = &self.urls[next_node % self.urls.len()];
+                let url = &self.nodes.url(next_node);
                 let token = self
                     .tokens
                     .get(&self.tenant.name)

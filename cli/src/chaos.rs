@@ -1,5 +1,6 @@
 //! `meniscus chaos`: start a cluster of this very binary behind fault-injecting proxies,
-//! publish to it while a seeded plan kills, pauses, partitions and delays its nodes, then check
+//! publish to it while a seeded plan kills, pauses, partitions and delays its nodes and changes
+//! its membership, then check
 //! that every acknowledged event is stored exactly once on every node.
 
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ pub struct ChaosArgs {
     /// How long faults go on: 90s, 5m, 1h.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     duration: Duration,
-    /// Fault kinds to draw from: kill, pause, partition, delay, power (or all).
+    /// Fault kinds to draw from: kill, pause, partition, delay, power, membership (or all).
     #[arg(long, default_value = "all")]
     faults: String,
     /// A fresh directory for node data, logs and the timeline (default: a temporary one,
@@ -31,9 +32,13 @@ pub struct ChaosArgs {
     /// Tenants written to from the start (one more is created during the faults).
     #[arg(long, default_value_t = 2)]
     tenants: usize,
-    /// Publisher threads per tenant.
+    /// HTTP publisher threads per tenant.
     #[arg(long, default_value_t = 2)]
     publishers: usize,
+    /// RELP publisher threads per tenant (each sends windows of messages with idempotency
+    /// keys and resends what was not acknowledged, as rsyslog's omrelp does; 0 for none).
+    #[arg(long, default_value_t = 1)]
+    relp_publishers: usize,
 }
 
 /// Runs the schedule; prints the one-line summary; fails on any loss, duplicate or leak.
@@ -45,6 +50,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     config.dir = args.dir;
     config.tenants = args.tenants.max(1);
     config.publishers = args.publishers.max(1);
+    config.relp_publishers = args.relp_publishers;
     // The harness drives nodes with blocking HTTP calls and threads: keep it off the runtime.
     let report = tokio::task::spawn_blocking(move || chaos_tests::run(&config)).await??;
     eprintln!("longest window without an acknowledgement, per fault:");
