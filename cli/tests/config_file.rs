@@ -53,3 +53,23 @@ fn a_node_starts_from_a_toml_file_and_flags_override_it() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+#[test]
+fn an_advertised_raft_address_that_contradicts_the_initial_cluster_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_meniscus"))
+        .args(["start", "--node-id", "1"])
+        .args(["--initial-cluster", "1=127.0.0.1:7001,2=127.0.0.1:7002"])
+        .args(["--raft-advertise", "127.0.0.1:7999"])
+        .args(["--http", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--raft-advertise 127.0.0.1:7999 differs from node 1's address in --initial-cluster (127.0.0.1:7001)"),
+        "{stderr}"
+    );
+}
