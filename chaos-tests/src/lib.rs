@@ -36,7 +36,7 @@ pub mod network;
 pub mod node;
 pub mod plan;
 pub mod proxy;
-mod relp;
+pub mod relp;
 pub mod runner;
 mod timeline;
 pub mod workload;
@@ -47,6 +47,7 @@ pub use network::Network;
 pub use node::{find_binary, Membership, NodeProcess};
 pub use plan::{parse_duration, Fault, FaultKind, Plan, Step, Target};
 pub use proxy::{LinkState, Proxy};
+pub use relp::RelpSession;
 pub use runner::{run, ChaosConfig, ChaosReport, FaultWindow};
 pub use workload::{
     check_replica, AckLog, Endpoint, Endpoints, ReplicaReport, Routing, TenantLoad, Tokens,

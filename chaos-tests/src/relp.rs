@@ -24,8 +24,8 @@ const GIVE_UP_AFTER_STOP: Duration = Duration::from_secs(30);
 /// Largest answer frame accepted (an `open` answer carries a few offers).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-/// One RELP session.
-struct Session {
+/// One RELP session, as a sender such as rsyslog's `omrelp` opens it.
+pub struct RelpSession {
     writer: TcpStream,
     reader: BufReader<TcpStream>,
     next_txnr: u64,
@@ -38,14 +38,14 @@ struct Answer {
     data: String,
 }
 
-impl Session {
+impl RelpSession {
     /// Connects and opens a session.
-    fn open(addr: SocketAddr) -> std::io::Result<Session> {
+    pub fn open(addr: SocketAddr) -> std::io::Result<RelpSession> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
         stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
         stream.set_write_timeout(Some(ANSWER_TIMEOUT))?;
         stream.set_nodelay(true)?;
-        let mut session = Session {
+        let mut session = RelpSession {
             reader: BufReader::new(stream.try_clone()?),
             writer: stream,
             next_txnr: 1,
@@ -62,6 +62,21 @@ impl Session {
             )));
         }
         Ok(session)
+    }
+
+    /// Sends one syslog message and waits for its answer: the `rsp` code (200 once it is
+    /// committed) and text.
+    pub fn publish(&mut self, message: &str) -> std::io::Result<(u16, String)> {
+        let txnr = self.send("syslog", message)?;
+        let answer = self.answer()?;
+        if answer.txnr != txnr || answer.command != "rsp" {
+            return Err(invalid(format!(
+                "expected the answer to {txnr}, got {} {} {:?}",
+                answer.txnr, answer.command, answer.data
+            )));
+        }
+        let (code, text) = answer.data.split_once(' ').unwrap_or((&answer.data, ""));
+        Ok((parse(code.as_bytes())?, text.to_owned()))
     }
 
     /// Sends one frame; returns its transaction number.
@@ -154,7 +169,7 @@ impl RelpPublisher {
     pub(crate) fn run(self, offset: usize) {
         let mut next_node = offset;
         let mut seq = 0u64;
-        let mut session: Option<Session> = None;
+        let mut session: Option<RelpSession> = None;
         while !self.stop.load(Ordering::Relaxed) {
             let mut pending: Vec<String> = (0..self.window as u64)
                 .map(|i| format!("{}-{}", self.name, seq + i))
@@ -214,20 +229,20 @@ impl RelpPublisher {
         }
     }
 
-    fn connect(&self, node: usize) -> std::io::Result<Session> {
+    fn connect(&self, node: usize) -> std::io::Result<RelpSession> {
         let addr = self
             .nodes
             .get(node)
             .and_then(|e| e.relp)
             .ok_or_else(|| invalid("no node with a RELP listener".into()))?;
-        Session::open(addr)
+        RelpSession::open(addr)
     }
 
     /// Sends every pending message and reads an answer for each: the ids stored (`rsp 200`),
     /// and why any others were refused. `Err` when the connection failed or went silent.
     fn send_window(
         &self,
-        session: &mut Session,
+        session: &mut RelpSession,
         pending: &[String],
     ) -> std::io::Result<(Vec<String>, Option<String>)> {
         let token = self

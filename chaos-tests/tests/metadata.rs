@@ -1,9 +1,10 @@
 //! Issue 3, acceptance 5: tenant creation, token rotation and revocation made through one node
-//! take effect on every node as soon as the change is acknowledged.
+//! take effect on every node as soon as the change is acknowledged, for HTTP requests and for
+//! syslog messages that carry the token (over RELP, which answers each message).
 
 use std::time::Duration;
 
-use chaos_tests::{find_binary, Cluster, ClusterSpec, Error};
+use chaos_tests::{find_binary, Cluster, ClusterSpec, Error, RelpSession};
 use serde_json::json;
 
 /// Whether `token` is accepted by node `id` (a search; 401 means refused).
@@ -16,6 +17,14 @@ fn accepted(cluster: &Cluster, id: u64, token: &str) -> bool {
         Err(Error::Status { status: 401, .. }) => false,
         Err(e) => panic!("node {id}: {e}"),
     }
+}
+
+/// The RELP answer of node `id` to a message naming `tenant` with `token`: 200 when stored.
+fn relp_answer(cluster: &Cluster, id: u64, tenant: &str, token: &str) -> (u16, String) {
+    let mut session = RelpSession::open(cluster.node(id).relp).unwrap();
+    let message =
+        format!("<14>1 - host app - - [meniscus tenant=\"{tenant}\" token=\"{token}\"] hello");
+    session.publish(&message).unwrap()
 }
 
 #[test]
@@ -51,6 +60,13 @@ fn tenant_and_token_changes_take_effect_everywhere_once_acknowledged() {
             )
             .unwrap();
         let new_token = rotated["token"].as_str().unwrap();
+        // Syslog first: it must not profit from the HTTP checks having caught the node up.
+        let (code, text) = relp_answer(&cluster, creator, &name, &token);
+        assert_eq!(
+            (code, text.contains("invalid, revoked or expired token")),
+            (500, true),
+            "round {round}: node {creator} stored a syslog message with a token revoked through node {rotator}: {text}"
+        );
         for id in &ids {
             assert!(
                 !accepted(&cluster, *id, &token),
@@ -61,6 +77,8 @@ fn tenant_and_token_changes_take_effect_everywhere_once_acknowledged() {
                 "round {round}: node {id} refused the new token"
             );
         }
+        let (code, text) = relp_answer(&cluster, creator, &name, new_token);
+        assert_eq!(code, 200, "round {round}: the new token over RELP: {text}");
     }
     // The admin's view agrees on every node.
     for id in &ids {

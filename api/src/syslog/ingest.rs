@@ -1,7 +1,6 @@
 //! From frames to committed events: parsing, tenant resolution, batching, publishing.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,8 +32,11 @@ pub(crate) trait Sink: Send + Sync {
         events: &'a [Event],
     ) -> BoxFuture<'a, Result<u64, NodeError>>;
 
-    /// See [`Node::authenticate`].
-    fn authenticate(&self, token: &str) -> Result<Option<Principal>, NodeError>;
+    /// See [`Node::authenticate_linearizable`].
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Principal>, NodeError>>;
 }
 
 impl Sink for Node {
@@ -46,8 +48,11 @@ impl Sink for Node {
         Box::pin(Node::publish(self, tenant, events))
     }
 
-    fn authenticate(&self, token: &str) -> Result<Option<Principal>, NodeError> {
-        Node::authenticate(self, token)
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Principal>, NodeError>> {
+        Box::pin(Node::authenticate_linearizable(self, token))
     }
 }
 
@@ -118,20 +123,32 @@ pub(crate) enum Patience {
     For(Duration),
 }
 
-/// One tenant's events in a batch.
+/// Whose events a group holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// The listener's bound tenant, or the one a client certificate names.
+    Tenant(String),
+    /// The tenant this token belongs to (which must be `claimed` when that is given). It is
+    /// looked up when the batch is published, after the node has applied every change
+    /// acknowledged anywhere in the cluster, so a revoked token stores nothing from then on.
+    Token {
+        token: String,
+        claimed: Option<String>,
+    },
+}
+
+/// One owner's events in a batch.
 struct Group {
-    tenant: String,
+    owner: Owner,
     events: Vec<Event>,
 }
 
-/// Events read but not yet published, grouped by tenant in arrival order.
+/// Events read but not yet published, grouped by owner in arrival order.
 #[derive(Default)]
 pub(crate) struct Batch {
     groups: Vec<Group>,
     events: usize,
     bytes: usize,
-    /// Token -> principal, for this batch only, so a revoked token stops working at once.
-    principals: HashMap<String, Option<Principal>>,
 }
 
 impl Batch {
@@ -152,10 +169,10 @@ impl Batch {
         self.groups.clear();
         self.events = 0;
         self.bytes = 0;
-        self.principals.clear();
     }
 
-    /// Parses one message and adds it under its tenant, or counts and logs its refusal.
+    /// Parses one message and adds it under its owner, or counts and logs its refusal. A token
+    /// is checked when the batch is published.
     pub fn add(
         &mut self,
         ingest: &Ingest,
@@ -177,34 +194,30 @@ impl Batch {
             }
             draft.id = Some(id);
         }
-        let principals = &mut self.principals;
-        let tenant = resolve_tenant(origin.tenant, credentials, |token| {
-            if let Some(p) = principals.get(token) {
-                return Ok(p.clone());
-            }
-            let p = ingest.node.authenticate(token).map_err(|e| e.to_string())?;
-            principals.insert(token.to_owned(), p.clone());
-            Ok(p)
-        });
-        let tenant = match tenant {
-            Ok(t) => t,
+        let owner = match owner_of(origin.tenant, credentials) {
+            Ok(owner) => owner,
             Err(reason) => {
-                ingest.stats.rejected(1, peer, &reason);
-                return Added::Refused(reason.into_owned());
+                ingest.stats.rejected(1, peer, reason);
+                return Added::Refused(reason.to_owned());
             }
         };
         let source = Source {
             transport: ingest.transport.to_owned(),
             peer: Some(peer.to_owned()),
         };
-        let event = draft.into_event(&tenant, now, source, || uuid::Uuid::now_v7().to_string());
+        // A token's tenant is filled in once the token is checked.
+        let tenant = match &owner {
+            Owner::Tenant(t) => t.as_str(),
+            Owner::Token { .. } => "",
+        };
+        let event = draft.into_event(tenant, now, source, || uuid::Uuid::now_v7().to_string());
         self.events += 1;
         self.bytes += data.len();
-        let group = match self.groups.iter().position(|g| g.tenant == tenant) {
+        let group = match self.groups.iter().position(|g| g.owner == owner) {
             Some(i) => i,
             None => {
                 self.groups.push(Group {
-                    tenant,
+                    owner,
                     events: Vec::new(),
                 });
                 self.groups.len() - 1
@@ -226,7 +239,7 @@ impl Ingest {
         patience: Patience,
     ) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(batch.groups.len());
-        for group in &batch.groups {
+        for group in &mut batch.groups {
             outcomes.push(self.publish_group(group, shutdown, patience).await);
         }
         batch.clear();
@@ -235,11 +248,16 @@ impl Ingest {
 
     async fn publish_group(
         &self,
-        group: &Group,
+        group: &mut Group,
         shutdown: &mut Shutdown,
         patience: Patience,
     ) -> Outcome {
         let n = group.events.len();
+        let peer = group.events[0]
+            .source
+            .peer
+            .clone()
+            .unwrap_or_else(|| "-".into());
         let mut backoff = FIRST_BACKOFF;
         let mut deadline = match patience {
             Patience::For(d) => Some(Instant::now() + d),
@@ -249,17 +267,24 @@ impl Ingest {
             if deadline.is_none() && shutdown.is_requested() {
                 deadline = Some(Instant::now() + self.config.shutdown_grace);
             }
-            let error = match self.node.publish(&group.tenant, &group.events).await {
-                Ok(_) => {
-                    self.stats.stored(n);
-                    return Outcome::Stored;
+            let error = match self.tenant_of(group).await {
+                Ok(Ok(tenant)) => match self.node.publish(&tenant, &group.events).await {
+                    Ok(_) => {
+                        self.stats.stored(n);
+                        return Outcome::Stored;
+                    }
+                    Err(NodeError::UnknownTenant(t)) => {
+                        let reason = format!("tenant {t:?} does not exist");
+                        self.stats.rejected(n, &peer, &reason);
+                        return Outcome::Refused(reason);
+                    }
+                    Err(e) => e,
+                },
+                Ok(Err(reason)) => {
+                    self.stats.rejected(n, &peer, &reason);
+                    return Outcome::Refused(reason.into_owned());
                 }
-                Err(NodeError::UnknownTenant(t)) => {
-                    let peer = group.events[0].source.peer.as_deref().unwrap_or("-");
-                    let reason = format!("tenant {t:?} does not exist");
-                    self.stats.rejected(n, peer, &reason);
-                    return Outcome::Refused(reason);
-                }
+                // The token could not be checked now (no leader): retried like a publish.
                 Err(e) => e,
             };
             if deadline.is_some_and(|d| Instant::now() + backoff > d) {
@@ -281,39 +306,68 @@ impl Ingest {
     }
 }
 
-/// The tenant a message belongs to, or why it belongs to none.
+impl Ingest {
+    /// The tenant of a group's events (set on them once a token is checked), why it has none,
+    /// or `Err` when the token cannot be checked now.
+    async fn tenant_of(
+        &self,
+        group: &mut Group,
+    ) -> Result<Result<String, Cow<'static, str>>, NodeError> {
+        let (token, claimed) = match &group.owner {
+            Owner::Tenant(tenant) => return Ok(Ok(tenant.clone())),
+            Owner::Token { token, claimed } => (token, claimed),
+        };
+        let principal = self.node.authenticate(token).await?;
+        let tenant = match tenant_for(principal, claimed.as_deref()) {
+            Ok(tenant) => tenant,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        for event in &mut group.events {
+            event.tenant.clone_from(&tenant);
+        }
+        Ok(Ok(tenant))
+    }
+}
+
+/// Who owns a message, or why nobody does.
 ///
 /// Without credentials (no `meniscus` element, or one with only an `id`): the listener's bound
-/// tenant. With them: the tenant the token authenticates to, which must be the `tenant` param
-/// when that is given.
-pub(crate) fn resolve_tenant(
+/// tenant. With them: whoever the token belongs to, checked at publish time by [`tenant_for`].
+pub(crate) fn owner_of(
     bound: Option<&str>,
     credentials: Option<MeniscusSd>,
-    authenticate: impl FnOnce(&str) -> Result<Option<Principal>, String>,
-) -> Result<String, Cow<'static, str>> {
+) -> Result<Owner, &'static str> {
     let credentials = credentials.filter(|c| c.tenant.is_some() || c.token.is_some());
     let Some(credentials) = credentials else {
-        return bound.map(str::to_owned).ok_or(Cow::Borrowed(
-            "no meniscus token in the message and no tenant bound to the listener",
-        ));
+        return bound
+            .map(|t| Owner::Tenant(t.to_owned()))
+            .ok_or("no meniscus token in the message and no tenant bound to the listener");
     };
     let Some(token) = credentials.token else {
-        return Err(Cow::Borrowed(
-            "the meniscus structured-data element has no token param",
-        ));
+        return Err("the meniscus structured-data element has no token param");
     };
-    match authenticate(&token) {
-        Ok(Some(Principal::Tenant(owner))) => match credentials.tenant {
+    Ok(Owner::Token {
+        token,
+        claimed: credentials.tenant,
+    })
+}
+
+/// The tenant a token's principal may publish to: its own, which must be `claimed` when given.
+pub(crate) fn tenant_for(
+    principal: Option<Principal>,
+    claimed: Option<&str>,
+) -> Result<String, Cow<'static, str>> {
+    match principal {
+        Some(Principal::Tenant(owner)) => match claimed {
             Some(claimed) if claimed != owner => Err(Cow::Owned(format!(
                 "the token does not belong to tenant {claimed:?}"
             ))),
             _ => Ok(owner),
         },
-        Ok(Some(Principal::Admin)) => Err(Cow::Borrowed(
+        Some(Principal::Admin) => Err(Cow::Borrowed(
             "the admin token speaks for no tenant; use a tenant token",
         )),
-        Ok(None) => Err(Cow::Borrowed("invalid, revoked or expired token")),
-        Err(e) => Err(Cow::Owned(format!("cannot check the token: {e}"))),
+        None => Err(Cow::Borrowed("invalid, revoked or expired token")),
     }
 }
 
@@ -359,13 +413,23 @@ mod tests {
     }
 
     /// "good" is acme's token, "root" the admin's; anything else is unknown.
-    fn auth(token: &str) -> Result<Option<Principal>, String> {
-        Ok(match token {
+    fn auth(token: &str) -> Option<Principal> {
+        match token {
             "good" => Some(Principal::Tenant("acme".into())),
             "root" => Some(Principal::Admin),
-            "broken" => return Err("sled is on fire".into()),
             _ => None,
-        })
+        }
+    }
+
+    /// What becomes of a message: its owner, then (for a token) the token's check.
+    fn resolve_tenant(
+        bound: Option<&str>,
+        credentials: Option<MeniscusSd>,
+    ) -> Result<String, Cow<'static, str>> {
+        match owner_of(bound, credentials)? {
+            Owner::Tenant(t) => Ok(t),
+            Owner::Token { token, claimed } => tenant_for(auth(&token), claimed.as_deref()),
+        }
     }
 
     /// Bound tenant, credentials, and the tenant or a piece of the refusal reason.
@@ -409,14 +473,9 @@ mod tests {
                 creds(None, Some("root")),
                 Err("admin token"),
             ),
-            (
-                Some("default"),
-                creds(None, Some("broken")),
-                Err("sled is on fire"),
-            ),
         ];
         for (bound, credentials, expected) in cases {
-            let got = resolve_tenant(*bound, credentials.clone(), auth);
+            let got = resolve_tenant(*bound, credentials.clone());
             match (expected, &got) {
                 (Ok(t), Ok(g)) => assert_eq!(t, g),
                 (Err(needle), Err(reason)) => {

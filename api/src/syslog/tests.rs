@@ -46,8 +46,11 @@ impl Sink for FakeSink {
         })
     }
 
-    fn authenticate(&self, _token: &str) -> std::result::Result<Option<Principal>, NodeError> {
-        Ok(None)
+    fn authenticate<'a>(
+        &'a self,
+        _token: &'a str,
+    ) -> BoxFuture<'a, std::result::Result<Option<Principal>, NodeError>> {
+        Box::pin(async { Ok(None) })
     }
 }
 
