@@ -47,4 +47,6 @@ pub struct NodeContext {
     pub progress: Arc<DispatchProgress>,
     /// Indexer behaviour.
     pub settings: IndexerSettings,
+    /// Woken after every index commit, for searches that wait to read their writes.
+    pub index_committed: tokio::sync::Notify,
 }

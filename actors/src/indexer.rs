@@ -80,6 +80,14 @@ async fn with_writer<T: Send + 'static>(
     result
 }
 
+/// Commits the writer and tells waiting searches; returns the committed Raft index.
+async fn commit(state: &mut IndexerState) -> Result<u64, ActorProcessingErr> {
+    let committed = with_writer(state, |w| w.commit().map_err(err)).await?;
+    state.last_commit = Instant::now();
+    state.ctx.index_committed.notify_waiters();
+    Ok(committed)
+}
+
 /// Adds every entry of `tenant` in (writer.indexed_up_to(), up_to] from the log.
 fn catch_up(
     writer: &mut TenantWriter,
@@ -201,16 +209,14 @@ impl Actor for Indexer {
                     // just when the indexer is behind, and it would never catch up. (Half the
                     // interval: a tick on time always commits, whatever the last one took.)
                     if state.last_commit.elapsed() >= state.ctx.settings.commit_interval / 2 {
-                        with_writer(state, |w| w.commit().map_err(err)).await?;
-                        state.last_commit = Instant::now();
+                        commit(state).await?;
                     }
                 } else if state.last_activity.elapsed() >= state.ctx.settings.idle_timeout {
                     self.stop_idle(&myself, state).await?;
                 }
             }
             IndexerMsg::Flush(reply) => {
-                let committed = with_writer(state, |w| w.commit().map_err(err)).await?;
-                state.last_commit = Instant::now();
+                let committed = commit(state).await?;
                 let _ = reply.send(committed);
             }
             IndexerMsg::Crash => panic!("injected indexer failure for tenant {}", state.tenant),
@@ -227,7 +233,7 @@ impl Actor for Indexer {
             ticker.abort();
         }
         if state.writer.as_ref().is_some_and(TenantWriter::has_pending) {
-            with_writer(state, |w| w.commit().map_err(err)).await?;
+            commit(state).await?;
         }
         Ok(())
     }
@@ -251,6 +257,7 @@ impl Indexer {
             w.commit().map_err(err)
         })
         .await?;
+        state.ctx.index_committed.notify_waiters();
         tracing::debug!(tenant = %state.tenant, committed = ?state.index.committed_raft_index().ok(), "indexer idle, stopping");
         myself.stop(Some("idle".into()));
         Ok(())

@@ -178,6 +178,9 @@ async fn allow_compaction(
     }
 }
 
+/// How often a search waiting for its writes looks again without being woken by a commit.
+const SEARCHABLE_RECHECK: Duration = Duration::from_millis(50);
+
 /// How long a linearizable read retries while the cluster has no leader.
 const READ_INDEX_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -206,6 +209,7 @@ impl Node {
             log: log.clone(),
             progress: progress.clone(),
             settings: options.indexer.clone(),
+            index_committed: tokio::sync::Notify::new(),
         });
         let (supervisor, _) = Actor::spawn(None, NodeSupervisor, ctx.clone())
             .await
@@ -478,6 +482,40 @@ impl Node {
             .await
             .map_err(|e| Error::Actor(format!("search task failed: {e}")))?
             .map_err(Error::from)
+    }
+
+    /// Waits until every event of `tenant` committed at Raft index `index` or below is
+    /// searchable on this node (read your writes: `index` is what a publish answered), for at
+    /// most `timeout`. Returns whether it is.
+    pub async fn wait_searchable(
+        &self,
+        tenant: &str,
+        index: u64,
+        timeout: Duration,
+    ) -> Result<bool> {
+        let tenant_index = self.ctx.indexes.get(tenant)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let committed = self.ctx.index_committed.notified();
+            tokio::pin!(committed);
+            committed.as_mut().enable();
+            // Every entry up to `index` must have been applied here; of those, the tenant's
+            // last one must be searchable (its index may never reach `index` itself when
+            // later entries belong to other tenants).
+            if self.raft.status().applied >= index {
+                let wanted = index.min(self.ctx.progress.last_entry_of(tenant));
+                if tenant_index.searchable_up_to() >= wanted {
+                    return Ok(true);
+                }
+            }
+            // A commit wakes us; applying alone does not, so look again now and then.
+            let wake = (tokio::time::Instant::now() + SEARCHABLE_RECHECK).min(deadline);
+            if tokio::time::timeout_at(wake, committed).await.is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
+                return Ok(false);
+            }
+        }
     }
 
     /// Commits every running tenant index, making everything acknowledged so far searchable.

@@ -1,5 +1,6 @@
-//! Three real `meniscus start` processes: writes to a follower are forwarded to the leader, and
-//! every node answers `read=local` searches with every event.
+//! Three real `meniscus start` processes: writes to a follower are forwarded to the leader,
+//! every node answers `read=local` searches with every event, and a search with `min_index`
+//! reads its writes on any node.
 
 mod common;
 
@@ -122,4 +123,48 @@ fn a_follower_forwards_writes_and_every_replica_serves_them() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+
+    // Read your writes: publish through one node, search another at once with the commit index
+    // the publish answered. Every round must see every event so far, on whichever node.
+    for round in 0..15usize {
+        let to = (follower + round) % 3;
+        let from = (follower + round + 1) % 3;
+        let events: Vec<Value> = (0..50)
+            .map(|i| json!({"id": format!("ryw-{round}-{i}"), "message": "read your writes"}))
+            .collect();
+        let answer: Value = http
+            .post(format!("{}/v1/events", bases[to]))
+            .bearer_auth(&token)
+            .json(&events)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let index = answer["commit_index"].as_u64().expect("a commit index");
+        let response = http
+            .get(format!("{}/v1/search", bases[from]))
+            .bearer_auth(&token)
+            .query(&[("q", "\"read your writes\""), ("limit", "1")])
+            .query(&[("min_index", index)])
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().unwrap();
+        assert_eq!(
+            body["total"],
+            50 * (round + 1),
+            "round {round}: published through {to} at {index}, searched {from}"
+        );
+    }
+    // A commit index far ahead cannot be waited for: a clear 503 after the wait.
+    let response = http
+        .get(format!("{}/v1/search", bases[0]))
+        .bearer_auth(&token)
+        .query(&[("min_index", u64::MAX / 2)])
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["error"]["code"], "not_yet_searchable", "{body}");
 }

@@ -1,6 +1,8 @@
 //! One tenant's tantivy index: its event store and search index.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use meniscus_event::Event;
 use tantivy::indexer::UserOperation;
@@ -17,6 +19,9 @@ pub struct TenantIndex {
     tenant: String,
     index: Index,
     reader: IndexReader,
+    /// The Raft index up to which this tenant's events are searchable: committed *and* visible
+    /// to new searches (the reader reloads after the commit).
+    searchable: Arc<AtomicU64>,
     pub(crate) fields: Fields,
 }
 
@@ -33,12 +38,22 @@ impl TenantIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        Ok(TenantIndex {
+        let mut opened = TenantIndex {
             tenant: tenant.to_owned(),
             index,
             reader,
+            searchable: Arc::default(),
             fields,
-        })
+        };
+        let committed = opened.committed_raft_index()?;
+        opened.searchable = Arc::new(AtomicU64::new(committed));
+        Ok(opened)
+    }
+
+    /// The Raft index up to which every event of this tenant that this index holds is visible
+    /// to searches.
+    pub fn searchable_up_to(&self) -> u64 {
+        self.searchable.load(Ordering::SeqCst)
     }
 
     /// The tenant's name.
@@ -71,6 +86,7 @@ impl TenantIndex {
         Ok(TenantWriter {
             writer,
             reader: self.reader.clone(),
+            searchable: self.searchable.clone(),
             fields: self.fields,
             indexed_up_to: self.committed_raft_index()?,
             pending: false,
@@ -90,6 +106,7 @@ impl TenantIndex {
 pub struct TenantWriter {
     writer: IndexWriter,
     reader: IndexReader,
+    searchable: Arc<AtomicU64>,
     fields: Fields,
     indexed_up_to: u64,
     pending: bool,
@@ -147,6 +164,8 @@ impl TenantWriter {
         prepared.set_payload(&self.indexed_up_to.to_string());
         prepared.commit()?;
         self.reader.reload()?;
+        self.searchable
+            .fetch_max(self.indexed_up_to, Ordering::SeqCst);
         self.pending = false;
         Ok(self.indexed_up_to)
     }

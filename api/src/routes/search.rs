@@ -1,6 +1,8 @@
 use axum::extract::rejection::QueryRejection;
+use std::time::Duration;
+
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use meniscus_storage::{SearchHit, SearchRequest, MAX_LIMIT};
 use serde::{Deserialize, Serialize};
@@ -10,6 +12,8 @@ use time::OffsetDateTime;
 use crate::{auth, ApiError, AppState};
 
 const DEFAULT_LIMIT: usize = 100;
+/// How long a search with `min_index` waits for this node to make those writes searchable.
+const MIN_INDEX_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,6 +26,9 @@ pub(crate) struct SearchParams {
     /// `local`: answer from this node's replica. Every search is local for now; the parameter
     /// is accepted so clients can already say what they mean.
     read: Option<String>,
+    /// Read your writes: the `commit_index` a publish answered. The search waits (up to 10 s)
+    /// until every event of the tenant committed at or below it is searchable on this node.
+    min_index: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -75,6 +82,22 @@ pub(crate) async fn search(
         limit,
         cursor: params.cursor,
     };
+    if let Some(index) = params.min_index {
+        if !state
+            .node
+            .wait_searchable(&tenant, index, MIN_INDEX_WAIT)
+            .await?
+        {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_yet_searchable",
+                format!(
+                    "this node has not made the writes up to commit index {index} searchable within {} s; retry, or ask another node",
+                    MIN_INDEX_WAIT.as_secs()
+                ),
+            ));
+        }
+    }
     let response = state.node.search(&tenant, request).await?;
     Ok(Json(SearchBody {
         total: response.total,
