@@ -10,6 +10,12 @@ use crate::network::Network;
 use crate::node::{Membership, NodeProcess, NodeSettings};
 use crate::{Error, Result};
 
+/// Each node on its own loopback address (127.0.0.11 for node 1, ...), so its traffic can be
+/// told apart; long runs with many joins go on in 127.0.1.x and up.
+fn node_ip(id: u64) -> String {
+    format!("127.0.{}.{}", id / 200, 10 + id % 200)
+}
+
 /// How to start a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
@@ -69,8 +75,7 @@ impl Cluster {
     pub fn create(spec: &ClusterSpec, dir: &Path) -> Result<Cluster> {
         let mut nodes = Vec::new();
         for id in 1..=spec.nodes as u64 {
-            // Each node on its own loopback address, so its traffic can be told apart.
-            let ip = format!("127.0.0.{}", 10 + id);
+            let ip = node_ip(id);
             let node_dir = dir.join(format!("node-{id}"));
             std::fs::create_dir_all(&node_dir)?;
             nodes.push(NodeProcess::new(id, &ip, node_dir)?);
@@ -204,7 +209,7 @@ impl Cluster {
     /// id once its HTTP API listens; it then receives a snapshot and becomes a voter on its own.
     pub fn add_node(&mut self, via: u64) -> Result<u64> {
         let id = self.nodes.len() as u64 + 1;
-        let ip = format!("127.0.0.{}", 10 + id);
+        let ip = node_ip(id);
         let node_dir = self.dir.join(format!("node-{id}"));
         std::fs::create_dir_all(&node_dir)?;
         let mut node = NodeProcess::new(id, &ip, node_dir)?;
