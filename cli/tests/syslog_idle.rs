@@ -5,6 +5,8 @@ mod syslog_common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use syslog_common::{marker, octet_counted, Dir, Listeners, SyslogNode};
@@ -110,15 +112,24 @@ fn idle_connections_are_closed_after_the_idle_timeout_and_counted() {
     };
     let node = SyslogNode::start_with(&dir, &listeners);
     let mut idle = open_idle(&node, N);
-    // A sender that sends every half second for longer than the timeout stays connected.
+    // A sender that sends every half second, until the checks are done, stays connected. (It
+    // must not stop early: on a loaded machine the checks can outlast the timeout.)
     let busy_word = marker("busy");
     let mut busy = node.connect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let (stop, word) = (stop.clone(), busy_word.clone());
+        std::thread::spawn(move || {
+            let mut sent = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                busy.write_all(&valid(&word)).unwrap();
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            (busy, sent)
+        })
+    };
     let opened = Instant::now();
-    for _ in 0..8 {
-        busy.write_all(&valid(&busy_word)).unwrap();
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    assert!(opened.elapsed() > Duration::from_secs(3));
 
     node.wait_for_metric(
         "meniscus_syslog_idle_closed_total",
@@ -139,15 +150,20 @@ fn idle_connections_are_closed_after_the_idle_timeout_and_counted() {
         }
     }
     node.wait_for_metric("meniscus_syslog_open_connections", "tcp", |o| o == 1, WAIT);
-    // The busy sender was not cut off: all its messages are stored, and it can send more.
-    let last = marker("stillopen");
-    busy.write_all(&valid(&last)).unwrap();
-    node.wait_for(&last, 1);
-    node.wait_for(&busy_word, 8);
+    while opened.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(
         node.metric("meniscus_syslog_idle_closed_total", "tcp"),
         N as u64
     );
+    // The busy sender was not cut off: all its messages are stored, and it can send more.
+    stop.store(true, Ordering::SeqCst);
+    let (mut busy, sent) = sender.join().unwrap();
+    let last = marker("stillopen");
+    busy.write_all(&valid(&last)).unwrap();
+    node.wait_for(&last, 1);
+    node.wait_for(&busy_word, sent);
     assert!(
         node.log()
             .contains("syslog connection closed: idle for the idle timeout"),
