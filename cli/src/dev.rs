@@ -1,6 +1,7 @@
 //! `meniscus dev`: a whole single-node cluster on a local data directory.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -180,7 +181,16 @@ async fn join(args: &DevArgs, url: &str) -> anyhow::Result<ClusterOptions> {
     let raft = args.cluster.raft.context("--join needs --raft ADDR")?;
     let advertised = args.cluster.raft_advertise.unwrap_or(raft);
     let mut members = vec![(id, advertised)];
-    if !args.data_dir.join("raft").exists() {
+    // The members named by the join answer, kept for restarts: a node that restarts before
+    // its first snapshot has no metadata yet, and without these it could answer nobody.
+    let known_members = args.data_dir.join("join-members.json");
+    if args.data_dir.join("raft").exists() {
+        if let Ok(text) = std::fs::read_to_string(&known_members) {
+            let known: Vec<(u64, SocketAddr)> = serde_json::from_str(&text)
+                .with_context(|| format!("reading {}", known_members.display()))?;
+            members.extend(known.into_iter().filter(|(mid, _)| *mid != id));
+        }
+    } else {
         let token = admin_token(args)?.context(
             "--join needs the admin token: set MENISCUS_ADMIN_TOKEN or pass --admin-token-file",
         )?;
@@ -210,6 +220,9 @@ async fn join(args: &DevArgs, url: &str) -> anyhow::Result<ClusterOptions> {
                 ));
             }
         }
+        std::fs::create_dir_all(&args.data_dir)?;
+        std::fs::write(&known_members, serde_json::to_vec(&members)?)
+            .with_context(|| format!("writing {}", known_members.display()))?;
         tracing::info!(id, %url, members = members.len(), "joined: waiting for the leader's snapshot");
     }
     Ok(ClusterOptions {
