@@ -104,6 +104,11 @@ impl EventDraft {
     }
 }
 
+/// Whether `id` may be a publisher's event id (idempotency key): 1 to [`MAX_ID_BYTES`] bytes.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_BYTES
+}
+
 /// Parses a JSON object or a JSON array of objects.
 pub fn parse_json(body: &[u8], limits: Limits) -> Result<Vec<EventDraft>, PublishError> {
     let first = body
@@ -198,7 +203,7 @@ fn draft_from_value(value: Value) -> Result<EventDraft, String> {
         match key.as_str() {
             "id" => {
                 let id = string(&key, value)?;
-                if id.is_empty() || id.len() > MAX_ID_BYTES {
+                if !is_valid_id(&id) {
                     return Err(format!("id: must be 1 to {MAX_ID_BYTES} bytes"));
                 }
                 draft.id = Some(id);

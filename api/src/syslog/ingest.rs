@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meniscus_actors::{Error as NodeError, Node};
-use meniscus_event::publish::MAX_ID_BYTES;
+use meniscus_event::publish::{is_valid_id, MAX_ID_BYTES};
 use meniscus_event::syslog::{self, MeniscusSd};
 use meniscus_event::{Event, Source};
 use meniscus_storage::Principal;
@@ -187,7 +187,7 @@ impl Batch {
         let mut credentials = syslog::take_meniscus_sd(&mut draft.structured_data);
         redact_tokens(&mut draft.message);
         if let Some(id) = credentials.as_mut().and_then(|sd| sd.id.take()) {
-            if id.is_empty() || id.len() > MAX_ID_BYTES {
+            if !is_valid_id(&id) {
                 let reason = format!("the meniscus id param must be 1 to {MAX_ID_BYTES} bytes");
                 ingest.stats.rejected(1, peer, &reason);
                 return Added::Refused(reason);
