@@ -212,20 +212,10 @@ impl RelpPublisher {
                     }
                 }
             }
-            let mut log = self.log.lock().expect("ack log poisoned");
-            if !acked.is_empty() {
-                log.ack_times.push(Instant::now());
-                log.acked
-                    .entry(self.tenant.name.clone())
-                    .or_default()
-                    .extend(acked);
-            }
-            if !pending.is_empty() {
-                log.unacked
-                    .entry(self.tenant.name.clone())
-                    .or_default()
-                    .extend(pending);
-            }
+            self.log
+                .lock()
+                .expect("ack log poisoned")
+                .record(&self.tenant.name, acked, pending);
         }
     }
 
@@ -281,11 +271,9 @@ impl RelpPublisher {
 
     fn failed(&self, node: usize, reason: &str) {
         let node = self.nodes.get(node).map(|e| e.id).unwrap_or(0);
-        let mut log = self.log.lock().expect("ack log poisoned");
-        log.failures += 1;
-        if log.failure_log.len() < crate::workload::FAILURE_LOG_LIMIT {
-            log.failure_log
-                .push((Instant::now(), format!("relp to node {node}: {reason}")));
-        }
+        self.log
+            .lock()
+            .expect("ack log poisoned")
+            .failed(format!("relp to node {node}: {reason}"));
     }
 }

@@ -39,12 +39,38 @@ pub struct AckLog {
 }
 
 /// How many failures [`AckLog::failure_log`] keeps.
-pub(crate) const FAILURE_LOG_LIMIT: usize = 10_000;
+const FAILURE_LOG_LIMIT: usize = 10_000;
 
 impl AckLog {
     /// Acknowledged events, all tenants.
     pub fn acked_count(&self) -> usize {
         self.acked.values().map(HashSet::len).sum()
+    }
+
+    /// Counts a failed request, keeping its reason while the log has room.
+    pub(crate) fn failed(&mut self, reason: String) {
+        self.failures += 1;
+        if self.failure_log.len() < FAILURE_LOG_LIMIT {
+            self.failure_log.push((Instant::now(), reason));
+        }
+    }
+
+    /// Records what became of one batch of `tenant`: the ids acknowledged (now) and the ids
+    /// given up on.
+    pub(crate) fn record(&mut self, tenant: &str, acked: Vec<String>, unacked: Vec<String>) {
+        if !acked.is_empty() {
+            self.ack_times.push(Instant::now());
+            self.acked
+                .entry(tenant.to_owned())
+                .or_default()
+                .extend(acked);
+        }
+        if !unacked.is_empty() {
+            self.unacked
+                .entry(tenant.to_owned())
+                .or_default()
+                .extend(unacked);
+        }
     }
 
     /// Adds another publisher group's log to this one.
@@ -341,13 +367,10 @@ impl Publisher {
                 match self.client.publish(url, &token, &events) {
                     Published::Acked(_) => break true,
                     Published::Failed(reason) => {
-                        let mut log = self.log.lock().expect("ack log poisoned");
-                        log.failures += 1;
-                        if log.failure_log.len() < FAILURE_LOG_LIMIT {
-                            log.failure_log
-                                .push((Instant::now(), format!("{url}: {reason}")));
-                        }
-                        drop(log);
+                        self.log
+                            .lock()
+                            .expect("ack log poisoned")
+                            .failed(format!("{url}: {reason}"));
                         next_node += 1;
                         std::thread::sleep(Duration::from_millis(20));
                     }
@@ -359,16 +382,15 @@ impl Publisher {
                     }
                 }
             };
-            let mut log = self.log.lock().expect("ack log poisoned");
-            let into = if acked {
-                log.ack_times.push(Instant::now());
-                &mut log.acked
+            let (acked, unacked) = if acked {
+                (ids, Vec::new())
             } else {
-                &mut log.unacked
+                (Vec::new(), ids)
             };
-            into.entry(self.tenant.name.clone())
-                .or_default()
-                .extend(ids);
+            self.log
+                .lock()
+                .expect("ack log poisoned")
+                .record(&self.tenant.name, acked, unacked);
             if self.routing == Routing::RoundRobin {
                 next_node += 1;
             }
