@@ -329,16 +329,33 @@ impl Cluster {
     }
 
     /// The leader and its term, as [`Cluster::leader`].
+    ///
+    /// The nodes are asked at once: one that is partitioned away costs a client timeout, and
+    /// asking them in turn would spend that once per unreachable node between fault steps.
     pub fn leader_and_term(&self) -> Option<(u64, u64)> {
-        self.live()
+        let asked: Vec<(u64, String)> = self
+            .live()
             .into_iter()
-            .filter_map(|id| {
-                let status = self.status(id).ok()?;
-                let group = &status["groups"][0];
-                let term = group["term"].as_u64()?;
-                (group["leader"].as_u64() == Some(id)).then_some((id, term))
-            })
-            .max_by_key(|(_, term)| *term)
+            .map(|id| (id, self.node(id).url()))
+            .collect();
+        let (client, token) = (&self.client, self.admin_token());
+        std::thread::scope(|scope| {
+            let answers: Vec<_> = asked
+                .iter()
+                .map(|(id, url)| {
+                    scope.spawn(move || {
+                        let status = client.get_json(url, "/v1/cluster", token).ok()?;
+                        let group = &status["groups"][0];
+                        let term = group["term"].as_u64()?;
+                        (group["leader"].as_u64() == Some(*id)).then_some((*id, term))
+                    })
+                })
+                .collect();
+            answers
+                .into_iter()
+                .filter_map(|answer| answer.join().ok().flatten())
+                .max_by_key(|(_, term)| *term)
+        })
     }
 
     /// Waits until a live node leads; returns its id.
