@@ -4,7 +4,9 @@
 //! A node that joins is first added as a learner (it receives the log, or a snapshot, but does
 //! not vote), and is promoted to voter once it has caught up, so a slow newcomer never weakens
 //! the quorum. A removed node is taken out of the group; a leader that is being removed hands
-//! leadership to the most up-to-date voter first.
+//! leadership to the most up-to-date voter first. A node that replaces another is a learner
+//! until it has caught up, then one joint configuration change makes it a voter and removes
+//! the one it replaces: the group never has one voter fewer while the newcomer catches up.
 
 use std::time::Duration;
 
@@ -24,12 +26,22 @@ pub(crate) enum Step {
     Remove(u64),
     /// This leader is to be removed: hand leadership to this voter first.
     HandOver(u64),
+    /// In one joint change, promote the learner `new` and remove `old`.
+    Replace {
+        old: u64,
+        new: u64,
+    },
+    /// The group is still in a joint configuration (its leader changed before it left it).
+    LeaveJoint,
 }
 
 /// Decides the next step (at most one: a change must apply before the next is proposed).
 pub(crate) fn next_step(status: &RaftStatus, members: &[MemberRecord]) -> Option<Step> {
     if status.leader != status.id || status.pending_conf_index > status.applied {
         return None;
+    }
+    if status.joint {
+        return Some(Step::LeaveJoint);
     }
     let in_group = |id: u64| status.voters.contains(&id) || status.learners.contains(&id);
     let matched = |id: u64| {
@@ -39,39 +51,71 @@ pub(crate) fn next_step(status: &RaftStatus, members: &[MemberRecord]) -> Option
             .find(|r| r.id == id)
             .map_or(0, |r| r.matched)
     };
+    let caught_up = |id: u64| matched(id) + CAUGHT_UP_SLACK >= status.commit;
+    // The live member that replaces `id`, if any.
+    let replacement_of = |id: u64| {
+        members
+            .iter()
+            .find(|m| !m.removed && m.replaces == Some(id))
+            .map(|m| m.id)
+    };
+    let hand_over = |leaving: u64| {
+        status
+            .voters
+            .iter()
+            .copied()
+            .filter(|v| *v != leaving)
+            .max_by_key(|v| matched(*v))
+            .map(Step::HandOver)
+    };
     for member in members {
         let id = member.id;
         if member.removed {
             if !in_group(id) {
                 continue;
             }
+            if let Some(new) = replacement_of(id).filter(|new| !status.voters.contains(new)) {
+                if !in_group(new) {
+                    return Some(Step::AddLearner(new));
+                }
+                if !caught_up(new) {
+                    continue; // the old member stays until its replacement can take over
+                }
+                if id == status.id {
+                    return hand_over(id);
+                }
+                return Some(Step::Replace { old: id, new });
+            }
             if id == status.id {
-                let successor = status
-                    .voters
-                    .iter()
-                    .copied()
-                    .filter(|v| *v != id)
-                    .max_by_key(|v| matched(*v))?;
-                return Some(Step::HandOver(successor));
+                return hand_over(id);
             }
             return Some(Step::Remove(id));
         }
         if !in_group(id) {
             return Some(Step::AddLearner(id));
         }
-        if status.learners.contains(&id) && matched(id) + CAUGHT_UP_SLACK >= status.commit {
+        let replaces_a_voter = member
+            .replaces
+            .is_some_and(|old| status.voters.contains(&old));
+        if status.learners.contains(&id) && caught_up(id) && !replaces_a_voter {
             return Some(Step::Promote(id));
         }
     }
     None
 }
 
-fn change(kind: ConfChangeType, id: u64) -> ConfChangeV2 {
+fn single(kind: ConfChangeType, id: u64) -> ConfChangeSingle {
     let mut single = ConfChangeSingle::default();
     single.set_change_type(kind);
     single.node_id = id;
+    single
+}
+
+/// A configuration change made of `changes`; with more than one, raft-rs goes through a joint
+/// configuration and its leader leaves it on its own once it is applied.
+fn change(changes: Vec<ConfChangeSingle>) -> ConfChangeV2 {
     let mut change = ConfChangeV2::default();
-    change.set_changes(vec![single].into());
+    change.set_changes(changes.into());
     change
 }
 
@@ -90,23 +134,38 @@ pub(crate) async fn reconcile(metadata: &Metadata, raft: &RaftHandle<ApplyOutcom
     let Some(step) = next_step(&raft.status(), &members) else {
         return;
     };
-    let (what, proposal) = match step {
-        Step::AddLearner(id) => (
-            "adding as a learner",
-            change(ConfChangeType::AddLearnerNode, id),
-        ),
-        Step::Promote(id) => ("promoting to voter", change(ConfChangeType::AddNode, id)),
-        Step::Remove(id) => ("removing", change(ConfChangeType::RemoveNode, id)),
+    let proposal = match step {
+        Step::AddLearner(id) => {
+            tracing::info!(node = id, "membership: adding as a learner");
+            change(vec![single(ConfChangeType::AddLearnerNode, id)])
+        }
+        Step::Promote(id) => {
+            tracing::info!(node = id, "membership: promoting to voter");
+            change(vec![single(ConfChangeType::AddNode, id)])
+        }
+        Step::Remove(id) => {
+            tracing::info!(node = id, "membership: removing");
+            change(vec![single(ConfChangeType::RemoveNode, id)])
+        }
+        Step::Replace { old, new } => {
+            tracing::info!(old, new, "membership: replacing in one joint change");
+            change(vec![
+                single(ConfChangeType::AddNode, new),
+                single(ConfChangeType::RemoveNode, old),
+            ])
+        }
+        Step::LeaveJoint => {
+            tracing::info!("membership: leaving the joint configuration");
+            ConfChangeV2::default()
+        }
         Step::HandOver(to) => {
             tracing::info!(to, "this leader is being removed: handing leadership over");
             raft.transfer_leader(to);
             return;
         }
     };
-    let id = proposal.changes[0].node_id;
-    tracing::info!(node = id, "membership: {what}");
     if let Err(e) = raft.change_membership(proposal).await {
-        tracing::info!(node = id, error = %e, "membership change not proposed; will retry");
+        tracing::info!(error = %e, "membership change not proposed; will retry");
     }
 }
 
@@ -142,6 +201,7 @@ mod tests {
             id,
             raft_addr: format!("127.0.0.1:{}", 7000 + id),
             removed,
+            replaces: None,
         }
     }
 
@@ -151,6 +211,8 @@ mod tests {
             Step::Promote(id) => ("promote", id),
             Step::Remove(id) => ("remove", id),
             Step::HandOver(id) => ("handover", id),
+            Step::Replace { old, new } => ("replace", old * 10 + new),
+            Step::LeaveJoint => ("leave joint", 0),
         })
     }
 
@@ -192,5 +254,37 @@ mod tests {
             None,
             "only the leader changes it"
         );
+    }
+
+    #[test]
+    fn a_replacement_catches_up_as_a_learner_then_swaps_in_one_joint_change() {
+        let mut new = member(4, false);
+        new.replaces = Some(2);
+        let members = [member(2, true), new];
+        let all = [(1, 1_000), (2, 1_000), (3, 1_000)];
+        let s = status(&[1, 2, 3], &[], &all);
+        assert_eq!(step(&s, &members), Some(("learner", 4)));
+        let behind = status(&[1, 2, 3], &[4], &[(1, 1_000), (2, 1_000), (4, 10)]);
+        assert_eq!(
+            step(&behind, &members),
+            None,
+            "node 2 is neither removed nor node 4 promoted while 4 catches up"
+        );
+        let caught_up = status(&[1, 2, 3], &[4], &[(1, 1_000), (2, 1_000), (4, 995)]);
+        assert_eq!(step(&caught_up, &members), Some(("replace", 24)));
+        let mut joint = status(&[1, 2, 3, 4], &[], &all);
+        joint.joint = true;
+        assert_eq!(step(&joint, &members), Some(("leave joint", 0)));
+        let done = status(&[1, 3, 4], &[], &all);
+        assert_eq!(step(&done, &members), None);
+        // A replacement that became a voter on its own (say, an older leader promoted it): the
+        // replaced member is simply removed.
+        let both = status(&[1, 2, 3, 4], &[], &all);
+        assert_eq!(step(&both, &members), Some(("remove", 2)));
+        // The leader being replaced hands over first.
+        let mut leader_replaced = members.clone();
+        leader_replaced[0] = member(1, true);
+        leader_replaced[1].replaces = Some(1);
+        assert_eq!(step(&caught_up, &leader_replaced), Some(("handover", 2)));
     }
 }

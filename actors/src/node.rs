@@ -245,10 +245,20 @@ impl Node {
                     bound.set_peer(*id, *addr);
                 }
             }
-            // Members added at run time; their records win over the flags.
+            // Members added at run time; their records win over the flags. A removed member
+            // that is still in the group (its removal, or its replacement, is not done yet)
+            // still votes, so it is dialled too.
+            let conf = log
+                .initial_state()
+                .map_err(meniscus_storage::Error::from)?
+                .conf_state;
+            let in_group = |id: u64| conf.voters.contains(&id) || conf.learners.contains(&id);
             for member in metadata.members()? {
                 match member.raft_addr.parse() {
-                    Ok(addr) if member.id != options.node_id && !member.removed => {
+                    Ok(addr)
+                        if member.id != options.node_id
+                            && (!member.removed || in_group(member.id)) =>
+                    {
                         bound.set_peer(member.id, addr)
                     }
                     _ => {}
@@ -570,13 +580,31 @@ impl Node {
 
     /// Makes node `id` (listening for Raft at `raft_addr`) a member: once this is committed,
     /// every node connects to it and the leader adds it to the group, as a learner until it
-    /// has caught up, then as a voter. Returns every member's id and Raft address, for the
+    /// has caught up, then as a voter. With `replaces`, that member leaves in the same joint
+    /// change that makes this one a voter. Returns every member's id and Raft address, for the
     /// newcomer to connect to.
-    pub async fn add_member(&self, id: u64, raft_addr: SocketAddr) -> Result<Vec<(u64, String)>> {
+    pub async fn add_member(
+        &self,
+        id: u64,
+        raft_addr: SocketAddr,
+        replaces: Option<u64>,
+    ) -> Result<Vec<(u64, String)>> {
         let status = self.raft.status();
         let known = self.metadata.members()?;
         if id == 0 {
             return Err(Error::InvalidMember("node ids start at 1".into()));
+        }
+        if let Some(old) = replaces {
+            if old == id {
+                return Err(Error::InvalidMember(format!(
+                    "node {id} cannot replace itself"
+                )));
+            }
+            if !status.voters.contains(&old) || known.iter().any(|m| m.id == old && m.removed) {
+                return Err(Error::InvalidMember(format!(
+                    "node {old} is not a voter, so there is nothing to replace"
+                )));
+            }
         }
         let current = status.voters.contains(&id) || status.learners.contains(&id);
         let listed = known.iter().any(|m| m.id == id && !m.removed);
@@ -593,6 +621,7 @@ impl Node {
         let kind = CommandKind::AddMember(AddMember {
             id,
             raft_addr: raft_addr.to_string(),
+            replaces: replaces.unwrap_or(0),
         });
         self.propose(kind).await?;
         Ok(self.member_addresses(Some((id, raft_addr.to_string()))))
@@ -604,6 +633,7 @@ impl Node {
         let kind = CommandKind::AddMember(AddMember {
             id,
             raft_addr: raft_addr.to_string(),
+            replaces: 0,
         });
         self.propose(kind).await.map(|_| ())
     }

@@ -198,7 +198,11 @@ async fn join(args: &DevArgs, url: &str) -> anyhow::Result<ClusterOptions> {
         let response = reqwest::Client::new()
             .post(&url)
             .bearer_auth(token)
-            .json(&serde_json::json!({"id": id, "raft_addr": advertised.to_string()}))
+            .json(&serde_json::json!({
+                "id": id,
+                "raft_addr": advertised.to_string(),
+                "replaces": args.cluster.replace,
+            }))
             .send()
             .await
             .with_context(|| format!("asking {url} to add node {id}"))?;

@@ -144,6 +144,11 @@ struct ClusterArgs {
     /// --admin-token-file. The node receives its data by snapshot and votes once caught up.
     #[arg(long, requires = "raft")]
     join: Option<String>,
+    /// With --join: take the place of this voter. The newcomer catches up as a learner while
+    /// the old node keeps voting, then one joint configuration change makes it a voter and
+    /// removes the old one (say, to move a node to new hardware without running short).
+    #[arg(long, requires = "join", value_name = "NODE_ID")]
+    replace: Option<u64>,
     /// File holding the admin token: installed at bootstrap, and used by --join.
     #[arg(long)]
     admin_token_file: Option<PathBuf>,

@@ -380,3 +380,94 @@ fn a_joiner_killed_before_its_first_snapshot_catches_up_after_restart() {
         c.wait_total(base, &token, 2_500, Duration::from_secs(60));
     }
 }
+
+/// Issue 3, membership: `--join ... --replace 2` swaps node 2 for node 4 without the group
+/// ever having fewer than three voters, while writes go on.
+#[test]
+fn a_node_replaces_a_voter_in_one_joint_change_while_writes_go_on() {
+    let c = Cluster {
+        http: common::client(Duration::from_secs(60)),
+    };
+    let (mut nodes, token) = three_nodes(&c);
+    c.publish(&nodes.base[0], &token, 0, 1_000);
+
+    // Replacing something that is not a voter is refused, with the reason.
+    let refused = c
+        .http
+        .post(format!("{}/v1/cluster/nodes", nodes.base[0]))
+        .bearer_auth(ADMIN)
+        .json(&json!({"id": 9, "raft_addr": free_addr(), "replaces": 7}))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 409);
+    let body = refused.text().unwrap();
+    assert!(body.contains("node 7 is not a voter"), "{body}");
+
+    // Writes and a watch on the voters run throughout.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, base, token) = (stop.clone(), nodes.base[0].clone(), token.clone());
+        std::thread::spawn(move || {
+            let c = Cluster {
+                http: common::client(Duration::from_secs(60)),
+            };
+            let mut next = 1_000;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                c.publish(&base, &token, next, 100);
+                next += 100;
+            }
+            next
+        })
+    };
+    let watcher = {
+        let (stop, base) = (stop.clone(), nodes.base[0].clone());
+        std::thread::spawn(move || {
+            let c = Cluster {
+                http: common::client(Duration::from_secs(5)),
+            };
+            let mut fewest = usize::MAX;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let voters = ids(&c.group(&base)["voters"]);
+                if !voters.is_empty() {
+                    fewest = fewest.min(voters.len());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            fewest
+        })
+    };
+
+    nodes.procs[3] = Some(start(
+        nodes.dirs[3].path(),
+        &nodes.http[3],
+        &[
+            "--node-id".into(),
+            "4".into(),
+            "--raft".into(),
+            nodes.raft[3].clone(),
+            "--join".into(),
+            nodes.base[0].clone(),
+            "--replace".into(),
+            "2".into(),
+        ],
+    ));
+    let live = [0, 2, 3];
+    c.wait_for("node 4 to replace node 2", Duration::from_secs(60), || {
+        live.iter()
+            .all(|i| ids(&c.group(&nodes.base[*i])["voters"]) == [1, 3, 4])
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let published = writer.join().unwrap() as u64;
+    let fewest = watcher.join().unwrap();
+    assert!(fewest >= 3, "the group had {fewest} voters at one point");
+    nodes.procs[1] = None;
+    for i in live {
+        c.wait_total(&nodes.base[i], &token, published, Duration::from_secs(60));
+    }
+    let joint = (0..3).any(|i| {
+        std::fs::read_to_string(nodes.dirs[i].path().join("node.log"))
+            .unwrap_or_default()
+            .contains("replacing in one joint change")
+    });
+    assert!(joint, "no leader logged the joint change");
+}

@@ -36,6 +36,9 @@ pub struct RaftStatus {
     pub voters: Vec<u64>,
     /// Non-voting members (catching up before they vote).
     pub learners: Vec<u64>,
+    /// Whether the group is in a joint configuration (old and new voters must both agree until
+    /// the leader proposes leaving it).
+    pub joint: bool,
     /// Every member's replication progress, as the leader sees it; empty on other nodes.
     pub replicas: Vec<ReplicaProgress>,
     /// Index of the last configuration change proposed by this leader (0 if none): another

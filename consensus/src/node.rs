@@ -674,6 +674,7 @@ impl<M: StateMachine> Driver<M> {
         status.voters.sort_unstable();
         status.learners = conf.learners().iter().copied().collect();
         status.learners.sort_unstable();
+        status.joint = !conf.to_conf_state().voters_outgoing.is_empty();
         status.pending_conf_index = raft.pending_conf_index;
         status.replicas.clear();
         if raft.state == StateRole::Leader {

@@ -103,6 +103,11 @@ pub struct AddMember {
     /// Its node-to-node (Raft) address.
     #[prost(string, tag = "2")]
     pub raft_addr: String,
+    /// The member it takes the place of (0: none). That member is removed in the same joint
+    /// configuration change that makes this one a voter, so the group never runs short of a
+    /// voter while the newcomer catches up.
+    #[prost(uint64, tag = "3")]
+    pub replaces: u64,
 }
 
 /// See [`CommandKind::RemoveMember`].

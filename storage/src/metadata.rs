@@ -62,6 +62,9 @@ pub struct MemberRecord {
     pub raft_addr: String,
     /// Whether it was removed.
     pub removed: bool,
+    /// The member it replaces, if it joined as a replacement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<u64>,
 }
 
 /// The metadata store.
@@ -168,25 +171,16 @@ impl Metadata {
                             id: c.id,
                             raft_addr: c.raft_addr.clone(),
                             removed: false,
+                            replaces: (c.replaces != 0).then_some(c.replaces),
                         };
                         members.insert(&c.id.to_be_bytes(), to_json(&record))?;
+                        if c.replaces != 0 {
+                            mark_removed(members, c.replaces)?;
+                        }
                         ApplyOutcome::Applied
                     }
                     Some(CommandKind::RemoveMember(c)) => {
-                        let raft_addr = match members.get(c.id.to_be_bytes())? {
-                            Some(v) => {
-                                from_json::<MemberRecord>(&v)
-                                    .map_err(ConflictableTransactionError::Abort)?
-                                    .raft_addr
-                            }
-                            None => String::new(),
-                        };
-                        let record = MemberRecord {
-                            id: c.id,
-                            raft_addr,
-                            removed: true,
-                        };
-                        members.insert(&c.id.to_be_bytes(), to_json(&record))?;
+                        mark_removed(members, c.id)?;
                         ApplyOutcome::Applied
                     }
                     Some(CommandKind::CompactLog(c)) => {
@@ -355,6 +349,26 @@ struct KeyValue {
     value: Vec<u8>,
 }
 
+/// Marks member `id` removed inside an apply transaction, keeping its address (an unknown id
+/// gets a record with none, so it can never come back under that id).
+fn mark_removed(
+    members: &sled::transaction::TransactionalTree,
+    id: u64,
+) -> std::result::Result<(), ConflictableTransactionError<Error>> {
+    let mut record = match members.get(id.to_be_bytes())? {
+        Some(v) => from_json::<MemberRecord>(&v).map_err(ConflictableTransactionError::Abort)?,
+        None => MemberRecord {
+            id,
+            raft_addr: String::new(),
+            removed: true,
+            replaces: None,
+        },
+    };
+    record.removed = true;
+    members.insert(&id.to_be_bytes(), to_json(&record))?;
+    Ok(())
+}
+
 fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("metadata records always serialize")
 }
@@ -377,7 +391,7 @@ fn read_u64(value: Option<sled::IVec>) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{CreateTenant, RotateToken};
+    use crate::command::{AddMember, CreateTenant, RotateToken};
 
     fn create(name: &str, token: &str) -> Command {
         Command::new(CommandKind::CreateTenant(CreateTenant {
@@ -455,6 +469,27 @@ mod tests {
             meta.apply(3, &unknown).unwrap(),
             ApplyOutcome::UnknownTenant
         );
+    }
+
+    #[test]
+    fn a_replacement_removes_the_member_it_replaces_in_the_same_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Metadata::open(&sled::open(dir.path()).unwrap()).unwrap();
+        let add = |id: u64, replaces: u64| {
+            Command::new(CommandKind::AddMember(AddMember {
+                id,
+                raft_addr: format!("127.0.0.1:{}", 7000 + id),
+                replaces,
+            }))
+        };
+        meta.apply(1, &add(2, 0)).unwrap();
+        meta.apply(2, &add(4, 2)).unwrap();
+        let members = meta.members().unwrap();
+        let two = members.iter().find(|m| m.id == 2).unwrap();
+        assert!(two.removed);
+        assert_eq!(two.raft_addr, "127.0.0.1:7002", "its address is kept");
+        let four = members.iter().find(|m| m.id == 4).unwrap();
+        assert_eq!((four.removed, four.replaces), (false, Some(2)));
     }
 
     #[test]

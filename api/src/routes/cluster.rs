@@ -65,6 +65,7 @@ pub(crate) async fn status(
             "term": raft.term,
             "voters": raft.voters,
             "learners": raft.learners,
+            "joint": raft.joint,
             "commit_index": raft.commit,
             "applied_index": raft.applied,
             "log_first_index": status.log_first_index,
@@ -80,26 +81,34 @@ pub(crate) async fn status(
 pub(crate) struct AddNode {
     id: u64,
     raft_addr: String,
+    /// A voter this node takes the place of: it leaves in the same (joint) configuration change
+    /// that makes the newcomer a voter.
+    #[serde(default)]
+    replaces: Option<u64>,
 }
 
 /// `POST /v1/cluster/nodes` (admin): make a node a member. It is added as a learner and
-/// promoted to voter once it has caught up. Answers with every member's Raft address, for the
-/// newcomer to connect to.
+/// promoted to voter once it has caught up (with `replaces`, in one joint change that also
+/// removes that voter). Answers with every member's Raft address, for the newcomer to connect
+/// to.
 pub(crate) async fn add_node(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Json<AddNode>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth::admin(&state, &headers).await?;
-    let Json(AddNode { id, raft_addr }) =
-        body.map_err(|e| ApiError::new(e.status(), "invalid_json", e.body_text()))?;
+    let Json(AddNode {
+        id,
+        raft_addr,
+        replaces,
+    }) = body.map_err(|e| ApiError::new(e.status(), "invalid_json", e.body_text()))?;
     let addr: SocketAddr = raft_addr.parse().map_err(|e| {
         ApiError::bad_request(
             "invalid_parameters",
             format!("raft_addr {raft_addr:?} is not IP:PORT ({e})"),
         )
     })?;
-    let members = state.node.add_member(id, addr).await?;
+    let members = state.node.add_member(id, addr, replaces).await?;
     let members: Vec<Value> = members
         .into_iter()
         .map(|(id, raft_addr)| json!({"id": id, "raft_addr": raft_addr}))
