@@ -20,6 +20,7 @@ mod indexer;
 mod membership;
 mod node;
 mod node_supervisor;
+pub mod placement;
 mod progress;
 mod snapshot;
 mod tenant_supervisor;
