@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use meniscus_consensus::transport::{Inbound, PeerStatus, Transport};
-use meniscus_consensus::{RaftConfig, RaftHandle, RaftNode, RaftStatus, RaftThread};
+use meniscus_consensus::{RaftConfig, RaftHandle, RaftNode, RaftStatus, RaftThread, Router};
 use meniscus_event::Event;
 use meniscus_storage::{
     tokens, AddAdminToken, AddMember, AppendEvents, ApplyOutcome, Command, CommandKind, CompactLog,
@@ -288,19 +288,21 @@ impl Node {
             transport = Some(bound);
             inbound = Some((receiver, snapshots));
         }
+        let log_group = log.group();
         let (raft, raft_thread) =
             RaftNode::start(raft_config, log, applied, applier, transport.clone())?;
         if let Some((mut inbound, snapshots)) = inbound {
-            let stepper = raft.clone();
+            let router = Router::new();
+            router.add(log_group, raft.clone());
             tokio::spawn(async move {
                 while let Some(message) = inbound.recv().await {
-                    match message {
-                        Inbound::SnapshotPull { from, pull } => {
+                    match router.route(message) {
+                        Some(Inbound::SnapshotPull { from, pull }) => {
                             let snapshots = snapshots.clone();
                             tokio::spawn(async move { snapshots.serve(from, pull).await });
                         }
-                        Inbound::SnapshotPiece(piece) => snapshots.on_piece(piece),
-                        other => stepper.deliver(other),
+                        Some(Inbound::SnapshotPiece(piece)) => snapshots.on_piece(piece),
+                        _ => {}
                     }
                 }
             });

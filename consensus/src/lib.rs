@@ -8,6 +8,7 @@
 //! # Layout
 //! - `node`: [`RaftNode`], its thread and the Ready loop.
 //! - `handle`: [`RaftHandle`], the cloneable way in for async code.
+//! - `router`: [`Router`], which hands each inbound message to its group.
 //! - `logger`: raft-rs logs through slog; this bridges it into `tracing`.
 #![deny(missing_docs)]
 
@@ -15,8 +16,10 @@ mod error;
 mod handle;
 mod logger;
 mod node;
+mod router;
 pub mod transport;
 
 pub use error::{Error, Result};
 pub use handle::{Committed, RaftHandle, RaftStatus, ReplicaProgress};
 pub use node::{RaftConfig, RaftNode, RaftThread, StateMachine};
+pub use router::Router;

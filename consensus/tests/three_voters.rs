@@ -2,26 +2,17 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meniscus_consensus::transport::Transport;
-use meniscus_consensus::{RaftConfig, RaftHandle, RaftNode, RaftThread, StateMachine};
+use meniscus_consensus::{RaftConfig, RaftHandle, RaftNode, RaftThread};
 use meniscus_storage::RaftLog;
 use tokio::sync::mpsc;
 
-type Applied = Arc<Mutex<Vec<Vec<u8>>>>;
+mod common;
 
-#[derive(Clone, Default)]
-struct Recorder(Applied);
-
-impl StateMachine for Recorder {
-    type Output = ();
-    fn apply(&mut self, _index: u64, data: &[u8]) -> Result<(), String> {
-        self.0.lock().unwrap().push(data.to_vec());
-        Ok(())
-    }
-}
+use common::{Applied, Recorder};
 
 struct Member {
     handle: RaftHandle<()>,
