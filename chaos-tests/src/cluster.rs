@@ -275,37 +275,74 @@ impl Cluster {
         }
     }
 
-    /// Waits until no live member other than `id` counts `id` among its voters or learners.
+    /// Waits until the group no longer has `id`: first on the leader, then on every live member
+    /// that has applied as far as the leader had when it dropped `id`. A member still behind
+    /// that point (a joiner fetching its snapshot under faults, say) has not seen the change yet
+    /// and is not waited for; [`Cluster::membership_disagreements`] checks it after the faults.
     pub fn wait_removed(&self, id: u64, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
+        let mut removed_at: Option<u64> = None;
         loop {
-            let still: Vec<u64> = self
-                .live()
-                .into_iter()
-                .filter(|n| *n != id)
-                .filter(|n| match self.status(*n) {
-                    Ok(status) => {
+            if removed_at.is_none() {
+                if let Some((leader, _)) = self.leader_and_term().filter(|(l, _)| *l != id) {
+                    if let Ok(status) = self.status(leader) {
                         let group = &status["groups"][0];
-                        let has = |key: &str| {
-                            group[key]
-                                .as_array()
-                                .is_some_and(|ids| ids.iter().any(|v| v.as_u64() == Some(id)))
-                        };
-                        has("voters") || has("learners")
+                        if !lists(group, id) {
+                            removed_at = group["commit_index"].as_u64();
+                        }
                     }
-                    Err(_) => true,
-                })
-                .collect();
+                }
+            }
+            let still: Vec<u64> = match removed_at {
+                None => vec![id],
+                Some(index) => self
+                    .live()
+                    .into_iter()
+                    .filter(|n| *n != id)
+                    .filter(|n| match self.status(*n) {
+                        Ok(status) => {
+                            let group = &status["groups"][0];
+                            let applied = group["applied_index"].as_u64().unwrap_or(0);
+                            applied >= index && lists(group, id)
+                        }
+                        Err(_) => false,
+                    })
+                    .collect(),
+            };
             if still.is_empty() {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(Error::Timeout(format!(
-                    "node {id} is still a member on nodes {still:?} after {timeout:?}"
-                )));
+                return Err(Error::Timeout(match removed_at {
+                    None => format!("the leader still has node {id} after {timeout:?}"),
+                    Some(index) => format!(
+                        "node {id} is still a member on nodes {still:?}, which applied past index {index} where the leader had removed it, after {timeout:?}"
+                    ),
+                }));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Live members whose group (voters and learners) is not the harness's list of members,
+    /// with what they have instead; empty when all agree.
+    pub fn membership_disagreements(&self) -> Vec<(u64, Vec<u64>)> {
+        let mut wanted = self.members();
+        wanted.sort_unstable();
+        self.live()
+            .into_iter()
+            .filter_map(|n| {
+                let status = self.status(n).ok()?;
+                let group = &status["groups"][0];
+                let mut has: Vec<u64> = ["voters", "learners"]
+                    .iter()
+                    .flat_map(|key| group[*key].as_array().cloned().unwrap_or_default())
+                    .filter_map(|v| v.as_u64())
+                    .collect();
+                has.sort_unstable();
+                (has != wanted).then_some((n, has))
+            })
+            .collect()
     }
 
     /// Stops a removed node for good and forgets its proxy.
@@ -386,4 +423,13 @@ impl Cluster {
             .map(str::to_owned)
             .ok_or_else(|| Error::Unexpected(format!("tenant creation answered {created}")))
     }
+}
+
+/// Whether a `/v1/cluster` group lists node `id` as a voter or learner.
+fn lists(group: &Value, id: u64) -> bool {
+    ["voters", "learners"].iter().any(|key| {
+        group[*key]
+            .as_array()
+            .is_some_and(|ids| ids.iter().any(|v| v.as_u64() == Some(id)))
+    })
 }

@@ -403,6 +403,20 @@ impl Run {
             searches.1
         ))?;
 
+        // Every member, joiners that were still catching up included, ends with the same group.
+        let cluster = &self.cluster;
+        if wait_for(config.converge_timeout, || {
+            cluster.membership_disagreements().is_empty()
+        })
+        .is_err()
+        {
+            for (node, has) in self.cluster.membership_disagreements() {
+                self.problems.push(format!(
+                    "node {node} has the group {has:?}, not the members {:?}",
+                    self.cluster.members()
+                ));
+            }
+        }
         let totals = self.check(&all_tenants, &log, config.converge_timeout)?;
         self.check_routes("after the faults");
         if let Some(rotated) = &rotated {
