@@ -190,6 +190,7 @@ mod tests {
                     id: *id,
                     matched: *m,
                     recent_active: true,
+                    pending_snapshot: 0,
                 })
                 .collect(),
             ..Default::default()

@@ -117,9 +117,14 @@ pub struct ClusterStatus {
 /// In a cluster, the log is also kept from what the leader last allowed (a `CompactLog` entry:
 /// below what every member has stored), so a lagging or restarting member can still catch up
 /// from any node's log.
-async fn compact_log(metadata: &Metadata, ctx: &NodeContext, clustered: bool) -> Result<u64> {
+async fn compact_log(
+    metadata: &Metadata,
+    ctx: &NodeContext,
+    clustered: bool,
+    snapshot_hold: u64,
+) -> Result<u64> {
     let watermark = ctx.progress.watermark();
-    let mut keep_from = watermark.min(metadata.applied_index()?);
+    let mut keep_from = watermark.min(metadata.applied_index()?).min(snapshot_hold);
     if clustered {
         keep_from = keep_from.min(metadata.compact_allowed()?);
     }
@@ -145,10 +150,50 @@ async fn compact_log(metadata: &Metadata, ctx: &NodeContext, clustered: bool) ->
     .map_err(|e| Error::Storage(meniscus_storage::Error::Raft(e)))
 }
 
-/// On the leader: proposes a `CompactLog` entry for the lowest index every member has stored,
-/// when that moved. A member that is down holds it back, so it can catch up from the log when
-/// it returns, until the log holds more than `max_entries`: then only members that answered
-/// lately count, and one that returns later gets a snapshot instead.
+/// How many times `--max-raft-log-entries` the log may grow while a member fetches a snapshot.
+const SNAPSHOT_PATIENCE: u64 = 4;
+
+/// The lowest log index every member that counts has stored (or is being sent by snapshot).
+///
+/// A member that is down holds compaction back, so it can catch up from the log when it
+/// returns, until the log holds more than `max_entries`: then only members that answered
+/// lately count, and one that returns later gets a snapshot instead. A member busy fetching a
+/// snapshot does not answer while it installs it, yet it needs the log from the snapshot on:
+/// compacting past that would send it another snapshot as soon as it has installed this one,
+/// over and over while writes go on. So it counts until the log holds `SNAPSHOT_PATIENCE`
+/// times `max_entries`.
+fn stored_everywhere(status: &RaftStatus, first_index: u64, max_entries: u64) -> u64 {
+    let length = status.commit.saturating_sub(first_index);
+    let too_long = length > max_entries;
+    let far_too_long = length > max_entries.saturating_mul(SNAPSHOT_PATIENCE);
+    status
+        .replicas
+        .iter()
+        .filter(|r| r.recent_active || !too_long || (r.pending_snapshot > 0 && !far_too_long))
+        .map(|r| r.matched.max(r.pending_snapshot))
+        .min()
+        .unwrap_or(0)
+}
+
+/// Where this node's own log must start while it sends snapshots: right after the oldest one
+/// a member is still fetching (`u64::MAX`: anywhere). Compaction may have been allowed past it
+/// before the member asked; the member needs the entries after its snapshot from this node,
+/// the leader, once it has installed it. Bounded like [`stored_everywhere`].
+fn snapshot_hold(status: &RaftStatus, first_index: u64, max_entries: u64) -> u64 {
+    let length = status.commit.saturating_sub(first_index);
+    if status.leader != status.id || length > max_entries.saturating_mul(SNAPSHOT_PATIENCE) {
+        return u64::MAX;
+    }
+    status
+        .replicas
+        .iter()
+        .filter(|r| r.pending_snapshot > 0)
+        .map(|r| r.pending_snapshot + 1)
+        .min()
+        .unwrap_or(u64::MAX)
+}
+
+/// On the leader: proposes a `CompactLog` entry for [`stored_everywhere`], when that moved.
 async fn allow_compaction(
     metadata: &Metadata,
     raft: &RaftHandle<ApplyOutcome>,
@@ -160,15 +205,7 @@ async fn allow_compaction(
         return;
     }
     let first = log.first_index().unwrap_or(0);
-    let too_long = status.commit.saturating_sub(first) > max_entries;
-    let stored_everywhere = status
-        .replicas
-        .iter()
-        .filter(|r| r.recent_active || !too_long)
-        .map(|r| r.matched)
-        .min()
-        .unwrap_or(0);
-    let below = stored_everywhere.min(status.applied) + 1;
+    let below = stored_everywhere(&status, first, max_entries).min(status.applied) + 1;
     if below <= metadata.compact_allowed().unwrap_or(u64::MAX) {
         return;
     }
@@ -330,7 +367,9 @@ impl Node {
                     if clustered {
                         allow_compaction(&metadata, &raft, &ctx.log, max_log_entries).await;
                     }
-                    if let Err(e) = compact_log(&metadata, &ctx, clustered).await {
+                    let first = ctx.log.first_index().unwrap_or(0);
+                    let hold = snapshot_hold(&raft.status(), first, max_log_entries);
+                    if let Err(e) = compact_log(&metadata, &ctx, clustered, hold).await {
                         tracing::warn!(error = %e, "raft log compaction failed; will retry");
                     }
                 }
@@ -551,7 +590,12 @@ impl Node {
             )
             .await;
         }
-        compact_log(&self.metadata, &self.ctx, self.clustered).await
+        let hold = snapshot_hold(
+            &self.raft.status(),
+            self.log_first_index(),
+            self.max_log_entries,
+        );
+        compact_log(&self.metadata, &self.ctx, self.clustered, hold).await
     }
 
     /// The Raft log's first index (everything below was compacted).
@@ -752,5 +796,76 @@ impl Node {
             .await
             .map_err(meniscus_storage::Error::from)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use meniscus_consensus::ReplicaProgress;
+
+    use super::*;
+
+    fn replica(
+        id: u64,
+        matched: u64,
+        recent_active: bool,
+        pending_snapshot: u64,
+    ) -> ReplicaProgress {
+        ReplicaProgress {
+            id,
+            matched,
+            recent_active,
+            pending_snapshot,
+        }
+    }
+
+    #[test]
+    fn a_member_fetching_a_snapshot_keeps_the_log_from_it_for_a_while() {
+        let mut status = RaftStatus {
+            commit: 10_000,
+            ..Default::default()
+        };
+        status.replicas = vec![
+            replica(1, 10_000, true, 0),
+            replica(2, 9_990, true, 0),
+            // Busy installing the snapshot at 8,500: silent, nothing matched yet.
+            replica(3, 0, false, 8_500),
+        ];
+        // The log (from 8,000) is past the limit of 1,000 but not four times past it.
+        assert_eq!(stored_everywhere(&status, 8_000, 1_000), 8_500);
+        // A silent member that is not being sent a snapshot no longer counts...
+        status.replicas[2] = replica(3, 8_200, false, 0);
+        assert_eq!(stored_everywhere(&status, 8_000, 1_000), 9_990);
+        // ...unless the log is within the limit.
+        assert_eq!(stored_everywhere(&status, 9_500, 1_000), 8_200);
+        // Far past the limit, a fetching member stops holding the log back too.
+        status.replicas[2] = replica(3, 0, false, 8_500);
+        assert_eq!(stored_everywhere(&status, 5_000, 1_000), 9_990);
+    }
+
+    #[test]
+    fn the_leader_keeps_its_log_after_a_snapshot_being_fetched() {
+        let mut status = RaftStatus {
+            id: 1,
+            leader: 1,
+            commit: 10_000,
+            ..Default::default()
+        };
+        status.replicas = vec![replica(1, 10_000, true, 0), replica(4, 0, false, 8_500)];
+        assert_eq!(snapshot_hold(&status, 8_000, 1_000), 8_501);
+        assert_eq!(
+            snapshot_hold(&status, 5_000, 1_000),
+            u64::MAX,
+            "far too long"
+        );
+        status.replicas[1] = replica(4, 8_600, true, 0);
+        assert_eq!(snapshot_hold(&status, 8_000, 1_000), u64::MAX, "installed");
+        status.leader = 2;
+        status.replicas[1] = replica(4, 0, false, 8_500);
+        assert_eq!(
+            snapshot_hold(&status, 8_000, 1_000),
+            u64::MAX,
+            "not the leader"
+        );
     }
 }

@@ -316,8 +316,9 @@ fn a_node_joins_by_snapshot_a_node_leaves_and_logs_stay_bounded() {
     assert_eq!(status["shards"]["0"], json!(["acme", "default"]));
 }
 
-/// Forwards every connection to `listen` on to `target` (both ways) from now on.
-fn forward(listen: &str, target: &str) {
+/// Forwards every connection to `listen` on to `target` (both ways) from now on; with a rate,
+/// what flows towards `target` is held to that many bytes per second.
+fn forward(listen: &str, target: &str, bytes_per_sec: Option<u64>) {
     let listener = std::net::TcpListener::bind(listen).unwrap();
     let target = target.to_owned();
     std::thread::spawn(move || {
@@ -326,11 +327,30 @@ fn forward(listen: &str, target: &str) {
                 continue;
             };
             let (mut down_r, mut up_w) = (down.try_clone().unwrap(), up.try_clone().unwrap());
-            std::thread::spawn(move || std::io::copy(&mut down_r, &mut up_w));
+            std::thread::spawn(move || copy_at(&mut down_r, &mut up_w, bytes_per_sec));
             let (mut up_r, mut down_w) = (up, down);
             std::thread::spawn(move || std::io::copy(&mut up_r, &mut down_w));
         }
     });
+}
+
+fn copy_at(
+    from: &mut std::net::TcpStream,
+    to: &mut std::net::TcpStream,
+    bytes_per_sec: Option<u64>,
+) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut buf = [0u8; 8 * 1024];
+    loop {
+        let n = from.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        to.write_all(&buf[..n])?;
+        if let Some(rate) = bytes_per_sec {
+            std::thread::sleep(Duration::from_micros(n as u64 * 1_000_000 / rate));
+        }
+    }
 }
 
 /// A joiner killed before it heard anything from the cluster (the address it announced does
@@ -372,7 +392,7 @@ fn a_joiner_killed_before_its_first_snapshot_catches_up_after_restart() {
     first.0.wait().unwrap();
 
     // Now the announced address leads to it; it restarts with the same command line.
-    forward(&announced, &nodes.raft[3]);
+    forward(&announced, &nodes.raft[3], None);
     nodes.procs[3] = Some(start(nodes.dirs[3].path(), &nodes.http[3], &args));
     c.wait_total(&nodes.base[3], &token, 2_000, Duration::from_secs(60));
     c.publish(&nodes.base[3], &token, 2_000, 500);
@@ -470,4 +490,78 @@ fn a_node_replaces_a_voter_in_one_joint_change_while_writes_go_on() {
             .contains("replacing in one joint change")
     });
     assert!(joint, "no leader logged the joint change");
+}
+
+/// Found by the 30-minute chaos runs: a joiner that takes a while to fetch its snapshot is
+/// silent meanwhile (it installs on its Raft thread), so the leader stopped counting it and
+/// compacted the log past the snapshot: once installed, the joiner needed another one, and
+/// under steady writes it could chase snapshots for minutes. Now the log is kept from the
+/// snapshot being sent (up to four times `--max-raft-log-entries`), so one snapshot does.
+#[test]
+fn a_joiner_on_a_slow_link_needs_one_snapshot_while_writes_go_on() {
+    let c = Cluster {
+        http: common::client(Duration::from_secs(60)),
+    };
+    let (mut nodes, token) = three_nodes(&c);
+    for from in (0..10_000).step_by(2_000) {
+        c.publish(&nodes.base[0], &token, from, 2_000);
+    }
+    c.wait_for("log compaction", Duration::from_secs(30), || {
+        c.group(&nodes.base[0])["log_first_index"].as_u64() > Some(2)
+    });
+
+    // Writes go on at about ten entries a second: the log outgrows its bound (50 entries)
+    // within the fetch, but not four times over.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, base, token) = (stop.clone(), nodes.base[0].clone(), token.clone());
+        std::thread::spawn(move || {
+            let c = Cluster {
+                http: common::client(Duration::from_secs(60)),
+            };
+            let mut next = 10_000;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                c.publish(&base, &token, next, 10);
+                next += 10;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            next
+        })
+    };
+
+    // Everything sent to node 4 goes through a link of 100 KB/s: the snapshot takes seconds.
+    let announced = free_addr();
+    forward(&announced, &nodes.raft[3], Some(100_000));
+    nodes.procs[3] = Some(start(
+        nodes.dirs[3].path(),
+        &nodes.http[3],
+        &[
+            "--node-id".into(),
+            "4".into(),
+            "--raft".into(),
+            nodes.raft[3].clone(),
+            "--raft-advertise".into(),
+            announced,
+            "--join".into(),
+            nodes.base[0].clone(),
+        ],
+    ));
+    c.wait_for("node 4 to become a voter", Duration::from_secs(120), || {
+        ids(&c.group(&nodes.base[0])["voters"]) == [1, 2, 3, 4]
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let published = writer.join().unwrap() as u64;
+    c.wait_total(&nodes.base[3], &token, published, Duration::from_secs(60));
+    let log = std::fs::read_to_string(nodes.dirs[3].path().join("node.log")).unwrap();
+    let fetched: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("fetching a snapshot"))
+        .collect();
+    eprintln!("{}", fetched.join("\n"));
+    assert_eq!(
+        fetched.len(),
+        1,
+        "node 4 fetched {} snapshots",
+        fetched.len()
+    );
 }

@@ -55,6 +55,9 @@ pub struct ReplicaProgress {
     pub matched: u64,
     /// Whether it answered within the last election timeout.
     pub recent_active: bool,
+    /// The index of the last snapshot sent to it, until it has installed it (0 otherwise): it
+    /// will need the log from there on.
+    pub pending_snapshot: u64,
 }
 
 pub(crate) enum Request<O> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use meniscus_storage::RaftLog;
 use protobuf::Message as _;
 use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
-use raft::{RawNode, StateRole, Storage};
+use raft::{ProgressState, RawNode, StateRole, Storage};
 use tokio::sync::oneshot;
 
 use crate::handle::Request;
@@ -136,6 +136,7 @@ impl RaftNode {
             next_read_id: 0,
             reads_awaiting_apply: BTreeMap::new(),
             status: status.clone(),
+            snapshots_sent: HashMap::new(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("raft-{}", config.id))
@@ -211,6 +212,9 @@ struct Driver<M: StateMachine> {
     /// Reads whose index is known, waiting for this node to apply up to it.
     reads_awaiting_apply: BTreeMap<u64, Vec<ReadReply>>,
     status: Arc<Mutex<RaftStatus>>,
+    /// The last snapshot sent to each member (by index). raft-rs forgets it once we report the
+    /// message sent, but the member needs the log from there on until it has installed it.
+    snapshots_sent: HashMap<u64, u64>,
 }
 
 impl<M: StateMachine> Driver<M> {
@@ -575,6 +579,12 @@ impl<M: StateMachine> Driver<M> {
             .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
             .map(|m| m.to)
             .collect();
+        for m in &messages {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                let index = m.get_snapshot().get_metadata().index;
+                self.snapshots_sent.insert(m.to, index);
+            }
+        }
         match &self.transport {
             Some(transport) => transport.send(self.group, messages),
             None => tracing::warn!(
@@ -678,9 +688,8 @@ impl<M: StateMachine> Driver<M> {
         status.pending_conf_index = raft.pending_conf_index;
         status.replicas.clear();
         if raft.state == StateRole::Leader {
-            status
-                .replicas
-                .extend(raft.prs().iter().map(|(id, p)| ReplicaProgress {
+            status.replicas.extend(raft.prs().iter().map(|(id, p)| {
+                ReplicaProgress {
                     id: *id,
                     matched: if *id == raft.id {
                         raft.raft_log.last_index()
@@ -688,7 +697,17 @@ impl<M: StateMachine> Driver<M> {
                         p.matched
                     },
                     recent_active: *id == raft.id || p.recent_active,
-                }));
+                    pending_snapshot: match p.state {
+                        ProgressState::Snapshot => p.pending_snapshot,
+                        _ => self
+                            .snapshots_sent
+                            .get(id)
+                            .copied()
+                            .filter(|sent| p.matched < *sent)
+                            .unwrap_or(0),
+                    },
+                }
+            }));
             status.replicas.sort_unstable_by_key(|r| r.id);
         }
     }
