@@ -234,7 +234,8 @@ impl Node {
             .open()
             .map_err(meniscus_storage::Error::from)?;
         let metadata = Metadata::open(&db)?;
-        let log = RaftLog::open(&db, 0).map_err(meniscus_storage::Error::from)?;
+        let log = RaftLog::open(&db, &options.data_dir.join("raft-log"), 0)
+            .map_err(meniscus_storage::Error::from)?;
         let commit = log
             .initial_state()
             .map_err(meniscus_storage::Error::from)?

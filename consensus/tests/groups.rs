@@ -53,7 +53,7 @@ async fn start_nodes() -> Vec<Node> {
             config.initial_voters = vec![1, 2, 3];
             config.tick_interval = Duration::from_millis(20);
             let applied = Applied::default();
-            let log = RaftLog::open(&db, group).unwrap();
+            let log = RaftLog::open(&db, &dir.path().join("log"), group).unwrap();
             let (handle, _thread) = RaftNode::start(
                 config,
                 log,

@@ -38,7 +38,7 @@ async fn proposals_commit_in_order_and_replay_after_restart() {
     let last_index;
     {
         let db = open_db(dir.path());
-        let log = RaftLog::open(&db, 0).unwrap();
+        let log = RaftLog::open(&db, &dir.path().join("log"), 0).unwrap();
         let (handle, thread) =
             RaftNode::start(RaftConfig::single(1), log, 0, recorder.clone(), None).unwrap();
         let mut tasks = Vec::new();
@@ -70,7 +70,7 @@ async fn proposals_commit_in_order_and_replay_after_restart() {
     // Restart claiming only the first 10 proposals were applied durably: the rest replay.
     let replayed = Recorder::default();
     let db = open_db(dir.path());
-    let log = RaftLog::open(&db, 0).unwrap();
+    let log = RaftLog::open(&db, &dir.path().join("log"), 0).unwrap();
     let first_applied = recorder.0.lock().unwrap()[9].0;
     let (handle, thread) = RaftNode::start(
         RaftConfig::single(1),

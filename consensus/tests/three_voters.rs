@@ -46,7 +46,7 @@ async fn start_cluster(n: u64) -> Vec<Member> {
         }
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        let log = RaftLog::open(&db, 0).unwrap();
+        let log = RaftLog::open(&db, &dir.path().join("log"), 0).unwrap();
         let mut config = RaftConfig::single(id);
         config.initial_voters = (1..=n).collect();
         config.tick_interval = Duration::from_millis(20);

@@ -1,33 +1,37 @@
-//! The Raft log of one group, stored in sled: a crash-safe [`raft::Storage`].
+//! The Raft log of one group: a crash-safe [`raft::Storage`].
 //!
 //! [`RaftLog`] keeps everything raft-rs asks a storage to keep: the log entries, the
 //! [`HardState`] (term, vote, commit), the [`ConfState`], the point the log was compacted
-//! to, and the metadata of the latest snapshot. Several groups (the metadata group and the
-//! event-log shard groups) may share one [`sled::Db`]; each group owns two trees.
+//! to, and the metadata of the latest snapshot. The entries live in append-only segment files
+//! of their own (see `segments`); the rest is small and lives in sled, where several groups
+//! (the metadata group and the event-log shard groups) may share one [`sled::Db`].
 //!
-//! # Key layout
+//! # Layout
 //!
-//! | tree                   | key                          | value                                   |
-//! |------------------------|------------------------------|-----------------------------------------|
-//! | `raft-{group}-entries` | entry index, `u64` big-endian | protobuf-encoded [`Entry`]             |
-//! | `raft-{group}-state`   | `hard_state`                 | protobuf-encoded [`HardState`]          |
-//! | `raft-{group}-state`   | `conf_state`                 | protobuf-encoded [`ConfState`]          |
-//! | `raft-{group}-state`   | `truncated`                  | index and term of the entry just before the first one, two `u64` big-endian |
-//! | `raft-{group}-state`   | `snapshot`                   | protobuf-encoded [`SnapshotMetadata`]   |
+//! | where                        | key           | value                                        |
+//! |------------------------------|---------------|----------------------------------------------|
+//! | `{dir}/group-{group}/*.log`  |               | the entries, in segment files                |
+//! | sled tree `raft-{group}-state` | `hard_state` | protobuf-encoded [`HardState`]              |
+//! | sled tree `raft-{group}-state` | `conf_state` | protobuf-encoded [`ConfState`]              |
+//! | sled tree `raft-{group}-state` | `truncated`  | index and term of the entry just before the first one, two `u64` big-endian |
+//! | sled tree `raft-{group}-state` | `snapshot`   | protobuf-encoded [`SnapshotMetadata`]       |
+//! | sled tree `raft-{group}-state` | `floor`      | the first segment file that counts, `u64` big-endian |
 //!
-//! Big-endian keys make sled's byte order the log order, so a range scan reads entries in
-//! index order. A missing state key means its default: a fresh group has an empty log whose
-//! first index is 1, and term 0 at index 0.
+//! A missing state key means its default: a fresh group has an empty log whose first index
+//! is 1, and term 0 at index 0. Logs written by earlier versions kept their entries in a sled
+//! tree `raft-{group}-entries`; opening such a log moves them to segment files.
 //!
 //! # Crash contract
 //!
-//! - Every mutator is atomic: the entries it writes and removes and the state it changes go
-//!   into one sled write (a single-key insert, or one transaction across both trees), so
-//!   after a crash the group is either before or after that call, never in between.
-//! - A mutator is *durable* only once [`RaftLog::flush`] returns (sled otherwise flushes on
-//!   its own timer). [`RaftLog::append_and_persist`] writes entries and hard state in one
-//!   transaction and then flushes: it is the call to make before acting on a `Ready`.
-//! - Writes go to sled first and to the in-memory cache second, so the cache never runs
+//! - Nothing is durable before [`RaftLog::flush`] returns (or
+//!   [`RaftLog::append_and_persist`], which flushes). After a crash, each mutator's effect is
+//!   either all there or not at all, with one allowance Raft is built for: appended entries
+//!   may be durable while the hard state saved with them is not yet.
+//! - Entries are made durable before any state that refers to them: a commit index on disk
+//!   never points past the entries on disk.
+//! - Segment files are removed only after the state that stopped referring to them
+//!   (truncation point, floor) is durable, so a crash never leaves a hole.
+//! - Writes go to disk first and to the in-memory cache second, so the cache never runs
 //!   ahead of the disk.
 //!
 //! # Handles
@@ -41,20 +45,24 @@
 //! can tell a lagging follower which snapshot to fetch. Compact at or below the latest
 //! stored snapshot's index + 1, or a follower behind the compaction point cannot catch up.
 
+mod segments;
+
 use std::cmp;
-use std::convert::Infallible;
+use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use protobuf::Message as _;
 use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::{Batch, Transactional};
+use sled::Batch;
+
+use segments::Segments;
 
 const KEY_HARD_STATE: &[u8] = b"hard_state";
 const KEY_CONF_STATE: &[u8] = b"conf_state";
 const KEY_TRUNCATED: &[u8] = b"truncated";
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
+const KEY_FLOOR: &[u8] = b"floor";
 
 /// What can go wrong reading or changing a [`RaftLog`].
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +70,9 @@ pub enum RaftLogError {
     /// sled failed to read or write.
     #[error("raft log storage: {0}")]
     Sled(#[from] sled::Error),
+    /// Reading or writing a segment file failed.
+    #[error("raft log segment: {0}")]
+    Io(#[from] std::io::Error),
     /// A stored protobuf message could not be encoded or decoded.
     #[error("raft log encoding: {0}")]
     Protobuf(#[from] protobuf::ProtobufError),
@@ -146,9 +157,9 @@ impl From<RaftLogError> for raft::Error {
 pub struct RaftLog {
     group: u64,
     db: sled::Db,
-    entries: sled::Tree,
     state: sled::Tree,
     cache: Arc<RwLock<Cache>>,
+    segments: Arc<RwLock<Segments>>,
     snapshot_source: Arc<RwLock<Option<SourceFn>>>,
 }
 
@@ -209,11 +220,12 @@ impl LogPoint {
 }
 
 impl RaftLog {
-    /// Opens (or creates) the log of `group` in `db`, loading its state into memory.
+    /// Opens (or creates) the log of `group`: its state in `db`, its entries in segment files
+    /// under `dir`. Loads the state into memory and moves entries an earlier version kept in
+    /// sled to segment files.
     ///
-    /// Fails if sled fails or if the stored log is inconsistent.
-    pub fn open(db: &sled::Db, group: u64) -> Result<RaftLog, RaftLogError> {
-        let entries = db.open_tree(format!("raft-{group}-entries"))?;
+    /// Fails if sled or the files fail, or if the stored log is inconsistent.
+    pub fn open(db: &sled::Db, dir: &Path, group: u64) -> Result<RaftLog, RaftLogError> {
         let state = db.open_tree(format!("raft-{group}-state"))?;
         let corrupt = |reason: String| RaftLogError::Corrupt { group, reason };
 
@@ -222,30 +234,37 @@ impl RaftLog {
                 .ok_or_else(|| corrupt(format!("truncation point is {} bytes", bytes.len())))?,
             None => LogPoint::default(),
         };
-        let last = match entries.last()? {
-            Some((key, value)) => {
-                let entry: Entry = decode(&value)?;
-                if key_index(&key) != Some(entry.index) || entry.index <= truncated.index {
-                    return Err(corrupt(format!(
-                        "last entry {} is stored under {key:?} after truncation at {}",
-                        entry.index, truncated.index
-                    )));
-                }
-                LogPoint {
-                    index: entry.index,
-                    term: entry.term,
-                }
-            }
+        let floor = match state.get(KEY_FLOOR)? {
+            Some(bytes) => u64::from_be_bytes(
+                bytes
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| corrupt(format!("segment floor is {} bytes", bytes.len())))?,
+            ),
+            None => 0,
+        };
+        let mut segments = Segments::open(
+            &dir.join(format!("group-{group}")),
+            floor,
+            truncated.index,
+            group,
+        )?;
+        migrate_sled_entries(db, group, truncated, &mut segments)?;
+        if segments.first_index() != truncated.index + 1 {
+            return Err(corrupt(format!(
+                "the first entry is {} but the log was truncated at {}",
+                segments.first_index(),
+                truncated.index
+            )));
+        }
+        let last_index = segments.last_index();
+        let last = match segments.term(last_index) {
+            Some(term) => LogPoint {
+                index: last_index,
+                term,
+            },
             None => truncated,
         };
-        if let Some((key, _)) = entries.first()? {
-            if key_index(&key) != Some(truncated.index + 1) {
-                return Err(corrupt(format!(
-                    "first entry key {key:?} does not follow truncation at {}",
-                    truncated.index
-                )));
-            }
-        }
         let cache = Cache {
             truncated,
             last,
@@ -269,9 +288,9 @@ impl RaftLog {
         Ok(RaftLog {
             group,
             db: db.clone(),
-            entries,
             state,
             cache: Arc::new(RwLock::new(cache)),
+            segments: Arc::new(RwLock::new(segments)),
             snapshot_source: Arc::new(RwLock::new(None)),
         })
     }
@@ -322,7 +341,8 @@ impl RaftLog {
         state.insert(KEY_CONF_STATE, conf_state.write_to_bytes()?);
         state.insert(KEY_TRUNCATED, truncated.encode().as_slice());
         state.insert(KEY_HARD_STATE, hard_state.write_to_bytes()?);
-        self.commit(&Batch::default(), &state)?;
+        self.state.apply_batch(state)?;
+        self.write_segments().compact(truncated.index + 1);
         cache.conf_state = conf_state;
         cache.truncated = truncated;
         cache.last = truncated;
@@ -409,13 +429,10 @@ impl RaftLog {
             index: compact_index - 1,
             term: self.term_within(&cache, compact_index - 1)?,
         };
-        let mut entries = Batch::default();
-        for index in first_index..compact_index {
-            entries.remove(index_key(index).as_slice());
-        }
-        let mut state = Batch::default();
-        state.insert(KEY_TRUNCATED, truncated.encode().as_slice());
-        self.commit(&entries, &state)?;
+        self.state
+            .insert(KEY_TRUNCATED, truncated.encode().as_slice())?;
+        // The files below are removed at the next flush, after this is durable.
+        self.write_segments().compact(compact_index);
         cache.truncated = truncated;
         tracing::debug!(group = self.group, compact_index, "compacted raft log");
         Ok(())
@@ -437,10 +454,6 @@ impl RaftLog {
                 current: cache.truncated.index,
             });
         }
-        let mut entries = Batch::default();
-        for index in cache.first_index()..=cache.last.index {
-            entries.remove(index_key(index).as_slice());
-        }
         let point = LogPoint {
             index: meta.index,
             term: meta.term,
@@ -449,12 +462,20 @@ impl RaftLog {
         hard_state.term = cmp::max(hard_state.term, meta.term);
         hard_state.commit = meta.index;
         let conf_state = meta.get_conf_state().clone();
+        let mut segments = self.write_segments();
+        let floor = segments.restart_after(point.index)?;
         let mut state = Batch::default();
         state.insert(KEY_TRUNCATED, point.encode().as_slice());
         state.insert(KEY_HARD_STATE, hard_state.write_to_bytes()?);
         state.insert(KEY_CONF_STATE, conf_state.write_to_bytes()?);
         state.insert(KEY_SNAPSHOT, meta.write_to_bytes()?);
-        self.commit(&entries, &state)?;
+        state.insert(KEY_FLOOR, floor.to_be_bytes().as_slice());
+        self.state.apply_batch(state)?;
+        // Durable now: entries appended after the snapshot go to files from the new floor on,
+        // and a crash must not find them after the old entries.
+        self.db.flush()?;
+        segments.remove_doomed()?;
+        drop(segments);
         cache.truncated = point;
         cache.last = point;
         cache.hard_state = hard_state;
@@ -493,10 +514,13 @@ impl RaftLog {
         Ok(())
     }
 
-    /// Makes every write so far durable (fsync). Returns once sled has flushed.
+    /// Makes every write so far durable (fsync): the entries first, then the state. Then
+    /// removes segment files that compaction emptied.
     pub fn flush(&self) -> Result<(), RaftLogError> {
+        let mut segments = self.write_segments();
+        segments.sync()?;
         self.db.flush()?;
-        Ok(())
+        segments.remove_doomed()
     }
 
     fn write_entries(
@@ -505,7 +529,6 @@ impl RaftLog {
         hard_state: Option<&HardState>,
     ) -> Result<(), RaftLogError> {
         let mut cache = self.write_cache();
-        let mut entry_batch = Batch::default();
         let mut last = cache.last;
         if let (Some(first), Some(new_last)) = (entries.first(), entries.last()) {
             for pair in entries.windows(2) {
@@ -528,42 +551,27 @@ impl RaftLog {
                     last_index: cache.last.index,
                 });
             }
-            for entry in entries {
-                entry_batch.insert(index_key(entry.index).as_slice(), entry.write_to_bytes()?);
-            }
-            // The conflicting suffix the new entries do not overwrite.
-            for stale in new_last.index + 1..=cache.last.index {
-                entry_batch.remove(index_key(stale).as_slice());
+            let mut segments = self.write_segments();
+            segments.append(entries)?;
+            if hard_state.is_some() {
+                // sled flushes on its own timer too: the entries must be on disk before a
+                // hard state whose commit index may point at them.
+                segments.sync()?;
             }
             last = LogPoint {
                 index: new_last.index,
                 term: new_last.term,
             };
         }
-        let mut state_batch = Batch::default();
         if let Some(hard_state) = hard_state {
-            state_batch.insert(KEY_HARD_STATE, hard_state.write_to_bytes()?);
+            self.state
+                .insert(KEY_HARD_STATE, hard_state.write_to_bytes()?)?;
         }
-        self.commit(&entry_batch, &state_batch)?;
         cache.last = last;
         if let Some(hard_state) = hard_state {
             cache.hard_state = hard_state.clone();
         }
         Ok(())
-    }
-
-    /// Applies both batches in one sled transaction across the two trees.
-    fn commit(&self, entries: &Batch, state: &Batch) -> Result<(), RaftLogError> {
-        (&self.entries, &self.state)
-            .transaction(|(entries_tx, state_tx)| {
-                entries_tx.apply_batch(entries)?;
-                state_tx.apply_batch(state)?;
-                Ok::<(), ConflictableTransactionError<Infallible>>(())
-            })
-            .map_err(|err| match err {
-                TransactionError::Abort(never) => match never {},
-                TransactionError::Storage(err) => RaftLogError::Sled(err),
-            })
     }
 
     /// The term of `index`, which must lie in `[truncated.index, last.index]`.
@@ -574,43 +582,29 @@ impl RaftLog {
         if index == cache.last.index {
             return Ok(cache.last.term);
         }
-        match self.entries.get(index_key(index))? {
-            Some(value) => Ok(decode::<Entry>(&value)?.term),
-            None => Err(self.corrupt(format!("entry {index} is missing"))),
-        }
+        self.read_segments()
+            .term(index)
+            .ok_or_else(|| self.corrupt(format!("entry {index} is missing")))
     }
 
-    /// Reads `[low, high)`, stopping early once `max_size` is exceeded, then trims the result
-    /// with raft's own `limit_size` so the size rule is exactly raft-rs's.
+    /// Reads `[low, high)`, stopping once `max_size` is exceeded, then trims the result with
+    /// raft's own `limit_size` so the size rule is exactly raft-rs's.
     fn read_entries(
         &self,
         low: u64,
         high: u64,
         max_size: Option<u64>,
     ) -> Result<Vec<Entry>, RaftLogError> {
+        let segments = self.read_segments();
         let mut entries = Vec::new();
         let mut size = 0u64;
-        let mut expected = low;
-        let mut limited = false;
-        for item in self.entries.range(index_key(low)..index_key(high)) {
-            let (key, value) = item?;
-            let entry: Entry = decode(&value)?;
-            if entry.index != expected || key_index(&key) != Some(expected) {
-                return Err(self.corrupt(format!(
-                    "expected entry {expected}, found entry {} under key {key:?}",
-                    entry.index
-                )));
-            }
-            expected += 1;
+        for index in low..high {
+            let entry = segments.read(index)?;
             size += u64::from(entry.compute_size());
             entries.push(entry);
             if max_size.is_some_and(|max| size > max) {
-                limited = true;
                 break;
             }
-        }
-        if !limited && expected != high {
-            return Err(self.corrupt(format!("entry {expected} is missing")));
         }
         raft::util::limit_size(&mut entries, max_size);
         Ok(entries)
@@ -631,6 +625,24 @@ impl RaftLog {
 
     fn write_cache(&self) -> RwLockWriteGuard<'_, Cache> {
         self.cache.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many entries the segment files hold for the log.
+    #[cfg(test)]
+    fn stored_len(&self) -> usize {
+        let segments = self.read_segments();
+        (segments.last_index() + 1 - segments.first_index()) as usize
+    }
+
+    // Lock order: the cache first, then the segments.
+    fn read_segments(&self) -> RwLockReadGuard<'_, Segments> {
+        self.segments.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_segments(&self) -> RwLockWriteGuard<'_, Segments> {
+        self.segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -725,12 +737,51 @@ impl Storage for RaftLog {
     }
 }
 
-fn index_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
-}
-
-fn key_index(key: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(key.try_into().ok()?))
+/// Moves the entries an earlier version kept in the sled tree `raft-{group}-entries` into
+/// `segments`, then empties the tree. Safe to repeat after a crash part way: appending an
+/// entry again replaces it.
+fn migrate_sled_entries(
+    db: &sled::Db,
+    group: u64,
+    truncated: LogPoint,
+    segments: &mut Segments,
+) -> Result<(), RaftLogError> {
+    let name = format!("raft-{group}-entries");
+    if !db
+        .tree_names()
+        .iter()
+        .any(|n| n.as_ref() == name.as_bytes())
+    {
+        return Ok(());
+    }
+    let tree = db.open_tree(&name)?;
+    let mut moved = 0u64;
+    let mut batch = Vec::new();
+    for item in tree.iter() {
+        let (_, value) = item?;
+        let entry: Entry = decode(&value)?;
+        if entry.index <= truncated.index {
+            continue;
+        }
+        batch.push(entry);
+        if batch.len() >= 256 {
+            moved += batch.len() as u64;
+            segments.append(&batch)?;
+            batch.clear();
+        }
+    }
+    moved += batch.len() as u64;
+    segments.append(&batch)?;
+    segments.sync()?;
+    drop(tree);
+    db.drop_tree(name.as_bytes())?;
+    db.flush()?;
+    tracing::info!(
+        group,
+        moved,
+        "moved raft log entries from sled to segment files"
+    );
+    Ok(())
 }
 
 fn decode<M: protobuf::Message>(bytes: &[u8]) -> Result<M, RaftLogError> {

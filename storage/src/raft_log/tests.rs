@@ -43,7 +43,7 @@ fn unavailable<T>() -> raft::Result<T> {
 fn open_temp() -> (tempfile::TempDir, sled::Db, RaftLog) {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::open(dir.path()).unwrap();
-    let log = RaftLog::open(&db, 1).unwrap();
+    let log = RaftLog::open(&db, &dir.path().join("log"), 1).unwrap();
     (dir, db, log)
 }
 
@@ -167,7 +167,7 @@ fn append_truncates_the_conflicting_suffix() {
         assert_eq!(indexes(&got), want, "append {:?}", indexes(&appended));
         assert_eq!(log.term(last).unwrap(), want.last().unwrap().1);
         // The removed suffix is gone from sled too, not only from the cache.
-        assert_eq!(log.entries.len(), want.len());
+        assert_eq!(log.stored_len(), want.len());
     }
 }
 
@@ -214,7 +214,7 @@ fn compact_discards_the_prefix_and_keeps_the_boundary_term() {
                 assert_eq!(log.term(first - 1).unwrap(), boundary_term);
                 assert_eq!(log.term(first - 2), compacted());
                 assert_eq!(log.entries(first - 1, 6, None, ctx()), compacted());
-                assert_eq!(log.entries.len() as u64, 6 - first);
+                assert_eq!(log.stored_len() as u64, 6 - first);
             }
             (Err(RaftLogError::BeyondLastIndex { .. }), Err(())) => {}
             (got, want) => panic!("compact({compact_index}): {got:?}, want {want:?}"),
@@ -232,7 +232,7 @@ fn state_survives_close_and_reopen() {
     };
     {
         let db = sled::open(dir.path()).unwrap();
-        let log = RaftLog::open(&db, 1).unwrap();
+        let log = RaftLog::open(&db, &dir.path().join("log"), 1).unwrap();
         log.append(&entries(1..=10, 2)).unwrap();
         log.set_hard_state(&hard_state(2, 3, 7)).unwrap();
         log.set_conf_state(&conf_state).unwrap();
@@ -241,7 +241,7 @@ fn state_survives_close_and_reopen() {
         log.flush().unwrap();
     }
     let db = reopen(dir.path());
-    let log = RaftLog::open(&db, 1).unwrap();
+    let log = RaftLog::open(&db, &dir.path().join("log"), 1).unwrap();
     let state = log.initial_state().unwrap();
     assert_eq!(state.hard_state, hard_state(2, 3, 8));
     assert_eq!(state.conf_state, conf_state);
@@ -253,8 +253,8 @@ fn state_survives_close_and_reopen() {
 
 #[test]
 fn groups_sharing_a_db_are_independent() {
-    let (_dir, db, one) = open_temp();
-    let two = RaftLog::open(&db, 2).unwrap();
+    let (dir, db, one) = open_temp();
+    let two = RaftLog::open(&db, &dir.path().join("log"), 2).unwrap();
     one.append(&entries(1..=3, 1)).unwrap();
     two.append(&entries(1..=5, 7)).unwrap();
     one.compact(3).unwrap();
@@ -328,7 +328,7 @@ fn apply_snapshot_resets_the_log_to_its_point() {
     assert_eq!(log.last_index().unwrap(), 8);
     assert_eq!(log.term(8).unwrap(), 6);
     assert_eq!(log.term(7), compacted());
-    assert_eq!(log.entries.len(), 0);
+    assert_eq!(log.stored_len(), 0);
     let state = log.initial_state().unwrap();
     assert_eq!(state.hard_state, hard_state(6, 1, 8));
     assert_eq!(state.conf_state.voters, vec![1, 2]);
@@ -376,8 +376,8 @@ fn crash_child() {
     let Some(dir) = std::env::var_os(CRASH_DIR_ENV) else {
         return;
     };
-    let db = sled::open(dir).unwrap();
-    let log = RaftLog::open(&db, 1).unwrap();
+    let db = sled::open(&dir).unwrap();
+    let log = RaftLog::open(&db, &std::path::Path::new(&dir).join("log"), 1).unwrap();
     for index in 1..=CRASH_DURABLE {
         let mut e = entry(index, 1);
         e.data = index.to_be_bytes().to_vec().into();
@@ -412,11 +412,16 @@ fn crash_mid_append_leaves_old_or_new_state() {
     assert_eq!(status.code(), Some(CRASH_EXIT_CODE), "child did not crash");
 
     let db = reopen(dir.path());
-    let log = RaftLog::open(&db, 1).unwrap();
+    let log = RaftLog::open(&db, &dir.path().join("log"), 1).unwrap();
     let last = log.last_index().unwrap();
     assert!(last >= CRASH_DURABLE, "lost flushed entries: last {last}");
-    // Entries and hard state were written together: they agree after the crash.
-    assert_eq!(log.initial_state().unwrap().hard_state.commit, last);
+    // Entries are made durable before the hard state saved with them: the commit index is
+    // the last entry's, or the one before when the crash fell between the two writes.
+    let commit = log.initial_state().unwrap().hard_state.commit;
+    assert!(
+        commit == last || commit + 1 == last,
+        "commit {commit}, last entry {last}"
+    );
     let all = log.entries(1, last + 1, None, ctx()).unwrap();
     assert_eq!(all.len() as u64, last);
     for e in &all[..CRASH_DURABLE as usize] {
@@ -465,7 +470,7 @@ fn raw_node_single_voter_survives_restart() {
 
     let commit = {
         let db = sled::open(dir.path()).unwrap();
-        let log = RaftLog::open(&db, 1).unwrap();
+        let log = RaftLog::open(&db, &dir.path().join("log"), 1).unwrap();
         log.initialize_with_conf_state(vec![1]).unwrap();
         let mut node = RawNode::new(&config, log.clone(), &logger).unwrap();
         let mut applied = Vec::new();
@@ -485,7 +490,7 @@ fn raw_node_single_voter_survives_restart() {
     };
 
     let db = reopen(dir.path());
-    let log = RaftLog::open(&db, 1).unwrap();
+    let log = RaftLog::open(&db, &dir.path().join("log"), 1).unwrap();
     let mut node = RawNode::new(&config, log.clone(), &logger).unwrap();
     assert_eq!(node.raft.raft_log.committed, commit);
     assert_eq!(node.raft.raft_log.last_index(), commit);
@@ -495,4 +500,161 @@ fn raw_node_single_voter_survives_restart() {
         replayed, proposals,
         "committed entries replay after restart"
     );
+}
+
+fn segment_files(dir: &std::path::Path, group: u64) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("log").join(format!("group-{group}")))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+fn with_data(index: u64, term: u64, len: usize) -> Entry {
+    let mut e = entry(index, term);
+    e.data = vec![index as u8; len].into();
+    e
+}
+
+#[test]
+fn a_torn_record_at_the_end_of_a_segment_is_dropped_on_open() {
+    let (dir, db, log) = open_temp();
+    log.append_and_persist(&entries(1..=5, 1), Some(&hard_state(1, 1, 4)))
+        .unwrap();
+    drop((log, db));
+    // Half of a sixth record, as a crash mid-write leaves it.
+    let file = segment_files(dir.path(), 1).pop().unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let record = bytes[segments::MAGIC.len()..].to_vec();
+    let one = record.len() / 5;
+    bytes.extend_from_slice(&record[..one / 2]);
+    std::fs::write(&file, bytes).unwrap();
+
+    let db = reopen(dir.path());
+    let log = RaftLog::open(&db, &dir.path().join("log"), 1).unwrap();
+    assert_eq!(log.last_index().unwrap(), 5);
+    log.append_and_persist(&[entry(6, 1)], None).unwrap();
+    assert_eq!(
+        indexes(&log.entries(1, 7, None, ctx()).unwrap()),
+        vec![(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1)]
+    );
+}
+
+#[test]
+fn a_corrupt_record_ends_its_segment_but_not_the_log_before_it() {
+    let (dir, db, log) = open_temp();
+    log.append_and_persist(&entries(1..=3, 1), Some(&hard_state(1, 1, 2)))
+        .unwrap();
+    drop((log, db));
+    let file = segment_files(dir.path(), 1).pop().unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff; // the third record's payload
+    std::fs::write(&file, bytes).unwrap();
+    let db = reopen(dir.path());
+    let log = RaftLog::open(&db, &dir.path().join("log"), 1).unwrap();
+    assert_eq!(log.last_index().unwrap(), 2);
+}
+
+#[test]
+fn an_overwritten_suffix_stays_overwritten_after_reopen() {
+    let (dir, db, log) = open_temp();
+    log.append(&entries(1..=6, 1)).unwrap();
+    log.append(&entries(4..=5, 2)).unwrap();
+    log.flush().unwrap();
+    drop((log, db));
+    let db = reopen(dir.path());
+    let log = RaftLog::open(&db, &dir.path().join("log"), 1).unwrap();
+    assert_eq!(
+        indexes(&log.entries(1, 6, None, ctx()).unwrap()),
+        vec![(1, 1), (2, 1), (3, 1), (4, 2), (5, 2)]
+    );
+    assert_eq!(log.last_index().unwrap(), 5);
+}
+
+#[test]
+fn entries_before_a_snapshot_never_come_back() {
+    let (dir, db, log) = open_temp();
+    log.append(&entries(1..=10, 1)).unwrap();
+    log.flush().unwrap();
+    let mut snapshot = Snapshot::default();
+    snapshot.mut_metadata().index = 5;
+    snapshot.mut_metadata().term = 3;
+    log.apply_snapshot(snapshot).unwrap();
+    log.append(&entries(6..=7, 3)).unwrap();
+    log.flush().unwrap();
+    drop((log, db));
+    let db = reopen(dir.path());
+    let log = RaftLog::open(&db, &dir.path().join("log"), 1).unwrap();
+    assert_eq!(log.first_index().unwrap(), 6);
+    assert_eq!(log.last_index().unwrap(), 7);
+    assert_eq!(
+        indexes(&log.entries(6, 8, None, ctx()).unwrap()),
+        vec![(6, 3), (7, 3)]
+    );
+    assert_eq!(
+        segment_files(dir.path(), 1).len(),
+        1,
+        "old segments removed"
+    );
+}
+
+#[test]
+fn compaction_removes_segments_once_the_truncation_point_is_durable() {
+    let (dir, _db, log) = open_temp();
+    // Three segments of 64 MiB would make a slow test; entries of 24 MiB fill one segment
+    // in three entries.
+    for index in 1..=9 {
+        log.append(&[with_data(index, 1, 24 << 20)]).unwrap();
+    }
+    log.flush().unwrap();
+    assert_eq!(segment_files(dir.path(), 1).len(), 3);
+    log.compact(7).unwrap();
+    assert_eq!(
+        segment_files(dir.path(), 1).len(),
+        3,
+        "not before the flush"
+    );
+    log.flush().unwrap();
+    assert_eq!(segment_files(dir.path(), 1).len(), 1);
+    assert_eq!(log.entries(7, 10, None, ctx()).unwrap().len(), 3);
+    assert_eq!(log.term(6).unwrap(), 1);
+}
+
+#[test]
+fn entries_an_earlier_version_kept_in_sled_move_to_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree("raft-1-entries").unwrap();
+        for index in 3..=6 {
+            let e = with_data(index, 2, 10);
+            tree.insert(index.to_be_bytes(), e.write_to_bytes().unwrap())
+                .unwrap();
+        }
+        let state = db.open_tree("raft-1-state").unwrap();
+        let truncated = LogPoint { index: 2, term: 1 };
+        state
+            .insert(KEY_TRUNCATED, truncated.encode().as_slice())
+            .unwrap();
+        state
+            .insert(
+                KEY_HARD_STATE,
+                hard_state(2, 1, 5).write_to_bytes().unwrap(),
+            )
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let db = reopen(dir.path());
+    let log = RaftLog::open(&db, &dir.path().join("log"), 1).unwrap();
+    assert_eq!(log.first_index().unwrap(), 3);
+    assert_eq!(log.last_index().unwrap(), 6);
+    let moved = log.entries(3, 7, None, ctx()).unwrap();
+    assert_eq!(moved[3].data.as_ref(), [6u8; 10]);
+    assert!(!db
+        .tree_names()
+        .iter()
+        .any(|n| n.as_ref() == b"raft-1-entries"));
+    assert_eq!(log.initial_state().unwrap().hard_state.commit, 5);
 }
