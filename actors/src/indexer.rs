@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use meniscus_event::wire::decode_batch;
 use meniscus_storage::{Command, CommandKind, RaftLog, TenantIndex, TenantWriter};
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -120,8 +119,9 @@ fn catch_up(
             };
             if let Some(CommandKind::AppendEvents(append)) = command.kind {
                 if append.tenant == tenant {
-                    let events = decode_batch(&append.batch).map_err(err)?;
-                    added += writer.add_entry(entry.index, &events).map_err(err)?;
+                    added += writer
+                        .add_encoded_entry(entry.index, &append.batch)
+                        .map_err(err)?;
                 }
             }
         }
@@ -195,8 +195,7 @@ impl Actor for Indexer {
             IndexerMsg::Entry { index, batch } => {
                 state.last_activity = Instant::now();
                 with_writer(state, move |w| {
-                    let events = decode_batch(batch.bytes()).map_err(err)?;
-                    w.add_entry(index, &events).map_err(err)?;
+                    w.add_encoded_entry(index, batch.bytes()).map_err(err)?;
                     Ok(())
                 })
                 .await?;

@@ -194,6 +194,44 @@ pub fn encode_batch(events: &[Event]) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// Decodes an [`EventBatch`] made by [`encode_batch`], keeping beside each event the bytes
+/// of its own [`EventRecord`] (what [`decode_record`] reads back), so a store can keep them
+/// without encoding the event again.
+pub fn decode_batch_records(bytes: &[u8]) -> Result<Vec<(Event, &[u8])>> {
+    use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext, WireType};
+
+    let mut buf = bytes;
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let (tag, wire_type) = decode_key(&mut buf)?;
+        if tag != 1 || wire_type != WireType::LengthDelimited {
+            skip_field(wire_type, tag, &mut buf, DecodeContext::default())?;
+            continue;
+        }
+        let len = usize::try_from(decode_varint(&mut buf)?).unwrap_or(usize::MAX);
+        if len > buf.len() {
+            return Err(Error::InvalidField {
+                field: "events",
+                message: format!("a record of {len} bytes runs past the batch"),
+            });
+        }
+        let (record, rest) = buf.split_at(len);
+        buf = rest;
+        out.push((decode_record(record)?, record));
+    }
+    Ok(out)
+}
+
+/// Encodes one event as an [`EventRecord`].
+pub fn encode_record(event: &Event) -> Vec<u8> {
+    EventRecord::from(event).encode_to_vec()
+}
+
+/// Decodes one [`EventRecord`] (from [`encode_record`] or [`decode_batch_records`]).
+pub fn decode_record(bytes: &[u8]) -> Result<Event> {
+    Event::try_from(EventRecord::decode(bytes)?)
+}
+
 /// Decodes an [`EventBatch`] made by [`encode_batch`].
 pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Event>> {
     EventBatch::decode(bytes)?
@@ -255,6 +293,28 @@ mod tests {
             let bytes = encode_batch(&events);
             prop_assert_eq!(decode_batch(&bytes).unwrap(), events);
         }
+
+        #[test]
+        fn batch_records_are_each_events_own_encoding(
+            events in proptest::collection::vec(arb_event(), 0..8)
+        ) {
+            let bytes = encode_batch(&events);
+            let records = decode_batch_records(&bytes).unwrap();
+            prop_assert_eq!(records.len(), events.len());
+            for ((decoded, record), event) in records.iter().zip(&events) {
+                prop_assert_eq!(decoded, event);
+                let own = encode_record(event);
+                prop_assert_eq!(*record, own.as_slice());
+                prop_assert_eq!(&decode_record(record).unwrap(), event);
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_running_past_its_batch_is_an_error() {
+        let mut bytes = encode_batch(&[]);
+        bytes.extend_from_slice(&[0x0a, 0x20, 0x01]);
+        assert!(decode_batch_records(&bytes).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use tantivy::query::{AllQuery, BooleanQuery, Query, QueryParser, RangeQuery};
 use tantivy::schema::Value;
 use tantivy::{DocId, SegmentReader, TantivyDocument, Term};
 
-use crate::schema::DEFAULT_QUERY_FIELDS;
+use crate::schema::{self, DEFAULT_QUERY_FIELDS};
 use crate::{Error, Result, TenantIndex};
 
 /// Most events one page may hold.
@@ -109,12 +109,8 @@ impl TenantIndex {
                 .get_first(self.fields.source)
                 .and_then(|v| v.as_bytes())
                 .ok_or_else(|| Error::Corrupt("indexed event has no _source".into()))?;
-            let json = std::str::from_utf8(source)
-                .map_err(|e| Error::Corrupt(format!("_source is not UTF-8: {e}")))?;
-            hits.push(
-                RawValue::from_string(json.to_owned())
-                    .map_err(|e| Error::Corrupt(e.to_string()))?,
-            );
+            let json = schema::source_json(source)?;
+            hits.push(RawValue::from_string(json).map_err(|e| Error::Corrupt(e.to_string()))?);
             last = Some(key);
         }
         let next = if hits.len() == limit {
@@ -344,5 +340,60 @@ mod tests {
             ["e2"],
             "but it is returned with its event"
         );
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    use meniscus_event::{wire, Event, Severity};
+    use time::OffsetDateTime;
+
+    use crate::schema::{source_json, SOURCE_RECORD};
+
+    fn event() -> Event {
+        let t = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let mut e = Event {
+            id: "e1".into(),
+            tenant: "acme".into(),
+            received_at: t,
+            timestamp: t,
+            host: Some("web-1".into()),
+            app: Some("nginx".into()),
+            procid: None,
+            msgid: None,
+            facility: None,
+            severity: Some(Severity::Warning),
+            message: "disk \"full\"".into(),
+            structured_data: Default::default(),
+            fields: serde_json::Map::new(),
+            source: Default::default(),
+            id_from_publisher: true,
+        };
+        e.fields.insert("user".into(), "u1".into());
+        e
+    }
+
+    #[test]
+    fn a_stored_record_reads_back_as_the_events_json() {
+        let e = event();
+        let mut source = vec![SOURCE_RECORD];
+        source.extend_from_slice(&wire::encode_record(&e));
+        assert_eq!(
+            source_json(&source).unwrap(),
+            serde_json::to_string(&e).unwrap()
+        );
+    }
+
+    #[test]
+    fn json_stored_by_earlier_versions_reads_back_unchanged() {
+        let json = serde_json::to_string(&event()).unwrap();
+        assert_eq!(source_json(json.as_bytes()).unwrap(), json);
+    }
+
+    #[test]
+    fn anything_else_is_corrupt() {
+        assert!(source_json(b"").is_err());
+        assert!(source_json(&[SOURCE_RECORD, 0xff, 0xff]).is_err());
+        assert!(source_json(b"\x07abc").is_err());
     }
 }

@@ -4,11 +4,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use meniscus_event::Event;
+use meniscus_event::{wire, Event};
 use tantivy::indexer::UserOperation;
 use tantivy::{DateTime, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
-use crate::schema::{self, Fields};
+use crate::schema::{self, Fields, SOURCE_RECORD};
 use crate::{Error, Result};
 
 /// Bits of `seq` that hold an event's position within its Raft entry.
@@ -130,19 +130,46 @@ impl TenantWriter {
         if raft_index <= self.indexed_up_to {
             return Ok(0);
         }
-        let f = &self.fields;
         for (position, event) in events.iter().enumerate() {
-            if event.id_from_publisher {
-                // A publisher's retry of an acknowledged event replaces it: idempotent by id.
-                self.writer
-                    .delete_term(Term::from_field_text(f.id, &event.id));
-            }
-            let seq = (raft_index << SEQ_POSITION_BITS) | position as u64;
-            self.writer.add_document(to_document(f, event, seq)?)?;
+            self.add_event(raft_index, position, event, &wire::encode_record(event))?;
         }
         self.indexed_up_to = raft_index;
         self.pending = true;
         Ok(events.len())
+    }
+
+    /// As [`TenantWriter::add_entry`], for the entry's encoded event batch: each event's own
+    /// record bytes are stored as they came, not encoded again.
+    pub fn add_encoded_entry(&mut self, raft_index: u64, batch: &[u8]) -> Result<usize> {
+        if raft_index <= self.indexed_up_to {
+            return Ok(0);
+        }
+        let events =
+            wire::decode_batch_records(batch).map_err(|e| Error::Corrupt(e.to_string()))?;
+        for (position, (event, record)) in events.iter().enumerate() {
+            self.add_event(raft_index, position, event, record)?;
+        }
+        self.indexed_up_to = raft_index;
+        self.pending = true;
+        Ok(events.len())
+    }
+
+    fn add_event(
+        &mut self,
+        raft_index: u64,
+        position: usize,
+        event: &Event,
+        record: &[u8],
+    ) -> Result<()> {
+        if event.id_from_publisher {
+            // A publisher's retry of an acknowledged event replaces it: idempotent by id.
+            self.writer
+                .delete_term(Term::from_field_text(self.fields.id, &event.id));
+        }
+        let seq = (raft_index << SEQ_POSITION_BITS) | position as u64;
+        self.writer
+            .add_document(to_document(&self.fields, event, seq, record)?)?;
+        Ok(())
     }
 
     /// Records that every entry up to `raft_index` has been seen even if none was this tenant's,
@@ -175,7 +202,7 @@ fn micros(t: time::OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000) as i64
 }
 
-fn to_document(f: &Fields, e: &Event, seq: u64) -> Result<TantivyDocument> {
+fn to_document(f: &Fields, e: &Event, seq: u64, record: &[u8]) -> Result<TantivyDocument> {
     let mut doc = TantivyDocument::default();
     // Only a publisher's id is indexed: it is what a retry replaces and what a user searches
     // for. A generated id is a unique random term per event, and indexing it (term dictionary,
@@ -231,7 +258,9 @@ fn to_document(f: &Fields, e: &Event, seq: u64) -> Result<TantivyDocument> {
     }
     doc.add_i64(f.ts_us, micros(e.timestamp));
     doc.add_u64(f.seq, seq);
-    let source = serde_json::to_vec(e).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let mut source = Vec::with_capacity(1 + record.len());
+    source.push(SOURCE_RECORD);
+    source.extend_from_slice(record);
     doc.add_bytes(f.source, &source);
     Ok(doc)
 }
@@ -318,7 +347,8 @@ mod tests {
             for (entry, ids) in segments.iter().enumerate() {
                 for (position, id) in ids.iter().enumerate() {
                     let seq = ((entry as u64 + 1) << SEQ_POSITION_BITS) | position as u64;
-                    w.add_document(to_document(&f, &event(id), seq).unwrap())
+                    let e = event(id);
+                    w.add_document(to_document(&f, &e, seq, &wire::encode_record(&e)).unwrap())
                         .unwrap();
                 }
                 w.commit().unwrap();
