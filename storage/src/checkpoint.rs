@@ -19,6 +19,8 @@ pub struct CheckpointFile {
 }
 
 const META: &str = "meta.json";
+/// tantivy's list of the files it created and may delete once no segment uses them.
+const MANAGED: &str = ".managed.json";
 const ATTEMPTS: usize = 10;
 
 /// Copies the last commit of the tenant index in `index_dir` into `dest` (created; must not
@@ -70,6 +72,15 @@ fn try_checkpoint(index_dir: &Path, dest: &Path) -> std::io::Result<Vec<Checkpoi
             ));
         }
     }
+    // The copy's segment files must be tantivy's to delete once merged away: without this
+    // list, an index installed from a snapshot kept them on disk for ever.
+    let managed: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    let managed = serde_json::to_vec(&managed)?;
+    std::fs::write(dest.join(MANAGED), &managed)?;
+    files.push(CheckpointFile {
+        name: MANAGED.to_owned(),
+        size: managed.len() as u64,
+    });
     std::fs::write(dest.join(META), &meta)?;
     files.push(CheckpointFile {
         name: META.to_owned(),
@@ -77,6 +88,46 @@ fn try_checkpoint(index_dir: &Path, dest: &Path) -> std::io::Result<Vec<Checkpoi
     });
     files.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(files)
+}
+
+/// Adds every segment file in `index_dir` to tantivy's list of the files it manages, so that
+/// its garbage collection removes them once no segment uses them. Indexes installed from
+/// snapshots made before checkpoints carried that list hold files tantivy never deletes.
+/// Run before tantivy opens the directory (it reads the list then).
+pub(crate) fn manage_segment_files(index_dir: &Path) -> Result<()> {
+    let path = index_dir.join(MANAGED);
+    let mut managed: std::collections::BTreeSet<String> = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+        Err(e) => return Err(e.into()),
+    };
+    let mut added = 0;
+    for entry in std::fs::read_dir(index_dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if is_segment_file(&name) && managed.insert(name) {
+            added += 1;
+        }
+    }
+    if added > 0 {
+        let staged = index_dir.join(format!("{MANAGED}.staged"));
+        let list = serde_json::to_vec(&managed).map_err(|e| Error::Corrupt(e.to_string()))?;
+        std::fs::write(&staged, list)?;
+        std::fs::File::open(&staged)?.sync_all()?;
+        std::fs::rename(&staged, &path)?;
+        tracing::info!(dir = %index_dir.display(), added, "handed segment files to tantivy's garbage collection");
+    }
+    Ok(())
+}
+
+/// `{32 hex digits}.{extension}` (or `.{opstamp}.del`): a file of a tantivy segment.
+fn is_segment_file(name: &str) -> bool {
+    match name.split_once('.') {
+        Some((id, rest)) => {
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !rest.is_empty()
+        }
+        None => false,
+    }
 }
 
 /// `"{segment id without dashes}."` for every segment `meta.json` lists.
@@ -140,6 +191,7 @@ mod tests {
         let dest = dir.path().join("copy");
         let files = checkpoint_index(&dir.path().join("acme"), &dest).unwrap();
         assert!(files.iter().any(|f| f.name == "meta.json"));
+        assert!(files.iter().any(|f| f.name == ".managed.json"));
         assert!(files.iter().all(|f| dest.join(&f.name).exists()));
 
         let copy = TenantIndex::open_or_create(&dest, "acme").unwrap();
@@ -153,5 +205,98 @@ mod tests {
             .unwrap();
         assert_eq!(all.total, 100);
         assert!(checkpoint_index(&dir.path().join("missing"), &dir.path().join("x")).is_err());
+    }
+}
+
+#[cfg(test)]
+mod gc_tests {
+    use super::*;
+    use crate::TenantIndex;
+    use meniscus_event::{Event, Source};
+    use time::OffsetDateTime;
+
+    fn event(i: usize) -> Event {
+        Event {
+            id: format!("e{i}"),
+            tenant: "acme".into(),
+            received_at: OffsetDateTime::now_utc(),
+            timestamp: OffsetDateTime::now_utc(),
+            host: None,
+            app: None,
+            procid: None,
+            msgid: None,
+            facility: None,
+            severity: None,
+            message: format!("merged {i}"),
+            structured_data: Default::default(),
+            fields: Default::default(),
+            source: Source::default(),
+            id_from_publisher: false,
+        }
+    }
+
+    #[test]
+    fn an_index_installed_without_the_list_hands_its_files_to_tantivy_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = TenantIndex::open_or_create(&dir.path().join("acme"), "acme").unwrap();
+        let mut writer = index.writer(15_000_000, 1).unwrap();
+        for raft_index in 1..=3 {
+            writer
+                .add_entry(raft_index, &[event(raft_index as usize)])
+                .unwrap();
+            writer.commit().unwrap();
+        }
+        drop(writer);
+        let dest = dir.path().join("copy");
+        let copied = checkpoint_index(&dir.path().join("acme"), &dest).unwrap();
+        // As a snapshot made by an earlier version left it.
+        std::fs::remove_file(dest.join(MANAGED)).unwrap();
+
+        let copy = TenantIndex::open_or_create(&dest, "acme").unwrap();
+        let mut raw: tantivy::IndexWriter<tantivy::TantivyDocument> =
+            copy.index().writer_with_num_threads(1, 15_000_000).unwrap();
+        let ids = copy.index().searchable_segment_ids().unwrap();
+        raw.merge(&ids).wait().unwrap();
+        raw.garbage_collect_files().wait().unwrap();
+        assert!(copied
+            .iter()
+            .filter(|f| f.name != META && f.name != MANAGED)
+            .all(|f| !dest.join(&f.name).exists()));
+        assert!(is_segment_file("07ef68d42e8345ae8639929ac7b853d8.fast"));
+        assert!(is_segment_file("07ef68d42e8345ae8639929ac7b853d8.12.del"));
+        assert!(!is_segment_file("meta.json"));
+        assert!(!is_segment_file(".managed.json"));
+    }
+
+    #[test]
+    fn a_checkpoints_files_are_removed_once_merged_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = TenantIndex::open_or_create(&dir.path().join("acme"), "acme").unwrap();
+        let mut writer = index.writer(15_000_000, 1).unwrap();
+        for raft_index in 1..=3 {
+            writer
+                .add_entry(raft_index, &[event(raft_index as usize)])
+                .unwrap();
+            writer.commit().unwrap();
+        }
+        drop(writer);
+        let dest = dir.path().join("copy");
+        let copied = checkpoint_index(&dir.path().join("acme"), &dest).unwrap();
+
+        // The copy, opened as a snapshot's receiver opens it, merges everything into one segment.
+        let copy = TenantIndex::open_or_create(&dest, "acme").unwrap();
+        let mut raw: tantivy::IndexWriter<tantivy::TantivyDocument> =
+            copy.index().writer_with_num_threads(1, 15_000_000).unwrap();
+        let ids = copy.index().searchable_segment_ids().unwrap();
+        assert_eq!(ids.len(), 3);
+        raw.merge(&ids).wait().unwrap();
+        raw.garbage_collect_files().wait().unwrap();
+
+        let left: Vec<_> = copied
+            .iter()
+            .filter(|f| f.name != META && f.name != MANAGED && dest.join(&f.name).exists())
+            .map(|f| f.name.clone())
+            .collect();
+        assert!(left.is_empty(), "merged-away files still on disk: {left:?}");
     }
 }

@@ -29,6 +29,7 @@ impl TenantIndex {
     /// Opens the index in `dir`, creating it (and `dir`) when absent.
     pub fn open_or_create(dir: &Path, tenant: &str) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
+        crate::checkpoint::manage_segment_files(dir)?;
         let (schema, _) = schema::build();
         let directory = tantivy::directory::MmapDirectory::open(dir)
             .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
