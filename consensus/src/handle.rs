@@ -166,8 +166,12 @@ impl<O: Send + 'static> RaftHandle<O> {
             Inbound::Raft { message, .. } => Request::Step(Box::new(message)),
             Inbound::Forward { from, forward, .. } => Request::Forwarded { from, forward },
             Inbound::ForwardReply { reply, .. } => Request::ForwardReply(reply),
-            // Snapshot files travel beside Raft, not through it: see the node's snapshot store.
-            Inbound::SnapshotPull { .. } | Inbound::SnapshotPiece(_) => return,
+            // Snapshot files and index copies travel beside Raft, not through it: see the
+            // node's snapshot store.
+            Inbound::SnapshotPull { .. }
+            | Inbound::SnapshotPiece(_)
+            | Inbound::MirrorRequest { .. }
+            | Inbound::MirrorOffer(_) => return,
         };
         let _ = self.requests.try_send(request);
     }

@@ -45,13 +45,16 @@ impl Router {
     }
 
     /// Delivers a Raft message, forwarded proposal or forward answer to its group. Snapshot
-    /// transfers are not Raft's: they are handed back for the caller to serve.
+    /// transfers and mirror requests are not Raft's: they are handed back for the caller.
     pub fn route(&self, inbound: Inbound) -> Option<Inbound> {
         let group = match &inbound {
             Inbound::Raft { group, .. }
             | Inbound::Forward { group, .. }
             | Inbound::ForwardReply { group, .. } => *group,
-            Inbound::SnapshotPull { .. } | Inbound::SnapshotPiece(_) => return Some(inbound),
+            Inbound::SnapshotPull { .. }
+            | Inbound::SnapshotPiece(_)
+            | Inbound::MirrorRequest { .. }
+            | Inbound::MirrorOffer(_) => return Some(inbound),
         };
         let deliver = self
             .groups

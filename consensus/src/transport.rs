@@ -58,6 +58,39 @@ pub struct Envelope {
     /// The answer to a [`SnapshotPull`].
     #[prost(message, optional, tag = "6")]
     pub snapshot_piece: Option<SnapshotPiece>,
+    /// A follower asks the leader for its indexes' latest commits, to copy them.
+    #[prost(message, optional, tag = "7")]
+    pub mirror_request: Option<MirrorRequest>,
+    /// The answer to a [`MirrorRequest`].
+    #[prost(message, optional, tag = "8")]
+    pub mirror_offer: Option<MirrorOffer>,
+}
+
+/// A follower that copies the leader's tenant indexes instead of indexing itself asks for
+/// the indexes that moved past what it holds.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MirrorRequest {
+    /// The asking node's id for this request.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// Tenant name -> the Raft index the follower's copy has committed.
+    #[prost(btree_map = "string, uint64", tag = "2")]
+    pub held: std::collections::BTreeMap<String, u64>,
+}
+
+/// The leader's answer to a [`MirrorRequest`]: a checkpoint whose files the follower pulls
+/// with [`SnapshotPull`]s, or why there is none.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MirrorOffer {
+    /// The [`MirrorRequest`]'s id.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// The checkpoint's manifest (the actors' format; opaque here).
+    #[prost(bytes = "vec", tag = "2")]
+    pub manifest: Vec<u8>,
+    /// Empty on success.
+    #[prost(string, tag = "3")]
+    pub error: String,
 }
 
 /// Asks the node that built a snapshot for `len` bytes at `offset` of one of its files.
@@ -131,6 +164,15 @@ pub enum Inbound {
     },
     /// A piece of a snapshot this node asked for.
     SnapshotPiece(SnapshotPiece),
+    /// Node `from` wants copies of this node's tenant indexes.
+    MirrorRequest {
+        /// The asking node.
+        from: u64,
+        /// What it holds.
+        request: MirrorRequest,
+    },
+    /// The answer to a mirror request this node made.
+    MirrorOffer(MirrorOffer),
     /// A raft-rs message.
     Raft {
         /// Raft group id.
@@ -452,6 +494,17 @@ async fn read_connection(
                 }
                 if let Some(piece) = envelope.snapshot_piece {
                     messages.push(Inbound::SnapshotPiece(piece));
+                    continue;
+                }
+                if let Some(request) = envelope.mirror_request {
+                    messages.push(Inbound::MirrorRequest {
+                        from: frame.from,
+                        request,
+                    });
+                    continue;
+                }
+                if let Some(offer) = envelope.mirror_offer {
+                    messages.push(Inbound::MirrorOffer(offer));
                     continue;
                 }
                 messages.push(match (envelope.forward, envelope.forward_reply) {

@@ -90,6 +90,79 @@ fn try_checkpoint(index_dir: &Path, dest: &Path) -> std::io::Result<Vec<Checkpoi
     Ok(files)
 }
 
+/// The Raft index in the commit payload of a `meta.json` (0 when it has none).
+pub fn commit_payload(meta: &[u8]) -> Result<u64> {
+    let meta: serde_json::Value =
+        serde_json::from_slice(meta).map_err(|e| Error::Corrupt(format!("meta.json: {e}")))?;
+    match meta["payload"].as_str() {
+        None => Ok(0),
+        Some(p) => p
+            .parse()
+            .map_err(|_| Error::Corrupt(format!("commit payload {p:?} is not a Raft index"))),
+    }
+}
+
+/// Which of a checkpoint's `files` the index at `index_dir` lacks (absent, or another size).
+/// `meta.json` and the file list always count as lacking: they change with every commit.
+pub fn missing_files(index_dir: &Path, files: &[CheckpointFile]) -> Vec<CheckpointFile> {
+    files
+        .iter()
+        .filter(|f| {
+            f.name == META
+                || f.name == MANAGED
+                || std::fs::metadata(index_dir.join(&f.name)).map_or(true, |m| m.len() != f.size)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Makes the index at `index_dir` the checkpoint described by `files`, whose files it lacked
+/// are in `incoming` (see [`missing_files`]): moves them in, replaces `meta.json` atomically,
+/// then removes the segment files the new commit does not use. Does nothing, and returns
+/// `None`, when the checkpoint's Raft index is not above the one `index_dir` has committed:
+/// a copy never goes back. No writer may be open on the index.
+pub fn adopt_checkpoint(
+    index_dir: &Path,
+    incoming: &Path,
+    files: &[CheckpointFile],
+) -> Result<Option<u64>> {
+    let meta = std::fs::read(incoming.join(META))?;
+    let offered = commit_payload(&meta)?;
+    let held = match std::fs::read(index_dir.join(META)) {
+        Ok(current) => commit_payload(&current)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(e.into()),
+    };
+    if offered <= held {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(index_dir)?;
+    for file in files.iter().filter(|f| f.name != META) {
+        let fetched = incoming.join(&file.name);
+        if fetched.exists() {
+            std::fs::rename(&fetched, index_dir.join(&file.name))?;
+        } else if std::fs::metadata(index_dir.join(&file.name))?.len() != file.size {
+            return Err(Error::Corrupt(format!(
+                "{} is not the size the checkpoint says",
+                file.name
+            )));
+        }
+    }
+    let staged = index_dir.join(format!("{META}.staged"));
+    std::fs::write(&staged, &meta)?;
+    std::fs::File::open(&staged)?.sync_all()?;
+    std::fs::rename(&staged, index_dir.join(META))?;
+    std::fs::File::open(index_dir)?.sync_all()?;
+    for entry in std::fs::read_dir(index_dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if is_segment_file(&name) && !files.iter().any(|f| f.name == name) {
+            // Searches still reading an old segment keep their mapping of it.
+            std::fs::remove_file(index_dir.join(&name))?;
+        }
+    }
+    Ok(Some(offered))
+}
+
 /// Adds every segment file in `index_dir` to tantivy's list of the files it manages, so that
 /// its garbage collection removes them once no segment uses them. Indexes installed from
 /// snapshots made before checkpoints carried that list hold files tantivy never deletes.
@@ -233,6 +306,103 @@ mod gc_tests {
             source: Source::default(),
             id_from_publisher: false,
         }
+    }
+
+    fn total(index: &TenantIndex) -> u64 {
+        index
+            .search(&crate::SearchRequest {
+                query: "*".into(),
+                limit: 1,
+                ..Default::default()
+            })
+            .unwrap()
+            .total
+    }
+
+    /// What a follower does: pull the files it lacks into `incoming`, then adopt.
+    fn copy_over(leader: &Path, follower: &Path, work: &Path) -> (Option<u64>, usize) {
+        let _ = std::fs::remove_dir_all(work);
+        let files = checkpoint_index(leader, &work.join("checkpoint")).unwrap();
+        let missing = missing_files(follower, &files);
+        let incoming = work.join("incoming");
+        std::fs::create_dir_all(&incoming).unwrap();
+        for f in &missing {
+            std::fs::copy(
+                work.join("checkpoint").join(&f.name),
+                incoming.join(&f.name),
+            )
+            .unwrap();
+        }
+        (
+            adopt_checkpoint(follower, &incoming, &files).unwrap(),
+            missing.len(),
+        )
+    }
+
+    #[test]
+    fn a_follower_copies_only_new_files_and_never_goes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (leader_dir, follower_dir) = (dir.path().join("leader"), dir.path().join("follower"));
+        let leader = TenantIndex::open_or_create(&leader_dir, "acme").unwrap();
+        let follower = TenantIndex::open_or_create(&follower_dir, "acme").unwrap();
+        let mut writer = leader.writer(15_000_000, 1).unwrap();
+        writer.add_entry(1, &[event(1), event(2)]).unwrap();
+        writer.commit().unwrap();
+        let old = checkpoint_index(&leader_dir, &dir.path().join("old")).unwrap();
+
+        let (adopted, copied) = copy_over(&leader_dir, &follower_dir, &dir.path().join("w1"));
+        assert_eq!(adopted, Some(1));
+        assert_eq!(copied, old.len(), "everything the first time");
+        assert_eq!(follower.reload().unwrap(), 1);
+        assert_eq!(total(&follower), 2);
+
+        writer.add_entry(2, &[event(3)]).unwrap();
+        writer.commit().unwrap();
+        let (adopted, copied) = copy_over(&leader_dir, &follower_dir, &dir.path().join("w2"));
+        assert_eq!(adopted, Some(2));
+        // The new segment's files, meta.json and the file list; not the first segment again.
+        let per_segment = old.len() - 2;
+        assert_eq!(copied, per_segment + 2);
+        assert_eq!(follower.reload().unwrap(), 2);
+        assert_eq!(total(&follower), 3);
+        assert_eq!(follower.searchable_up_to(), 2);
+
+        // An older commit (a leader that is behind) is not adopted.
+        let incoming = dir.path().join("old-incoming");
+        std::fs::create_dir_all(&incoming).unwrap();
+        std::fs::copy(dir.path().join("old").join(META), incoming.join(META)).unwrap();
+        assert_eq!(
+            adopt_checkpoint(&follower_dir, &incoming, &old).unwrap(),
+            None
+        );
+        assert_eq!(follower.reload().unwrap(), 2);
+
+        // The leader merges: the follower takes the merged segment and drops the old ones.
+        let mut raw: tantivy::IndexWriter<tantivy::TantivyDocument> = {
+            drop(writer);
+            leader
+                .index()
+                .writer_with_num_threads(1, 15_000_000)
+                .unwrap()
+        };
+        let ids = leader.index().searchable_segment_ids().unwrap();
+        raw.merge(&ids).wait().unwrap();
+        drop(raw);
+        let mut writer = leader.writer(15_000_000, 1).unwrap();
+        writer.add_entry(3, &[event(4)]).unwrap();
+        writer.commit().unwrap();
+        copy_over(&leader_dir, &follower_dir, &dir.path().join("w3"));
+        assert_eq!(follower.reload().unwrap(), 3);
+        assert_eq!(total(&follower), 4);
+        let segment_files = std::fs::read_dir(&follower_dir)
+            .unwrap()
+            .filter(|e| is_segment_file(&e.as_ref().unwrap().file_name().to_string_lossy()))
+            .count();
+        assert_eq!(
+            segment_files,
+            2 * per_segment,
+            "the merged segment and the newest"
+        );
     }
 
     #[test]

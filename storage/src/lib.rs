@@ -27,7 +27,9 @@ mod search;
 mod tenant_index;
 pub mod tokens;
 
-pub use checkpoint::{checkpoint_index, CheckpointFile};
+pub use checkpoint::{
+    adopt_checkpoint, checkpoint_index, commit_payload, missing_files, CheckpointFile,
+};
 pub use command::{
     AddAdminToken, AddMember, AppendEvents, Command, CommandKind, CompactLog, CreateTenant,
     RemoveMember, RotateToken,

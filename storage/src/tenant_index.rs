@@ -51,6 +51,15 @@ impl TenantIndex {
         Ok(opened)
     }
 
+    /// Makes a commit written into the directory by someone else (a copy of the leader's
+    /// index) visible to searches. Returns its Raft index.
+    pub fn reload(&self) -> Result<u64> {
+        self.reader.reload()?;
+        let committed = self.committed_raft_index()?;
+        self.searchable.fetch_max(committed, Ordering::SeqCst);
+        Ok(committed)
+    }
+
     /// The Raft index up to which every event of this tenant that this index holds is visible
     /// to searches.
     pub fn searchable_up_to(&self) -> u64 {
