@@ -1,5 +1,6 @@
 //! The Raft group's state machine: applies metadata, routes event batches to the actors.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use meniscus_consensus::StateMachine;
@@ -18,6 +19,9 @@ pub struct Applier {
     snapshots: Option<Arc<SnapshotStore>>,
     /// This node's id and transport, to reach members added at run time.
     peers: Option<(u64, Arc<Transport>)>,
+    /// Whether events go to this node's indexers; a follower that copies the leader's
+    /// indexes only records them (see `mirror`).
+    dispatch: Arc<AtomicBool>,
 }
 
 impl Applier {
@@ -33,7 +37,14 @@ impl Applier {
             progress,
             snapshots: None,
             peers: None,
+            dispatch: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    /// Whether events go to the indexers is read from `dispatch` from now on.
+    pub fn with_dispatch(mut self, dispatch: Arc<AtomicBool>) -> Self {
+        self.dispatch = dispatch;
+        self
     }
 
     /// Connects to members as they are added (node `id`'s view, through `transport`).
@@ -65,6 +76,12 @@ impl StateMachine for Applier {
             _ => false,
         };
         match command.kind {
+            Some(CommandKind::AppendEvents(append))
+                if dispatch && !self.dispatch.load(Ordering::SeqCst) =>
+            {
+                // Copied from the leader later; the log keeps it above the index's commit.
+                self.progress.record(&append.tenant, index);
+            }
             Some(CommandKind::AppendEvents(append)) if dispatch => {
                 self.progress.record(&append.tenant, index);
                 let message = NodeMsg::Entry {

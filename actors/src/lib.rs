@@ -18,6 +18,7 @@ mod context;
 mod error;
 mod indexer;
 mod membership;
+mod mirror;
 mod node;
 mod node_supervisor;
 pub mod placement;

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use raft::Storage;
 use time::OffsetDateTime;
 
 use crate::membership;
+use crate::mirror::Mirror;
 use crate::tenant_supervisor::TenantStatus;
 use crate::{
     Applier, DispatchProgress, Error, IndexerSettings, NodeContext, NodeMsg, NodeSupervisor,
@@ -42,6 +44,9 @@ pub struct NodeOptions {
     /// Raft log entries kept for a member that stopped answering; past this, the log is
     /// compacted anyway and that member gets a snapshot when it returns.
     pub max_raft_log_entries: u64,
+    /// In a cluster: followers copy the leader's tenant indexes after each of its commits
+    /// instead of indexing every event themselves (see `mirror`).
+    pub copy_follower_indexes: bool,
 }
 
 /// A static cluster: every voter's id and Raft address, known at bootstrap.
@@ -69,6 +74,7 @@ impl NodeOptions {
             compact_interval: Duration::from_secs(30),
             cluster: None,
             max_raft_log_entries: 20_000,
+            copy_follower_indexes: false,
         }
     }
 }
@@ -83,6 +89,7 @@ pub struct Node {
     max_backlog: u64,
     compactor: tokio::task::JoinHandle<()>,
     reconciler: Option<tokio::task::JoinHandle<()>>,
+    mirror: Option<tokio::task::JoinHandle<()>>,
     db: sled::Db,
     transport: Option<Arc<Transport>>,
     raft_addr: Option<SocketAddr>,
@@ -252,15 +259,21 @@ impl Node {
         let (supervisor, _) = Actor::spawn(None, NodeSupervisor, ctx.clone())
             .await
             .map_err(|e| Error::Actor(e.to_string()))?;
+        let copying = options.cluster.is_some() && options.copy_follower_indexes;
         // Indexes that are behind the log catch up now rather than on their next event; until
-        // they have, the log above their commit point must stay (see `compact_log`).
+        // they have, the log above their commit point must stay (see `compact_log`). A node
+        // that copies indexes does so only once it leads.
         for tenant in metadata.tenants()? {
             if ctx.indexes.get(&tenant.name)?.committed_raft_index()? < commit {
                 ctx.progress.record(&tenant.name, commit);
-                let _ = supervisor.cast(NodeMsg::Start(tenant.name));
+                if !copying {
+                    let _ = supervisor.cast(NodeMsg::Start(tenant.name));
+                }
             }
         }
-        let mut applier = Applier::new(metadata.clone(), supervisor.clone(), progress);
+        let dispatch = Arc::new(AtomicBool::new(!copying));
+        let mut applier = Applier::new(metadata.clone(), supervisor.clone(), progress)
+            .with_dispatch(dispatch.clone());
         let applied = metadata.applied_index()?;
         let mut raft_config = RaftConfig::single(options.node_id);
         let mut transport = None;
@@ -329,7 +342,27 @@ impl Node {
         let log_group = log.group();
         let (raft, raft_thread) =
             RaftNode::start(raft_config, log, applied, applier, transport.clone())?;
+        let mut mirror_task = None;
         if let Some((mut inbound, snapshots)) = inbound {
+            let mirror = match (&transport, copying) {
+                (Some(transport), true) => {
+                    let mirror = Mirror::new(
+                        options.node_id,
+                        ctx.clone(),
+                        metadata.clone(),
+                        raft.clone(),
+                        supervisor.clone(),
+                        transport.clone(),
+                        snapshots.clone(),
+                        dispatch.clone(),
+                        options.data_dir.join("mirror-incoming"),
+                    );
+                    let every = options.indexer.commit_interval;
+                    mirror_task = Some(tokio::spawn(mirror.clone().run(every)));
+                    Some(mirror)
+                }
+                _ => None,
+            };
             let router = Router::new();
             router.add(log_group, raft.clone());
             tokio::spawn(async move {
@@ -340,6 +373,17 @@ impl Node {
                             tokio::spawn(async move { snapshots.serve(from, pull).await });
                         }
                         Some(Inbound::SnapshotPiece(piece)) => snapshots.on_piece(piece),
+                        Some(Inbound::MirrorRequest { from, request }) => {
+                            if let Some(mirror) = &mirror {
+                                let mirror = mirror.clone();
+                                tokio::spawn(async move { mirror.serve(from, request).await });
+                            }
+                        }
+                        Some(Inbound::MirrorOffer(offer)) => {
+                            if let Some(mirror) = &mirror {
+                                mirror.on_offer(offer);
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -387,6 +431,7 @@ impl Node {
         });
         Ok(Node {
             reconciler,
+            mirror: mirror_task,
             compactor,
             metadata,
             raft,
@@ -771,6 +816,9 @@ impl Node {
         self.compactor.abort();
         if let Some(reconciler) = &self.reconciler {
             reconciler.abort();
+        }
+        if let Some(mirror) = &self.mirror {
+            mirror.abort();
         }
         self.raft.shutdown();
         if let Some(transport) = &self.transport {

@@ -9,7 +9,7 @@
 //! The Raft message carries only a [`Manifest`]; the member pulls the files in pieces over the
 //! node-to-node transport, then swaps them in while its tenant actors are stopped.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,30 +32,36 @@ const PULL_TIMEOUT: Duration = Duration::from_secs(15);
 const PULL_ATTEMPTS: usize = 4;
 /// Snapshots a leader keeps on disk (older ones are removed when a new one is built).
 const KEEP: usize = 2;
+/// Set in the id of a checkpoint built for a follower that copies indexes (see `mirror`),
+/// which lives under `mirror/` rather than beside the Raft snapshots.
+pub(crate) const MIRROR_BIT: u64 = 1 << 63;
+/// How long such a checkpoint stays for its follower to pull from.
+const MIRROR_KEEP: Duration = Duration::from_secs(60);
 
 /// What a snapshot's Raft message carries.
 #[derive(Clone, PartialEq, prost::Message)]
-struct Manifest {
+pub(crate) struct Manifest {
     /// The node that built it, which serves its files.
     #[prost(uint64, tag = "1")]
-    node: u64,
-    /// Its Raft index (and directory name on the builder).
+    pub(crate) node: u64,
+    /// Its Raft index (and directory name on the builder); for a follower's copy, an id
+    /// with [`MIRROR_BIT`] set.
     #[prost(uint64, tag = "2")]
-    index: u64,
-    /// `Metadata::dump`.
+    pub(crate) index: u64,
+    /// `Metadata::dump` (empty for a follower's copy).
     #[prost(bytes = "vec", tag = "3")]
-    metadata: Vec<u8>,
+    pub(crate) metadata: Vec<u8>,
     /// Every index file, as `tenant/file`.
     #[prost(message, repeated, tag = "4")]
-    files: Vec<ManifestFile>,
+    pub(crate) files: Vec<ManifestFile>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-struct ManifestFile {
+pub(crate) struct ManifestFile {
     #[prost(string, tag = "1")]
-    path: String,
+    pub(crate) path: String,
     #[prost(uint64, tag = "2")]
-    size: u64,
+    pub(crate) size: u64,
 }
 
 /// Builds, serves and installs snapshots for one node.
@@ -69,6 +75,9 @@ pub struct SnapshotStore {
     runtime: tokio::runtime::Handle,
     pulls: Mutex<HashMap<u64, oneshot::Sender<SnapshotPiece>>>,
     next_pull: AtomicU64,
+    next_mirror: AtomicU64,
+    /// Held while index files are swapped, by a snapshot install or a follower's copy.
+    pub(crate) swapping: tokio::sync::Mutex<()>,
 }
 
 impl SnapshotStore {
@@ -83,6 +92,8 @@ impl SnapshotStore {
         transport: Arc<Transport>,
     ) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(&dir)?;
+        // Copies built for followers by an earlier run: their ids start again from 0.
+        let _ = std::fs::remove_dir_all(dir.join("mirror"));
         Ok(Arc::new(SnapshotStore {
             node_id,
             dir,
@@ -93,6 +104,8 @@ impl SnapshotStore {
             runtime: tokio::runtime::Handle::current(),
             pulls: Mutex::new(HashMap::new()),
             next_pull: AtomicU64::new(0),
+            next_mirror: AtomicU64::new(0),
+            swapping: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -157,6 +170,69 @@ impl SnapshotStore {
         }
     }
 
+    /// Builds a checkpoint of every tenant index whose last commit is above what `held` says
+    /// a follower has; returns its manifest. Blocking (hard links, directory reads).
+    pub(crate) fn build_mirror(&self, held: &BTreeMap<String, u64>) -> Result<Vec<u8>, String> {
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        let id = MIRROR_BIT | self.next_mirror.fetch_add(1, Ordering::Relaxed);
+        let dir = self.snapshot_dir(id);
+        let mut files = Vec::new();
+        for tenant in self.metadata.tenants().map_err(|e| err(&e))? {
+            let index_dir = self.ctx.indexes.root().join(&tenant.name);
+            if !index_dir.join("meta.json").exists() {
+                continue;
+            }
+            let committed = self
+                .ctx
+                .indexes
+                .get(&tenant.name)
+                .and_then(|index| index.committed_raft_index())
+                .map_err(|e| err(&e))?;
+            if committed <= held.get(&tenant.name).copied().unwrap_or(0) {
+                continue;
+            }
+            let copied =
+                checkpoint_index(&index_dir, &dir.join(&tenant.name)).map_err(|e| err(&e))?;
+            files.extend(copied.into_iter().map(|f| ManifestFile {
+                path: format!("{}/{}", tenant.name, f.name),
+                size: f.size,
+            }));
+        }
+        self.remove_old_mirrors();
+        Ok(Manifest {
+            node: self.node_id,
+            index: id,
+            metadata: Vec::new(),
+            files,
+        }
+        .encode_to_vec())
+    }
+
+    fn remove_old_mirrors(&self) {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("mirror")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > MIRROR_KEEP);
+            if old {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+
+    fn snapshot_dir(&self, id: u64) -> PathBuf {
+        if id & MIRROR_BIT != 0 {
+            self.dir.join("mirror").join((id & !MIRROR_BIT).to_string())
+        } else {
+            self.dir.join(id.to_string())
+        }
+    }
+
     /// Answers a member's pull for a piece of a snapshot file.
     pub async fn serve(&self, from: u64, pull: SnapshotPull) {
         let piece = match self.read_piece(&pull).await {
@@ -208,7 +284,7 @@ impl SnapshotStore {
         if !plain {
             return Err(format!("bad snapshot path {path:?}"));
         }
-        Ok(self.dir.join(snapshot.to_string()).join(tenant).join(file))
+        Ok(self.snapshot_dir(snapshot).join(tenant).join(file))
     }
 
     /// A piece arrived for one of our pulls.
@@ -244,7 +320,8 @@ impl SnapshotStore {
                 let _ = std::fs::remove_dir_all(&incoming);
             })?;
 
-        // No indexer may write while the files change under it.
+        // No indexer may write, and no follower's copy land, while the files change.
+        let _swapping = self.runtime.block_on(self.swapping.lock());
         self.runtime
             .block_on(
                 self.supervisor
@@ -267,7 +344,18 @@ impl SnapshotStore {
     }
 
     async fn fetch_all(&self, manifest: &Manifest, into: &Path) -> Result<(), String> {
-        for file in &manifest.files {
+        self.fetch_files(manifest, &manifest.files, into).await
+    }
+
+    /// Pulls `files` (some of `manifest`'s) from the node that built it into `into`, each at
+    /// its `tenant/file` path.
+    pub(crate) async fn fetch_files(
+        &self,
+        manifest: &Manifest,
+        files: &[ManifestFile],
+        into: &Path,
+    ) -> Result<(), String> {
+        for file in files {
             // The same check the server makes: `tenant/file`, nothing that leaves the directory.
             self.file_path(manifest.index, &file.path)?;
             let target = into.join(&file.path);

@@ -25,6 +25,8 @@ pub struct ClusterSpec {
     pub binary: std::path::PathBuf,
     /// `--commit-interval-ms` of every node.
     pub commit_interval_ms: u64,
+    /// `--follower-indexes` of every node.
+    pub follower_indexes: String,
     /// Whether node-to-node traffic goes through a fault-injecting proxy per directed link
     /// (see [`Network`]); without, nodes dial each other directly.
     pub proxies: bool,
@@ -37,6 +39,7 @@ impl ClusterSpec {
             nodes,
             binary,
             commit_interval_ms: 100,
+            follower_indexes: "index".into(),
             proxies: false,
         }
     }
@@ -102,6 +105,7 @@ impl Cluster {
             binary: spec.binary.clone(),
             admin_token: format!("mns_{}", "a1".repeat(32)),
             commit_interval_ms: spec.commit_interval_ms,
+            follower_indexes: spec.follower_indexes.clone(),
         };
         Ok(Cluster {
             nodes,

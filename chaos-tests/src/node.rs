@@ -22,6 +22,8 @@ pub struct NodeSettings {
     pub admin_token: String,
     /// `--commit-interval-ms`.
     pub commit_interval_ms: u64,
+    /// `--follower-indexes` (`index` or `copy`).
+    pub follower_indexes: String,
 }
 
 /// A node process that may be running, killed, or paused.
@@ -152,6 +154,7 @@ impl NodeProcess {
                 "--commit-interval-ms",
                 &settings.commit_interval_ms.to_string(),
             ])
+            .args(["--follower-indexes", &settings.follower_indexes])
             .arg("--data-dir")
             .arg(self.data_dir())
             .env("MENISCUS_ADMIN_TOKEN", &settings.admin_token)

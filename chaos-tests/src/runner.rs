@@ -50,6 +50,8 @@ pub struct ChaosConfig {
     pub batch: usize,
     /// `--commit-interval-ms` of every node.
     pub commit_interval_ms: u64,
+    /// `--follower-indexes` of every node.
+    pub follower_indexes: String,
     /// How long replicas may take to hold every acknowledged event after the faults healed.
     pub converge_timeout: Duration,
 }
@@ -70,6 +72,7 @@ impl ChaosConfig {
             relp_publishers: 1,
             batch: 20,
             commit_interval_ms: 100,
+            follower_indexes: "index".into(),
             converge_timeout: Duration::from_secs(120),
         }
     }
@@ -175,6 +178,7 @@ pub fn run(config: &ChaosConfig) -> Result<ChaosReport> {
         nodes: config.nodes,
         binary: config.binary.clone(),
         commit_interval_ms: config.commit_interval_ms,
+        follower_indexes: config.follower_indexes.clone(),
         proxies: true,
     };
     let mut cluster = match &config.dir {

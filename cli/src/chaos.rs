@@ -39,6 +39,10 @@ pub struct ChaosArgs {
     /// keys and resends what was not acknowledged, as rsyslog's omrelp does; 0 for none).
     #[arg(long, default_value_t = 1)]
     relp_publishers: usize,
+    /// `--follower-indexes` of every node: `index` (every replica indexes) or `copy`
+    /// (followers copy the leader's index files).
+    #[arg(long, value_enum, default_value_t = crate::FollowerIndexes::Index)]
+    follower_indexes: crate::FollowerIndexes,
 }
 
 /// Runs the schedule; prints the one-line summary; fails on any loss, duplicate or leak.
@@ -51,6 +55,11 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     config.tenants = args.tenants.max(1);
     config.publishers = args.publishers.max(1);
     config.relp_publishers = args.relp_publishers;
+    config.follower_indexes = match args.follower_indexes {
+        crate::FollowerIndexes::Index => "index",
+        crate::FollowerIndexes::Copy => "copy",
+    }
+    .into();
     // The harness drives nodes with blocking HTTP calls and threads: keep it off the runtime.
     let report = tokio::task::spawn_blocking(move || chaos_tests::run(&config)).await??;
     eprintln!("longest window without an acknowledgement, per fault:");

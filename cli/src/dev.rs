@@ -25,6 +25,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     options.indexer.commit_interval = Duration::from_millis(args.commit_interval_ms.max(10));
     options.compact_interval = Duration::from_secs(args.cluster.compact_interval_secs.max(1));
     options.max_raft_log_entries = args.cluster.max_raft_log_entries;
+    options.copy_follower_indexes = args.cluster.follower_indexes == crate::FollowerIndexes::Copy;
     if let Some(members) = &args.cluster.initial_cluster {
         let id = args.cluster.node_id;
         let own = members

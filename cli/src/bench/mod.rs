@@ -109,6 +109,9 @@ pub struct BenchArgs {
     /// the single node's.
     #[arg(long, default_value_t = 1)]
     nodes: usize,
+    /// With --nodes: how the followers keep their indexes (see `meniscus start --help`).
+    #[arg(long, value_enum, default_value_t = crate::FollowerIndexes::Index)]
+    follower_indexes: crate::FollowerIndexes,
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     json: bool,
@@ -188,7 +191,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let data = tempfile::Builder::new()
             .prefix("meniscus-bench-")
             .tempdir_in(&parent)?;
-        let node = BenchNode::start(data.path(), &settings, nodes).await?;
+        let copy = args.follower_indexes == crate::FollowerIndexes::Copy;
+        let node = BenchNode::start(data.path(), &settings, nodes, copy).await?;
         let outcome = async {
             let token = node
                 .node

@@ -28,6 +28,7 @@ impl BenchNode {
         data_dir: &Path,
         settings: &IndexerSettings,
         nodes: usize,
+        copy_follower_indexes: bool,
     ) -> anyhow::Result<BenchNode> {
         let mut started = Vec::new();
         if nodes <= 1 {
@@ -44,6 +45,7 @@ impl BenchNode {
                 let mut options = NodeOptions::new(data_dir.join(format!("node-{id}")));
                 options.node_id = *id;
                 options.indexer = settings.clone();
+                options.copy_follower_indexes = copy_follower_indexes;
                 options.cluster = Some(ClusterOptions {
                     raft_addr: *addr,
                     members: members.clone(),
