@@ -47,6 +47,7 @@ pub struct Mirror {
     work: PathBuf,
     offers: Mutex<HashMap<u64, oneshot::Sender<MirrorOffer>>>,
     next_request: AtomicU64,
+    adopted: AtomicU64,
 }
 
 impl Mirror {
@@ -77,6 +78,7 @@ impl Mirror {
             work,
             offers: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(0),
+            adopted: AtomicU64::new(0),
         })
     }
 
@@ -199,12 +201,14 @@ impl Mirror {
             return Ok(()); // became leader meanwhile: its indexers own the index now
         }
         let (incoming, dir, files) = (self.work.join(tenant), index_dir, files.to_vec());
-        let adopted = tokio::task::spawn_blocking(move || adopt_checkpoint(&dir, &incoming, &files))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let adopted =
+            tokio::task::spawn_blocking(move || adopt_checkpoint(&dir, &incoming, &files))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
         if let Some(raft_index) = adopted {
             index.reload().map_err(|e| e.to_string())?;
+            self.adopted.fetch_add(1, Ordering::Relaxed);
             self.ctx.index_committed.notify_waiters();
             tracing::debug!(tenant, raft_index, "copied the leader's index");
         }
@@ -224,13 +228,23 @@ impl Mirror {
         };
         self.transport.send_envelope(leader, envelope);
         let answer = tokio::time::timeout(OFFER_TIMEOUT, receiver).await;
-        self.offers.lock().expect("offers lock poisoned").remove(&id);
+        self.offers
+            .lock()
+            .expect("offers lock poisoned")
+            .remove(&id);
         match answer {
             Ok(Ok(offer)) if offer.error.is_empty() => Ok(offer),
             Ok(Ok(offer)) => Err(offer.error),
             Ok(Err(_)) => Err("the request was dropped".into()),
-            Err(_) => Err(format!("no offer from node {leader} within {OFFER_TIMEOUT:?}")),
+            Err(_) => Err(format!(
+                "no offer from node {leader} within {OFFER_TIMEOUT:?}"
+            )),
         }
+    }
+
+    /// How many index commits this node has copied from leaders.
+    pub(crate) fn adopted(&self) -> u64 {
+        self.adopted.load(Ordering::Relaxed)
     }
 
     /// An offer arrived for one of our requests.

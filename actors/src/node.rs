@@ -90,6 +90,8 @@ pub struct Node {
     compactor: tokio::task::JoinHandle<()>,
     reconciler: Option<tokio::task::JoinHandle<()>>,
     mirror: Option<tokio::task::JoinHandle<()>>,
+    copier: Option<Arc<Mirror>>,
+    dispatch: Arc<AtomicBool>,
     db: sled::Db,
     transport: Option<Arc<Transport>>,
     raft_addr: Option<SocketAddr>,
@@ -112,6 +114,20 @@ pub struct ClusterStatus {
     pub log_first_index: u64,
     /// Every tenant, in name order.
     pub tenants: Vec<String>,
+    /// How this node keeps its tenant indexes.
+    pub indexes: IndexesStatus,
+}
+
+/// How a node keeps its tenant indexes (see `--follower-indexes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexesStatus {
+    /// Whether followers copy the leader's indexes (rather than index every event).
+    pub copy_follower_indexes: bool,
+    /// Whether this node's indexers index applied events now (the leader, or every node
+    /// when followers index).
+    pub indexing_here: bool,
+    /// Index commits this node copied from leaders since it started.
+    pub copies_adopted: u64,
 }
 
 /// Drops the Raft log below what every tenant index has committed, so disk use stays bounded.
@@ -343,6 +359,7 @@ impl Node {
         let (raft, raft_thread) =
             RaftNode::start(raft_config, log, applied, applier, transport.clone())?;
         let mut mirror_task = None;
+        let mut copier = None;
         if let Some((mut inbound, snapshots)) = inbound {
             let mirror = match (&transport, copying) {
                 (Some(transport), true) => {
@@ -359,6 +376,7 @@ impl Node {
                     );
                     let every = options.indexer.commit_interval;
                     mirror_task = Some(tokio::spawn(mirror.clone().run(every)));
+                    copier = Some(mirror.clone());
                     Some(mirror)
                 }
                 _ => None,
@@ -432,6 +450,8 @@ impl Node {
         Ok(Node {
             reconciler,
             mirror: mirror_task,
+            copier,
+            dispatch,
             compactor,
             metadata,
             raft,
@@ -654,6 +674,15 @@ impl Node {
         self.raft.status()
     }
 
+    /// How this node keeps its tenant indexes, now.
+    pub fn indexes_status(&self) -> IndexesStatus {
+        IndexesStatus {
+            copy_follower_indexes: self.copier.is_some(),
+            indexing_here: self.dispatch.load(std::sync::atomic::Ordering::SeqCst),
+            copies_adopted: self.copier.as_ref().map_or(0, |m| m.adopted()),
+        }
+    }
+
     /// Membership, leadership and replication progress, as this node sees them.
     pub fn cluster_status(&self) -> Result<ClusterStatus> {
         Ok(ClusterStatus {
@@ -667,6 +696,7 @@ impl Node {
             raft: self.raft.status(),
             log_first_index: self.log_first_index(),
             tenants: self.tenant_names()?,
+            indexes: self.indexes_status(),
         })
     }
 

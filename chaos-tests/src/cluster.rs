@@ -33,13 +33,14 @@ pub struct ClusterSpec {
 }
 
 impl ClusterSpec {
-    /// `nodes` nodes of `binary`, 100 ms index commits, without proxies.
+    /// `nodes` nodes of `binary`, 100 ms index commits, followers copying the leader's
+    /// indexes, without proxies.
     pub fn new(nodes: usize, binary: std::path::PathBuf) -> ClusterSpec {
         ClusterSpec {
             nodes,
             binary,
             commit_interval_ms: 100,
-            follower_indexes: "index".into(),
+            follower_indexes: "copy".into(),
             proxies: false,
         }
     }

@@ -72,7 +72,7 @@ impl ChaosConfig {
             relp_publishers: 1,
             batch: 20,
             commit_interval_ms: 100,
-            follower_indexes: "index".into(),
+            follower_indexes: "copy".into(),
             converge_timeout: Duration::from_secs(120),
         }
     }

@@ -29,12 +29,7 @@ fn relp_answer(cluster: &Cluster, id: u64, tenant: &str, token: &str) -> (u16, S
 
 #[test]
 fn tenant_and_token_changes_take_effect_everywhere_once_acknowledged() {
-    let spec = ClusterSpec {
-        nodes: 3,
-        binary: find_binary().unwrap(),
-        commit_interval_ms: 100,
-        proxies: false,
-    };
+    let spec = ClusterSpec::new(3, find_binary().unwrap());
     let cluster = Cluster::start(&spec).unwrap();
     cluster.wait_leader(Duration::from_secs(10)).unwrap();
     let ids: Vec<u64> = (1..=3).collect();

@@ -41,7 +41,7 @@ pub struct ChaosArgs {
     relp_publishers: usize,
     /// `--follower-indexes` of every node: `index` (every replica indexes) or `copy`
     /// (followers copy the leader's index files).
-    #[arg(long, value_enum, default_value_t = crate::FollowerIndexes::Index)]
+    #[arg(long, value_enum, default_value_t = crate::FollowerIndexes::Copy)]
     follower_indexes: crate::FollowerIndexes,
 }
 

@@ -159,11 +159,11 @@ struct ClusterArgs {
     /// Seconds between Raft log compactions.
     #[arg(long, default_value_t = 30)]
     compact_interval_secs: u64,
-    /// How a follower keeps its tenant indexes: `index` every event itself, or `copy` the
-    /// leader's index files after each of the leader's commits (one replica's worth of indexing
-    /// CPU for the whole cluster; a follower's `read=local` searches lag the leader's by about
-    /// one commit interval). A node that becomes leader indexes from its Raft log either way.
-    #[arg(long, value_enum, default_value_t = FollowerIndexes::Index)]
+    /// How a follower keeps its tenant indexes: `copy` the leader's index files after each of
+    /// the leader's commits (one replica's worth of indexing CPU for the whole cluster; a
+    /// follower's `read=local` searches lag the leader's by about one commit interval), or
+    /// `index` every event itself. A node that becomes leader indexes from its Raft log.
+    #[arg(long, value_enum, default_value_t = FollowerIndexes::Copy)]
     follower_indexes: FollowerIndexes,
 }
 

@@ -1,6 +1,8 @@
 //! Three real `meniscus start` processes: writes to a follower are forwarded to the leader,
 //! every node answers `read=local` searches with every event, and a search with `min_index`
-//! reads its writes on any node.
+//! reads its writes on any node — whether followers index every event or copy the leader's
+//! indexes. With copies, a new leader indexes what it had not copied, and a killed node
+//! catches up.
 
 mod common;
 
@@ -12,6 +14,15 @@ use serde_json::{json, Value};
 
 #[test]
 fn a_follower_forwards_writes_and_every_replica_serves_them() {
+    forwarded_writes_are_served_everywhere("index");
+}
+
+#[test]
+fn followers_that_copy_the_leaders_indexes_serve_every_write_too() {
+    forwarded_writes_are_served_everywhere("copy");
+}
+
+fn forwarded_writes_are_served_everywhere(follower_indexes: &str) {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let raft_ports: Vec<u16> = (0..3).map(|_| common::free_addr().port()).collect();
     let cluster = (0..3)
@@ -34,6 +45,8 @@ fn a_follower_forwards_writes_and_every_replica_serves_them() {
                 "127.0.0.1:0",
                 "--commit-interval-ms",
                 "100",
+                "--follower-indexes",
+                follower_indexes,
                 "--data-dir",
             ])
             .arg(dir.path())
@@ -167,4 +180,184 @@ fn a_follower_forwards_writes_and_every_replica_serves_them() {
     assert!(response.headers().contains_key("retry-after"));
     let body: Value = response.json().unwrap();
     assert_eq!(body["error"]["code"], "not_yet_searchable", "{body}");
+}
+
+struct CopyingNode {
+    process: Option<common::KillOnDrop>,
+    base: String,
+}
+
+/// Spawns node `id` of `cluster`, whose followers copy indexes. Its HTTP API listens only
+/// once it has bootstrapped, for which it needs its peers: spawn them all before waiting.
+fn spawn_copying(
+    id: usize,
+    dir: &std::path::Path,
+    cluster: &str,
+    http: &str,
+) -> (common::KillOnDrop, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meniscus"))
+        .args([
+            "start",
+            "--node-id",
+            &id.to_string(),
+            "--initial-cluster",
+            cluster,
+        ])
+        .args(["--http", http, "--commit-interval-ms", "100"])
+        .args(["--follower-indexes", "copy", "--data-dir"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.with_extension("log"))
+                .unwrap(),
+        )
+        .spawn()
+        .unwrap();
+    let reader = BufReader::new(child.stdout.take().unwrap());
+    (common::KillOnDrop(child), reader)
+}
+
+/// Waits for a spawned node's HTTP address.
+fn listening(
+    (process, mut reader): (common::KillOnDrop, BufReader<std::process::ChildStdout>),
+) -> CopyingNode {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "a node exited");
+        if let Some(addr) = line.trim().strip_prefix("meniscus: http listening on ") {
+            // Keep reading its stdout so the node never blocks on a full pipe.
+            std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+            return CopyingNode {
+                process: Some(process),
+                base: format!("http://{addr}"),
+            };
+        }
+    }
+}
+
+#[test]
+fn with_copied_indexes_a_new_leader_indexes_the_rest_and_a_killed_node_catches_up() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let raft_ports: Vec<u16> = (0..3).map(|_| common::free_addr().port()).collect();
+    let http_addrs: Vec<String> = (0..3).map(|_| common::free_addr().to_string()).collect();
+    let cluster = (0..3)
+        .map(|i| format!("{}=127.0.0.1:{}", i + 1, raft_ports[i]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let spawned: Vec<_> = (0..3)
+        .map(|i| spawn_copying(i + 1, dirs[i].path(), &cluster, &http_addrs[i]))
+        .collect();
+    let mut nodes: Vec<CopyingNode> = spawned.into_iter().map(listening).collect();
+    let creds: Value =
+        serde_json::from_slice(&std::fs::read(dirs[0].path().join("credentials.json")).unwrap())
+            .unwrap();
+    let token = creds["tenants"]["default"].as_str().unwrap().to_owned();
+    let admin = creds["admin_token"].as_str().unwrap().to_owned();
+    let http = common::client(Duration::from_secs(30));
+    let leader_among = |nodes: &[CopyingNode], alive: &[usize]| -> usize {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let leaders: Vec<usize> = alive
+                .iter()
+                .copied()
+                .filter(|i| {
+                    http.get(format!("{}/healthz", nodes[*i].base))
+                        .send()
+                        .is_ok_and(|r| r.status() == 200)
+                })
+                .collect();
+            if leaders.len() == 1 {
+                return leaders[0];
+            }
+            assert!(Instant::now() < deadline, "no single leader: {leaders:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let publish = |base: &str, from: usize, count: usize| {
+        for start in (from..from + count).step_by(1000) {
+            let events: Vec<Value> = (start..(start + 1000).min(from + count))
+                // No ids: a retry or a second indexing of the same entry would not replace
+                // an event but add one, and the totals below would show it.
+                .map(|i| json!({"message": format!("copied {i}")}))
+                .collect();
+            let response = http
+                .post(format!("{base}/v1/events"))
+                .bearer_auth(&token)
+                .json(&events)
+                .send()
+                .unwrap();
+            assert_eq!(response.status(), 200, "{}", response.text().unwrap());
+        }
+    };
+    let wait_total = |base: &str, total: u64| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let body: Value = http
+                .get(format!("{base}/v1/search"))
+                .bearer_auth(&token)
+                .query(&[("q", "*"), ("limit", "1"), ("read", "local")])
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            if body["total"] == total {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{base} has {} of {total} events",
+                body["total"]
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let indexes = |base: &str| -> Value {
+        let body: Value = http
+            .get(format!("{base}/v1/cluster"))
+            .bearer_auth(&admin)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        body["indexes"].clone()
+    };
+
+    let leader = leader_among(&nodes, &[0, 1, 2]);
+    let follower = (leader + 1) % 3;
+    publish(&nodes[follower].base, 0, 5_000);
+    for node in &nodes {
+        wait_total(&node.base, 5_000);
+    }
+    // Only the leader indexed; the followers copied.
+    assert_eq!(indexes(&nodes[leader].base)["indexing_here"], true);
+    for i in (0..3).filter(|i| *i != leader) {
+        let status = indexes(&nodes[i].base);
+        assert_eq!(status["follower_indexes"], "copy", "{status}");
+        assert_eq!(status["indexing_here"], false, "{status}");
+        assert!(status["copies_adopted"].as_u64().unwrap() > 0, "{status}");
+    }
+
+    // The leader dies; a follower that only copied takes over, indexes what it had not
+    // copied yet, and goes on with new writes. Nothing is lost or doubled.
+    nodes[leader].process.take();
+    let alive: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let new_leader = leader_among(&nodes, &alive);
+    publish(&nodes[new_leader].base, 5_000, 5_000);
+    for i in &alive {
+        wait_total(&nodes[*i].base, 10_000);
+    }
+    assert_eq!(indexes(&nodes[new_leader].base)["indexing_here"], true);
+
+    // The killed node comes back as a follower and copies its way to every event.
+    nodes[leader] = listening(spawn_copying(
+        leader + 1,
+        dirs[leader].path(),
+        &cluster,
+        &http_addrs[leader],
+    ));
+    wait_total(&nodes[leader].base, 10_000);
 }

@@ -72,6 +72,11 @@ pub(crate) async fn status(
             "replicas": replicas,
         }],
         "shards": { GROUP.to_string(): status.tenants },
+        "indexes": {
+            "follower_indexes": if status.indexes.copy_follower_indexes { "copy" } else { "index" },
+            "indexing_here": status.indexes.indexing_here,
+            "copies_adopted": status.indexes.copies_adopted,
+        },
     })))
 }
 

@@ -16,7 +16,18 @@ use crate::AppState;
 /// counters.
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let raft = state.node.raft_status();
-    let gauges: [(&str, &str, u64); 7] = [
+    let indexes = state.node.indexes_status();
+    let gauges: [(&str, &str, u64); 9] = [
+        (
+            "meniscus_indexing_here",
+            "1 when this node's indexers index applied events (0: it copies the leader's indexes)",
+            indexes.indexing_here as u64,
+        ),
+        (
+            "meniscus_index_copies_adopted",
+            "index commits copied from leaders since this node started",
+            indexes.copies_adopted,
+        ),
         (
             "meniscus_writable",
             "1 when this node takes writes",

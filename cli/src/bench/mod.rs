@@ -110,7 +110,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     nodes: usize,
     /// With --nodes: how the followers keep their indexes (see `meniscus start --help`).
-    #[arg(long, value_enum, default_value_t = crate::FollowerIndexes::Index)]
+    #[arg(long, value_enum, default_value_t = crate::FollowerIndexes::Copy)]
     follower_indexes: crate::FollowerIndexes,
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
