@@ -115,26 +115,7 @@ fn forwarded_writes_are_served_everywhere(follower_indexes: &str) {
     }
 
     for base in &bases {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let body: Value = http
-                .get(format!("{base}/v1/search"))
-                .bearer_auth(&token)
-                .query(&[("q", "*"), ("limit", "1"), ("read", "local")])
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
-            if body["total"] == total {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{base} has {} of {total} events",
-                body["total"]
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_local_total(&http, base, &token, total);
     }
 
     // Read your writes: publish through one node, search another at once with the commit index
@@ -180,6 +161,30 @@ fn forwarded_writes_are_served_everywhere(follower_indexes: &str) {
     assert!(response.headers().contains_key("retry-after"));
     let body: Value = response.json().unwrap();
     assert_eq!(body["error"]["code"], "not_yet_searchable", "{body}");
+}
+
+/// Waits until `base` answers `read=local` searches with `total` events (30 s at most).
+fn wait_local_total(http: &reqwest::blocking::Client, base: &str, token: &str, total: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body: Value = http
+            .get(format!("{base}/v1/search"))
+            .bearer_auth(token)
+            .query(&[("q", "*"), ("limit", "1"), ("read", "local")])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if body["total"] == total {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{base} has {} of {total} events",
+            body["total"]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 struct CopyingNode {
@@ -293,28 +298,7 @@ fn with_copied_indexes_a_new_leader_indexes_the_rest_and_a_killed_node_catches_u
             assert_eq!(response.status(), 200, "{}", response.text().unwrap());
         }
     };
-    let wait_total = |base: &str, total: u64| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let body: Value = http
-                .get(format!("{base}/v1/search"))
-                .bearer_auth(&token)
-                .query(&[("q", "*"), ("limit", "1"), ("read", "local")])
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
-            if body["total"] == total {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{base} has {} of {total} events",
-                body["total"]
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let wait_total = |base: &str, total: u64| wait_local_total(&http, base, &token, total);
     let indexes = |base: &str| -> Value {
         let body: Value = http
             .get(format!("{base}/v1/cluster"))

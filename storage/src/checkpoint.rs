@@ -229,26 +229,29 @@ mod tests {
     use meniscus_event::{Event, Source};
     use time::OffsetDateTime;
 
+    /// Event `i` of tenant `acme`, its id given by the publisher or not.
+    pub(super) fn event(i: usize, id_from_publisher: bool) -> Event {
+        Event {
+            id: format!("e{i}"),
+            tenant: "acme".into(),
+            received_at: OffsetDateTime::now_utc(),
+            timestamp: OffsetDateTime::now_utc(),
+            host: None,
+            app: None,
+            procid: None,
+            msgid: None,
+            facility: None,
+            severity: None,
+            message: format!("checkpointed {i}"),
+            structured_data: Default::default(),
+            fields: Default::default(),
+            source: Source::default(),
+            id_from_publisher,
+        }
+    }
+
     fn events(n: usize) -> Vec<Event> {
-        (0..n)
-            .map(|i| Event {
-                id: format!("e{i}"),
-                tenant: "acme".into(),
-                received_at: OffsetDateTime::now_utc(),
-                timestamp: OffsetDateTime::now_utc(),
-                host: None,
-                app: None,
-                procid: None,
-                msgid: None,
-                facility: None,
-                severity: None,
-                message: format!("checkpointed {i}"),
-                structured_data: Default::default(),
-                fields: Default::default(),
-                source: Source::default(),
-                id_from_publisher: true,
-            })
-            .collect()
+        (0..n).map(|i| event(i, true)).collect()
     }
 
     #[test]
@@ -285,27 +288,10 @@ mod tests {
 mod gc_tests {
     use super::*;
     use crate::TenantIndex;
-    use meniscus_event::{Event, Source};
-    use time::OffsetDateTime;
+    use meniscus_event::Event;
 
     fn event(i: usize) -> Event {
-        Event {
-            id: format!("e{i}"),
-            tenant: "acme".into(),
-            received_at: OffsetDateTime::now_utc(),
-            timestamp: OffsetDateTime::now_utc(),
-            host: None,
-            app: None,
-            procid: None,
-            msgid: None,
-            facility: None,
-            severity: None,
-            message: format!("merged {i}"),
-            structured_data: Default::default(),
-            fields: Default::default(),
-            source: Source::default(),
-            id_from_publisher: false,
-        }
+        super::tests::event(i, false)
     }
 
     fn total(index: &TenantIndex) -> u64 {
@@ -405,10 +391,10 @@ mod gc_tests {
         );
     }
 
-    #[test]
-    fn an_index_installed_without_the_list_hands_its_files_to_tantivy_on_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let index = TenantIndex::open_or_create(&dir.path().join("acme"), "acme").unwrap();
+    /// An index of three one-event commits (three segments) in `dir/acme`, checkpointed to
+    /// `dir/copy`; returns the checkpoint's files.
+    fn three_segments_checkpointed(dir: &Path) -> Vec<CheckpointFile> {
+        let index = TenantIndex::open_or_create(&dir.join("acme"), "acme").unwrap();
         let mut writer = index.writer(15_000_000, 1).unwrap();
         for raft_index in 1..=3 {
             writer
@@ -417,17 +403,29 @@ mod gc_tests {
             writer.commit().unwrap();
         }
         drop(writer);
-        let dest = dir.path().join("copy");
-        let copied = checkpoint_index(&dir.path().join("acme"), &dest).unwrap();
-        // As a snapshot made by an earlier version left it.
-        std::fs::remove_file(dest.join(MANAGED)).unwrap();
+        checkpoint_index(&dir.join("acme"), &dir.join("copy")).unwrap()
+    }
 
-        let copy = TenantIndex::open_or_create(&dest, "acme").unwrap();
+    /// Opens the index at `dir` as a node would, merges all its segments into one and lets
+    /// tantivy collect the files no segment uses.
+    fn merge_all_and_collect(dir: &Path) {
+        let copy = TenantIndex::open_or_create(dir, "acme").unwrap();
         let mut raw: tantivy::IndexWriter<tantivy::TantivyDocument> =
             copy.index().writer_with_num_threads(1, 15_000_000).unwrap();
         let ids = copy.index().searchable_segment_ids().unwrap();
+        assert_eq!(ids.len(), 3);
         raw.merge(&ids).wait().unwrap();
         raw.garbage_collect_files().wait().unwrap();
+    }
+
+    #[test]
+    fn an_index_installed_without_the_list_hands_its_files_to_tantivy_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let copied = three_segments_checkpointed(dir.path());
+        let dest = dir.path().join("copy");
+        // As a snapshot made by an earlier version left it.
+        std::fs::remove_file(dest.join(MANAGED)).unwrap();
+        merge_all_and_collect(&dest);
         assert!(copied
             .iter()
             .filter(|f| f.name != META && f.name != MANAGED)
@@ -441,26 +439,10 @@ mod gc_tests {
     #[test]
     fn a_checkpoints_files_are_removed_once_merged_away() {
         let dir = tempfile::tempdir().unwrap();
-        let index = TenantIndex::open_or_create(&dir.path().join("acme"), "acme").unwrap();
-        let mut writer = index.writer(15_000_000, 1).unwrap();
-        for raft_index in 1..=3 {
-            writer
-                .add_entry(raft_index, &[event(raft_index as usize)])
-                .unwrap();
-            writer.commit().unwrap();
-        }
-        drop(writer);
+        let copied = three_segments_checkpointed(dir.path());
         let dest = dir.path().join("copy");
-        let copied = checkpoint_index(&dir.path().join("acme"), &dest).unwrap();
-
         // The copy, opened as a snapshot's receiver opens it, merges everything into one segment.
-        let copy = TenantIndex::open_or_create(&dest, "acme").unwrap();
-        let mut raw: tantivy::IndexWriter<tantivy::TantivyDocument> =
-            copy.index().writer_with_num_threads(1, 15_000_000).unwrap();
-        let ids = copy.index().searchable_segment_ids().unwrap();
-        assert_eq!(ids.len(), 3);
-        raw.merge(&ids).wait().unwrap();
-        raw.garbage_collect_files().wait().unwrap();
+        merge_all_and_collect(&dest);
 
         let left: Vec<_> = copied
             .iter()
