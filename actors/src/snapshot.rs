@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use meniscus_consensus::transport::{Envelope, SnapshotPiece, SnapshotPull, Transport};
 use meniscus_storage::{checkpoint_index, validate_tenant_name, Metadata};
 use prost::Message as _;
@@ -30,6 +31,9 @@ const PIECE_BYTES: u32 = 1024 * 1024;
 const PULL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Attempts per piece before the install fails.
 const PULL_ATTEMPTS: usize = 4;
+/// Pieces of one file asked for at once: the serving node answers each after a disk read and
+/// its own queue, so one piece at a time leaves the link idle most of the time.
+const PULLS_IN_FLIGHT: usize = 4;
 /// Snapshots a leader keeps on disk (older ones are removed when a new one is built).
 const KEEP: usize = 2;
 /// Set in the id of a checkpoint built for a follower that copies indexes (see `mirror`),
@@ -367,13 +371,21 @@ impl SnapshotStore {
             let mut out = tokio::fs::File::create(&target)
                 .await
                 .map_err(|e| format!("{}: {e}", target.display()))?;
+            let mut pieces =
+                futures_util::stream::iter((0..file.size).step_by(PIECE_BYTES as usize))
+                    .map(|offset| self.pull(manifest, &file.path, offset))
+                    .buffered(PULLS_IN_FLIGHT);
             let mut written = 0u64;
-            while written < file.size {
-                let piece = self.pull(manifest, &file.path, written).await?;
-                if piece.is_empty() {
+            while let Some(piece) = pieces.next().await {
+                let piece = piece?;
+                // Every piece but the last is whole: the files are immutable.
+                let expected = (file.size - written).min(u64::from(PIECE_BYTES));
+                if piece.len() as u64 != expected {
                     return Err(format!(
-                        "{} ended at {written} of {} bytes",
-                        file.path, file.size
+                        "{} gave {} bytes at {written} of {}",
+                        file.path,
+                        piece.len(),
+                        file.size
                     ));
                 }
                 out.write_all(&piece).await.map_err(|e| e.to_string())?;
