@@ -13,6 +13,7 @@
 //! restarts that actor only.
 #![deny(missing_docs)]
 
+mod answers;
 mod applier;
 mod context;
 mod error;

@@ -12,10 +12,10 @@
 //! its indexers again, and indexes that are behind catch up from the log); one that stops
 //! being leader stops its indexers (they commit what they have) and copies from then on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use meniscus_consensus::transport::{Envelope, MirrorOffer, MirrorRequest, Transport};
@@ -23,8 +23,8 @@ use meniscus_consensus::RaftHandle;
 use meniscus_storage::{adopt_checkpoint, missing_files, ApplyOutcome, CheckpointFile, Metadata};
 use prost::Message as _;
 use ractor::ActorRef;
-use tokio::sync::oneshot;
 
+use crate::answers::Answers;
 use crate::snapshot::{Manifest, ManifestFile};
 use crate::{NodeContext, NodeMsg, SnapshotStore};
 
@@ -45,13 +45,14 @@ pub struct Mirror {
     /// Whether this node copies (true) or indexes; changed only with the lock held.
     copying: tokio::sync::Mutex<bool>,
     work: PathBuf,
-    offers: Mutex<HashMap<u64, oneshot::Sender<MirrorOffer>>>,
-    next_request: AtomicU64,
+    offers: Answers<MirrorOffer>,
     adopted: AtomicU64,
 }
 
 impl Mirror {
-    /// A mirror for a node that starts as a follower: not indexing until it leads.
+    /// A mirror for a node that starts as a follower: not indexing until it leads. `dispatch`
+    /// must be false from before the Raft group applies anything, or a follower's indexers
+    /// would run beside its copies.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         node_id: u64,
@@ -64,7 +65,6 @@ impl Mirror {
         dispatch: Arc<AtomicBool>,
         work: PathBuf,
     ) -> Arc<Mirror> {
-        dispatch.store(false, Ordering::SeqCst);
         Arc::new(Mirror {
             node_id,
             ctx,
@@ -76,8 +76,7 @@ impl Mirror {
             dispatch,
             copying: tokio::sync::Mutex::new(true),
             work,
-            offers: Mutex::new(HashMap::new()),
-            next_request: AtomicU64::new(0),
+            offers: Answers::new(),
             adopted: AtomicU64::new(0),
         })
     }
@@ -145,12 +144,13 @@ impl Mirror {
         let mut held = BTreeMap::new();
         let mut behind = false;
         for tenant in self.metadata.tenants().map_err(|e| e.to_string())? {
+            // What the index has committed and made visible: kept in memory, no meta.json read.
             let committed = self
                 .ctx
                 .indexes
                 .get(&tenant.name)
-                .and_then(|i| i.committed_raft_index())
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())?
+                .searchable_up_to();
             behind |= committed < self.ctx.progress.last_entry_of(&tenant.name);
             held.insert(tenant.name, committed);
         }
@@ -216,27 +216,17 @@ impl Mirror {
     }
 
     async fn ask(&self, leader: u64, held: BTreeMap<String, u64>) -> Result<MirrorOffer, String> {
-        let id = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let (sender, receiver) = oneshot::channel();
-        self.offers
-            .lock()
-            .expect("offers lock poisoned")
-            .insert(id, sender);
-        let envelope = Envelope {
-            mirror_request: Some(MirrorRequest { id, held }),
-            ..Default::default()
+        let send = |id| {
+            let envelope = Envelope {
+                mirror_request: Some(MirrorRequest { id, held }),
+                ..Default::default()
+            };
+            self.transport.send_envelope(leader, envelope);
         };
-        self.transport.send_envelope(leader, envelope);
-        let answer = tokio::time::timeout(OFFER_TIMEOUT, receiver).await;
-        self.offers
-            .lock()
-            .expect("offers lock poisoned")
-            .remove(&id);
-        match answer {
-            Ok(Ok(offer)) if offer.error.is_empty() => Ok(offer),
-            Ok(Ok(offer)) => Err(offer.error),
-            Ok(Err(_)) => Err("the request was dropped".into()),
-            Err(_) => Err(format!(
+        match self.offers.ask(send, OFFER_TIMEOUT).await {
+            Some(offer) if offer.error.is_empty() => Ok(offer),
+            Some(offer) => Err(offer.error),
+            None => Err(format!(
                 "no offer from node {leader} within {OFFER_TIMEOUT:?}"
             )),
         }
@@ -249,14 +239,7 @@ impl Mirror {
 
     /// An offer arrived for one of our requests.
     pub(crate) fn on_offer(&self, offer: MirrorOffer) {
-        let waiter = self
-            .offers
-            .lock()
-            .expect("offers lock poisoned")
-            .remove(&offer.id);
-        if let Some(waiter) = waiter {
-            let _ = waiter.send(offer);
-        }
+        self.offers.answer(offer.id, offer);
     }
 
     /// Answers a follower's request with a copy of the indexes that moved past what it holds.

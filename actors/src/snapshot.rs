@@ -9,10 +9,10 @@
 //! The Raft message carries only a [`Manifest`]; the member pulls the files in pieces over the
 //! node-to-node transport, then swaps them in while its tenant actors are stopped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -21,8 +21,8 @@ use meniscus_storage::{checkpoint_index, validate_tenant_name, Metadata};
 use prost::Message as _;
 use ractor::ActorRef;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use tokio::sync::oneshot;
 
+use crate::answers::Answers;
 use crate::{NodeContext, NodeMsg};
 
 /// Bytes asked for in one pull.
@@ -77,8 +77,7 @@ pub struct SnapshotStore {
     supervisor: ActorRef<NodeMsg>,
     transport: Arc<Transport>,
     runtime: tokio::runtime::Handle,
-    pulls: Mutex<HashMap<u64, oneshot::Sender<SnapshotPiece>>>,
-    next_pull: AtomicU64,
+    pulls: Answers<SnapshotPiece>,
     next_mirror: AtomicU64,
     /// Held while index files are swapped, by a snapshot install or a follower's copy.
     pub(crate) swapping: tokio::sync::Mutex<()>,
@@ -106,8 +105,7 @@ impl SnapshotStore {
             supervisor,
             transport,
             runtime: tokio::runtime::Handle::current(),
-            pulls: Mutex::new(HashMap::new()),
-            next_pull: AtomicU64::new(0),
+            pulls: Answers::new(),
             next_mirror: AtomicU64::new(0),
             swapping: tokio::sync::Mutex::new(()),
         }))
@@ -293,14 +291,7 @@ impl SnapshotStore {
 
     /// A piece arrived for one of our pulls.
     pub fn on_piece(&self, piece: SnapshotPiece) {
-        let waiter = self
-            .pulls
-            .lock()
-            .expect("pulls lock poisoned")
-            .remove(&piece.id);
-        if let Some(waiter) = waiter {
-            let _ = waiter.send(piece);
-        }
+        self.pulls.answer(piece.id, piece);
     }
 
     /// Replaces this node's metadata and tenant indexes with the snapshot described by `data`.
@@ -399,35 +390,29 @@ impl SnapshotStore {
     async fn pull(&self, manifest: &Manifest, path: &str, offset: u64) -> Result<Vec<u8>, String> {
         let mut last_error = String::new();
         for _ in 0..PULL_ATTEMPTS {
-            let id = self.next_pull.fetch_add(1, Ordering::Relaxed);
-            let (sender, receiver) = oneshot::channel();
-            self.pulls
-                .lock()
-                .expect("pulls lock poisoned")
-                .insert(id, sender);
-            let envelope = Envelope {
-                snapshot_pull: Some(SnapshotPull {
-                    id,
-                    snapshot: manifest.index,
-                    path: path.to_owned(),
-                    offset,
-                    len: PIECE_BYTES,
-                }),
-                ..Default::default()
+            let send = |id| {
+                let envelope = Envelope {
+                    snapshot_pull: Some(SnapshotPull {
+                        id,
+                        snapshot: manifest.index,
+                        path: path.to_owned(),
+                        offset,
+                        len: PIECE_BYTES,
+                    }),
+                    ..Default::default()
+                };
+                self.transport.send_envelope(manifest.node, envelope);
             };
-            self.transport.send_envelope(manifest.node, envelope);
-            match tokio::time::timeout(PULL_TIMEOUT, receiver).await {
-                Ok(Ok(piece)) if piece.error.is_empty() => return Ok(piece.data),
-                Ok(Ok(piece)) => last_error = piece.error,
-                Ok(Err(_)) => last_error = "the pull was dropped".into(),
-                Err(_) => {
+            match self.pulls.ask(send, PULL_TIMEOUT).await {
+                Some(piece) if piece.error.is_empty() => return Ok(piece.data),
+                Some(piece) => last_error = piece.error,
+                None => {
                     last_error = format!(
                         "no answer from node {} within {PULL_TIMEOUT:?}",
                         manifest.node
                     )
                 }
             }
-            self.pulls.lock().expect("pulls lock poisoned").remove(&id);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         Err(format!("pulling {path} at {offset}: {last_error}"))
