@@ -89,8 +89,9 @@ pub struct Node {
     max_backlog: u64,
     compactor: tokio::task::JoinHandle<()>,
     reconciler: Option<tokio::task::JoinHandle<()>>,
-    mirror: Option<tokio::task::JoinHandle<()>>,
-    copier: Option<Arc<Mirror>>,
+    /// Index copying, when followers copy the leader's indexes; and its task.
+    mirror: Option<Arc<Mirror>>,
+    mirror_task: Option<tokio::task::JoinHandle<()>>,
     dispatch: Arc<AtomicBool>,
     db: sled::Db,
     transport: Option<Arc<Transport>>,
@@ -449,8 +450,8 @@ impl Node {
         });
         Ok(Node {
             reconciler,
-            mirror: mirror_task,
-            copier,
+            mirror: copier,
+            mirror_task,
             dispatch,
             compactor,
             metadata,
@@ -677,9 +678,9 @@ impl Node {
     /// How this node keeps its tenant indexes, now.
     pub fn indexes_status(&self) -> IndexesStatus {
         IndexesStatus {
-            copy_follower_indexes: self.copier.is_some(),
+            copy_follower_indexes: self.mirror.is_some(),
             indexing_here: self.dispatch.load(std::sync::atomic::Ordering::SeqCst),
-            copies_adopted: self.copier.as_ref().map_or(0, |m| m.adopted()),
+            copies_adopted: self.mirror.as_ref().map_or(0, |m| m.adopted()),
         }
     }
 
@@ -847,8 +848,8 @@ impl Node {
         if let Some(reconciler) = &self.reconciler {
             reconciler.abort();
         }
-        if let Some(mirror) = &self.mirror {
-            mirror.abort();
+        if let Some(task) = &self.mirror_task {
+            task.abort();
         }
         self.raft.shutdown();
         if let Some(transport) = &self.transport {

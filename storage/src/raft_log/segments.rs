@@ -244,8 +244,8 @@ impl Segments {
         Ok(floor)
     }
 
-    /// Makes every append durable, then removes files nothing refers to any more. The
-    /// caller makes the state that stopped referring to them durable first.
+    /// Makes every append durable, and the creation of new files. Files that compaction or a
+    /// snapshot emptied stay until [`Segments::remove_doomed`].
     pub(super) fn sync(&mut self) -> Result<(), RaftLogError> {
         if self.dirty {
             if let Some(writer) = &self.writer {
