@@ -94,12 +94,7 @@ fn try_checkpoint(index_dir: &Path, dest: &Path) -> std::io::Result<Vec<Checkpoi
 pub fn commit_payload(meta: &[u8]) -> Result<u64> {
     let meta: serde_json::Value =
         serde_json::from_slice(meta).map_err(|e| Error::Corrupt(format!("meta.json: {e}")))?;
-    match meta["payload"].as_str() {
-        None => Ok(0),
-        Some(p) => p
-            .parse()
-            .map_err(|_| Error::Corrupt(format!("commit payload {p:?} is not a Raft index"))),
-    }
+    crate::tenant_index::raft_index_of_payload(meta["payload"].as_str())
 }
 
 /// Which of a checkpoint's `files` the index at `index_dir` lacks (absent, or another size).

@@ -73,13 +73,7 @@ impl TenantIndex {
 
     /// The last Raft index whose events this index has durably committed (0 when none).
     pub fn committed_raft_index(&self) -> Result<u64> {
-        let metas = self.index.load_metas()?;
-        match metas.payload {
-            None => Ok(0),
-            Some(p) => p.parse().map_err(|_| {
-                Error::Corrupt(format!("index commit payload {p:?} is not a Raft index"))
-            }),
-        }
+        raft_index_of_payload(self.index.load_metas()?.payload.as_deref())
     }
 
     /// A writer. Only one may exist per index at a time (tantivy holds a lock file).
@@ -205,6 +199,16 @@ impl TenantWriter {
             .fetch_max(self.indexed_up_to, Ordering::SeqCst);
         self.pending = false;
         Ok(self.indexed_up_to)
+    }
+}
+
+/// The Raft index a commit payload records (0 for a commit without one).
+pub(crate) fn raft_index_of_payload(payload: Option<&str>) -> Result<u64> {
+    match payload {
+        None => Ok(0),
+        Some(p) => p
+            .parse()
+            .map_err(|_| Error::Corrupt(format!("index commit payload {p:?} is not a Raft index"))),
     }
 }
 
