@@ -208,6 +208,40 @@ fn three_nodes(c: &Cluster) -> (Nodes, String) {
     (nodes, token)
 }
 
+/// Batches of events published to one node on a thread of their own until stopped.
+struct BackgroundWrites {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl BackgroundWrites {
+    /// Publishes `batch` events at a time to `base`, ids from `first` on, pausing `pause`
+    /// after each batch.
+    fn start(base: &str, token: &str, first: usize, batch: usize, pause: Duration) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, base, token) = (stop.clone(), base.to_owned(), token.to_owned());
+        let thread = std::thread::spawn(move || {
+            let c = Cluster {
+                http: common::client(Duration::from_secs(60)),
+            };
+            let mut next = first;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                c.publish(&base, &token, next, batch);
+                next += batch;
+                std::thread::sleep(pause);
+            }
+            next
+        });
+        BackgroundWrites { stop, thread }
+    }
+
+    /// Stops the writes; returns the id after the last one published.
+    fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap() as u64
+    }
+}
+
 #[test]
 fn a_node_joins_by_snapshot_a_node_leaves_and_logs_stay_bounded() {
     let events: usize = std::env::var("MENISCUS_JOIN_EVENTS")
@@ -424,21 +458,8 @@ fn a_node_replaces_a_voter_in_one_joint_change_while_writes_go_on() {
     assert!(body.contains("node 7 is not a voter"), "{body}");
 
     // Writes and a watch on the voters run throughout.
+    let writer = BackgroundWrites::start(&nodes.base[0], &token, 1_000, 100, Duration::ZERO);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (stop, base, token) = (stop.clone(), nodes.base[0].clone(), token.clone());
-        std::thread::spawn(move || {
-            let c = Cluster {
-                http: common::client(Duration::from_secs(60)),
-            };
-            let mut next = 1_000;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                c.publish(&base, &token, next, 100);
-                next += 100;
-            }
-            next
-        })
-    };
     let watcher = {
         let (stop, base) = (stop.clone(), nodes.base[0].clone());
         std::thread::spawn(move || {
@@ -476,8 +497,8 @@ fn a_node_replaces_a_voter_in_one_joint_change_while_writes_go_on() {
         live.iter()
             .all(|i| ids(&c.group(&nodes.base[*i])["voters"]) == [1, 3, 4])
     });
+    let published = writer.stop();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let published = writer.join().unwrap() as u64;
     let fewest = watcher.join().unwrap();
     assert!(fewest >= 3, "the group had {fewest} voters at one point");
     nodes.procs[1] = None;
@@ -512,22 +533,13 @@ fn a_joiner_on_a_slow_link_needs_one_snapshot_while_writes_go_on() {
 
     // Writes go on at about ten entries a second: the log outgrows its bound (50 entries)
     // within the fetch, but not four times over.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (stop, base, token) = (stop.clone(), nodes.base[0].clone(), token.clone());
-        std::thread::spawn(move || {
-            let c = Cluster {
-                http: common::client(Duration::from_secs(60)),
-            };
-            let mut next = 10_000;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                c.publish(&base, &token, next, 10);
-                next += 10;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            next
-        })
-    };
+    let writer = BackgroundWrites::start(
+        &nodes.base[0],
+        &token,
+        10_000,
+        10,
+        Duration::from_millis(100),
+    );
 
     // Everything sent to node 4 goes through a link of 100 KB/s: the snapshot takes seconds.
     let announced = free_addr();
@@ -549,8 +561,7 @@ fn a_joiner_on_a_slow_link_needs_one_snapshot_while_writes_go_on() {
     c.wait_for("node 4 to become a voter", Duration::from_secs(120), || {
         ids(&c.group(&nodes.base[0])["voters"]) == [1, 2, 3, 4]
     });
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let published = writer.join().unwrap() as u64;
+    let published = writer.stop();
     c.wait_total(&nodes.base[3], &token, published, Duration::from_secs(60));
     let log = std::fs::read_to_string(nodes.dirs[3].path().join("node.log")).unwrap();
     let fetched: Vec<&str> = log
