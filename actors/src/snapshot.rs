@@ -1,10 +1,12 @@
 //! Snapshots for members that need entries the Raft log no longer has.
 //!
-//! The leader builds one at its log's truncation point: the metadata records (applied up to
-//! some index at or above the point) and a hard-linked checkpoint of every tenant index's last
-//! commit. Compaction only passes entries every index has committed, so the checkpoints hold
-//! every event up to the point; entries after it are applied next, and both the metadata and
-//! the indexes skip what they already hold.
+//! The leader builds one at the highest index every tenant index has committed everything up
+//! to ([`SnapshotStore::complete_up_to`], at or past the log's truncation point, since
+//! compaction never passes it): the metadata records (applied up to some index at or above
+//! the point) and a hard-linked checkpoint of every tenant index's last commit, which holds
+//! every event up to the point. Entries after it are applied next, and both the metadata and
+//! the indexes skip what they already hold. The Raft log sends it with the configuration of
+//! that index (not the current one: the member applies the changes after it).
 //!
 //! The Raft message carries only a [`Manifest`]; the member pulls the files in pieces over the
 //! node-to-node transport, then swaps them in while its tenant actors are stopped.
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use meniscus_consensus::transport::{Envelope, SnapshotPiece, SnapshotPull, Transport};
-use meniscus_storage::{checkpoint_index, validate_tenant_name, Metadata};
+use meniscus_storage::{checkpoint_index, validate_tenant_name, Metadata, SnapshotSource};
 use prost::Message as _;
 use ractor::ActorRef;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
@@ -68,6 +70,29 @@ pub(crate) struct ManifestFile {
     pub(crate) size: u64,
 }
 
+/// What the Raft log builds snapshots with: a node's [`SnapshotStore`], held weakly (the store
+/// holds the log, through the context; a strong cycle would keep the database open after
+/// shutdown).
+pub(crate) struct SnapshotSourceRef(pub(crate) std::sync::Weak<SnapshotStore>);
+
+impl SnapshotSourceRef {
+    fn store(&self) -> Result<Arc<SnapshotStore>, String> {
+        self.0
+            .upgrade()
+            .ok_or_else(|| "the node is shutting down".to_string())
+    }
+}
+
+impl SnapshotSource for SnapshotSourceRef {
+    fn complete_up_to(&self) -> Result<u64, String> {
+        self.store()?.complete_up_to()
+    }
+
+    fn build(&self, index: u64) -> Result<Vec<u8>, String> {
+        self.store()?.build(index)
+    }
+}
+
 /// Builds, serves and installs snapshots for one node.
 pub struct SnapshotStore {
     node_id: u64,
@@ -109,6 +134,23 @@ impl SnapshotStore {
             next_mirror: AtomicU64::new(0),
             swapping: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// The highest Raft index up to which the metadata and every tenant index hold
+    /// everything: where a snapshot can be built now.
+    pub fn complete_up_to(&self) -> Result<u64, String> {
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        let mut complete = self
+            .ctx
+            .progress
+            .watermark()
+            .min(self.metadata.applied_index().map_err(|e| err(&e))?);
+        if let Some(committed) =
+            crate::node::lagging_index_commit(&self.metadata, &self.ctx).map_err(|e| err(&e))?
+        {
+            complete = complete.min(committed);
+        }
+        Ok(complete)
     }
 
     /// Builds (or reuses) the snapshot at `index`; returns its manifest. Called by the Raft

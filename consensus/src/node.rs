@@ -619,7 +619,7 @@ impl<M: StateMachine> Driver<M> {
                         .map_err(raft::Error::from)?;
                     let conf_state = self.raw.apply_conf_change(&change)?;
                     self.log
-                        .set_conf_state(&conf_state)
+                        .set_conf_state(index, &conf_state)
                         .map_err(|e| Error::Storage(e.to_string()))?;
                 }
                 EntryType::EntryConfChangeV2 => {
@@ -629,7 +629,7 @@ impl<M: StateMachine> Driver<M> {
                         .map_err(raft::Error::from)?;
                     let conf_state = self.raw.apply_conf_change(&change)?;
                     self.log
-                        .set_conf_state(&conf_state)
+                        .set_conf_state(index, &conf_state)
                         .map_err(|e| Error::Storage(e.to_string()))?;
                 }
             }

@@ -13,6 +13,7 @@
 //! | `{dir}/group-{group}/*.log`  |               | the entries, in segment files                |
 //! | sled tree `raft-{group}-state` | `hard_state` | protobuf-encoded [`HardState`]              |
 //! | sled tree `raft-{group}-state` | `conf_state` | protobuf-encoded [`ConfState`]              |
+//! | sled tree `raft-{group}-state` | `conf_at/` + index, `u64` big-endian | the [`ConfState`] in force from that index on |
 //! | sled tree `raft-{group}-state` | `truncated`  | index and term of the entry just before the first one, two `u64` big-endian |
 //! | sled tree `raft-{group}-state` | `snapshot`   | protobuf-encoded [`SnapshotMetadata`]       |
 //! | sled tree `raft-{group}-state` | `floor`      | the first segment file that counts, `u64` big-endian |
@@ -48,6 +49,7 @@
 mod segments;
 
 use std::cmp;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -63,6 +65,12 @@ const KEY_CONF_STATE: &[u8] = b"conf_state";
 const KEY_TRUNCATED: &[u8] = b"truncated";
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
 const KEY_FLOOR: &[u8] = b"floor";
+/// Prefix of the configuration history's keys (see [`Cache::conf_history`]).
+const KEY_CONF_AT: &[u8] = b"conf_at/";
+
+fn conf_at_key(index: u64) -> Vec<u8> {
+    [KEY_CONF_AT, &index.to_be_bytes()].concat()
+}
 
 /// What can go wrong reading or changing a [`RaftLog`].
 #[derive(Debug, thiserror::Error)]
@@ -160,22 +168,30 @@ pub struct RaftLog {
     state: sled::Tree,
     cache: Arc<RwLock<Cache>>,
     segments: Arc<RwLock<Segments>>,
-    snapshot_source: Arc<RwLock<Option<SourceFn>>>,
+    snapshot_source: Arc<RwLock<Option<SourceRef>>>,
 }
 
 /// A [`SnapshotSource`] that `RaftLog` can derive `Debug` with.
 #[derive(Clone)]
-struct SourceFn(SnapshotSource);
+struct SourceRef(Arc<dyn SnapshotSource>);
 
-impl std::fmt::Debug for SourceFn {
+impl std::fmt::Debug for SourceRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SnapshotSource")
     }
 }
 
-/// Builds the data of a snapshot of the state machine at a log index (the log's truncation
-/// point), for a member that needs entries the log no longer has.
-pub type SnapshotSource = Arc<dyn Fn(u64) -> Result<Vec<u8>, String> + Send + Sync>;
+/// The state machine's side of a snapshot, for a member that needs entries the log no longer
+/// has: the state at some index, which the log sends with that index's term and
+/// configuration.
+pub trait SnapshotSource: Send + Sync {
+    /// The highest index the state machine can build a snapshot at now: everything up to it
+    /// is in the state. At least the log's truncation point.
+    fn complete_up_to(&self) -> Result<u64, String>;
+
+    /// Builds the snapshot data at `index` (at most [`SnapshotSource::complete_up_to`]).
+    fn build(&self, index: u64) -> Result<Vec<u8>, String>;
+}
 
 /// What the hot path needs without asking sled; always equal to what sled holds.
 #[derive(Debug, Default)]
@@ -186,12 +202,26 @@ struct Cache {
     last: LogPoint,
     hard_state: HardState,
     conf_state: ConfState,
+    /// The configuration in force from each index on where it changed, from the one in force
+    /// at the truncation point: a snapshot at that point must carry the configuration of that
+    /// point, not the current one, or the member that installs it applies the changes after
+    /// it on top of their own result (and raft-rs refuses, or worse, agrees).
+    conf_history: BTreeMap<u64, ConfState>,
     snapshot: SnapshotMetadata,
 }
 
 impl Cache {
     fn first_index(&self) -> u64 {
         self.truncated.index + 1
+    }
+
+    /// The configuration in force at `index` (at or after the truncation point). A log
+    /// written before the history was kept knows only its current configuration.
+    fn conf_state_at(&self, index: u64) -> ConfState {
+        self.conf_history
+            .range(..=index)
+            .next_back()
+            .map_or_else(|| self.conf_state.clone(), |(_, conf)| conf.clone())
     }
 }
 
@@ -270,6 +300,7 @@ impl RaftLog {
             last,
             hard_state: read_message(&state, KEY_HARD_STATE)?.unwrap_or_default(),
             conf_state: read_message(&state, KEY_CONF_STATE)?.unwrap_or_default(),
+            conf_history: read_conf_history(&state, group)?,
             snapshot: read_message(&state, KEY_SNAPSHOT)?.unwrap_or_default(),
         };
         if cache.hard_state.commit > last.index {
@@ -297,11 +328,11 @@ impl RaftLog {
 
     /// Sets what builds snapshot data when a member needs entries below the first index.
     /// Without one, such a member waits (`SnapshotTemporarilyUnavailable`).
-    pub fn set_snapshot_source(&self, source: SnapshotSource) {
+    pub fn set_snapshot_source(&self, source: Arc<dyn SnapshotSource>) {
         *self
             .snapshot_source
             .write()
-            .expect("snapshot source lock poisoned") = Some(SourceFn(source));
+            .expect("snapshot source lock poisoned") = Some(SourceRef(source));
     }
 
     /// The Raft group this log belongs to.
@@ -339,10 +370,12 @@ impl RaftLog {
         };
         let mut state = Batch::default();
         state.insert(KEY_CONF_STATE, conf_state.write_to_bytes()?);
+        state.insert(conf_at_key(truncated.index), conf_state.write_to_bytes()?);
         state.insert(KEY_TRUNCATED, truncated.encode().as_slice());
         state.insert(KEY_HARD_STATE, hard_state.write_to_bytes()?);
         self.state.apply_batch(state)?;
         self.write_segments().compact(truncated.index + 1);
+        cache.conf_history = BTreeMap::from([(truncated.index, conf_state.clone())]);
         cache.conf_state = conf_state;
         cache.truncated = truncated;
         cache.last = truncated;
@@ -379,12 +412,17 @@ impl RaftLog {
         Ok(())
     }
 
-    /// Saves the configuration (voters, learners). Atomic, not yet durable.
-    pub fn set_conf_state(&self, conf_state: &ConfState) -> Result<(), RaftLogError> {
+    /// Saves the configuration (voters, learners) that the change at log index `index`
+    /// made. Atomic, not yet durable.
+    pub fn set_conf_state(&self, index: u64, conf_state: &ConfState) -> Result<(), RaftLogError> {
         let mut cache = self.write_cache();
-        self.state
-            .insert(KEY_CONF_STATE, conf_state.write_to_bytes()?)?;
+        let bytes = conf_state.write_to_bytes()?;
+        let mut state = Batch::default();
+        state.insert(KEY_CONF_STATE, bytes.clone());
+        state.insert(conf_at_key(index), bytes);
+        self.state.apply_batch(state)?;
         cache.conf_state = conf_state.clone();
+        cache.conf_history.insert(index, conf_state.clone());
         Ok(())
     }
 
@@ -429,11 +467,27 @@ impl RaftLog {
             index: compact_index - 1,
             term: self.term_within(&cache, compact_index - 1)?,
         };
-        self.state
-            .insert(KEY_TRUNCATED, truncated.encode().as_slice())?;
+        // The configurations before the one in force at the truncation point are not needed.
+        let superseded: Vec<u64> = match cache.conf_history.range(..=truncated.index).next_back() {
+            Some((&in_force, _)) => cache
+                .conf_history
+                .range(..in_force)
+                .map(|(i, _)| *i)
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut state = Batch::default();
+        state.insert(KEY_TRUNCATED, truncated.encode().as_slice());
+        for index in &superseded {
+            state.remove(conf_at_key(*index));
+        }
+        self.state.apply_batch(state)?;
         // The files below are removed at the next flush, after this is durable.
         self.write_segments().compact(compact_index);
         cache.truncated = truncated;
+        for index in superseded {
+            cache.conf_history.remove(&index);
+        }
         tracing::debug!(group = self.group, compact_index, "compacted raft log");
         Ok(())
     }
@@ -468,6 +522,10 @@ impl RaftLog {
         state.insert(KEY_TRUNCATED, point.encode().as_slice());
         state.insert(KEY_HARD_STATE, hard_state.write_to_bytes()?);
         state.insert(KEY_CONF_STATE, conf_state.write_to_bytes()?);
+        for index in cache.conf_history.keys() {
+            state.remove(conf_at_key(*index));
+        }
+        state.insert(conf_at_key(point.index), conf_state.write_to_bytes()?);
         state.insert(KEY_SNAPSHOT, meta.write_to_bytes()?);
         state.insert(KEY_FLOOR, floor.to_be_bytes().as_slice());
         self.state.apply_batch(state)?;
@@ -479,6 +537,7 @@ impl RaftLog {
         cache.truncated = point;
         cache.last = point;
         cache.hard_state = hard_state;
+        cache.conf_history = BTreeMap::from([(point.index, conf_state.clone())]);
         cache.conf_state = conf_state;
         cache.snapshot = meta.clone();
         tracing::debug!(
@@ -707,31 +766,66 @@ impl Storage for RaftLog {
             .read()
             .expect("snapshot source lock poisoned")
             .clone();
-        let (mut metadata, truncated) = {
-            let cache = self.read_cache();
-            let mut metadata = cache.snapshot.clone();
-            metadata.set_conf_state(cache.conf_state.clone());
-            (metadata, cache.truncated)
-        };
-        let mut snapshot = Snapshot::default();
-        if let Some(SourceFn(build)) = source {
-            if truncated.index == 0 || truncated.index < request_index {
-                return Err(unavailable());
-            }
-            metadata.index = truncated.index;
-            metadata.term = truncated.term;
-            let data = build(truncated.index).map_err(|e| {
-                tracing::warn!(group = self.group, to, error = %e, "cannot build a snapshot");
-                unavailable()
-            })?;
-            snapshot.data = data.into();
-        } else {
+        let Some(SourceRef(source)) = source else {
             let cache = self.read_cache();
             if cache.snapshot.index == 0 || cache.snapshot.index < request_index {
                 return Err(unavailable());
             }
-            metadata = cache.snapshot.clone();
-        }
+            let mut snapshot = Snapshot::default();
+            snapshot.set_metadata(cache.snapshot.clone());
+            return Ok(snapshot);
+        };
+        let complete = source.complete_up_to().map_err(|e| {
+            tracing::warn!(group = self.group, to, error = %e, "cannot build a snapshot");
+            unavailable()
+        })?;
+        // As recent as the state allows: the entries after it must still be in the log, and
+        // the member must be in its configuration, or raft-rs on the member refuses it (a
+        // member added after the truncation point waits for the state to pass its addition).
+        let metadata = {
+            let cache = self.read_cache();
+            let index = complete.min(cache.last.index);
+            if index == 0 || index < cache.truncated.index || index < request_index {
+                tracing::debug!(
+                    group = self.group,
+                    to,
+                    complete,
+                    truncated = cache.truncated.index,
+                    request_index,
+                    "no snapshot yet: the state is not complete past the truncation point"
+                );
+                return Err(unavailable());
+            }
+            let conf_state = cache.conf_state_at(index);
+            let member = [
+                &conf_state.voters,
+                &conf_state.learners,
+                &conf_state.voters_outgoing,
+                &conf_state.learners_next,
+            ]
+            .iter()
+            .any(|ids| ids.contains(&to));
+            if !member {
+                tracing::debug!(
+                    group = self.group,
+                    to,
+                    index,
+                    "no snapshot yet: the member joined after it"
+                );
+                return Err(unavailable());
+            }
+            let mut metadata = SnapshotMetadata::default();
+            metadata.index = index;
+            metadata.term = self.term_within(&cache, index).map_err(|_| unavailable())?;
+            metadata.set_conf_state(conf_state);
+            metadata
+        };
+        let data = source.build(metadata.index).map_err(|e| {
+            tracing::warn!(group = self.group, to, error = %e, "cannot build a snapshot");
+            unavailable()
+        })?;
+        let mut snapshot = Snapshot::default();
+        snapshot.data = data.into();
         snapshot.set_metadata(metadata);
         Ok(snapshot)
     }
@@ -786,6 +880,26 @@ fn migrate_sled_entries(
 
 fn decode<M: protobuf::Message>(bytes: &[u8]) -> Result<M, RaftLogError> {
     Ok(M::parse_from_bytes(bytes)?)
+}
+
+/// The configuration history kept under [`KEY_CONF_AT`].
+fn read_conf_history(
+    state: &sled::Tree,
+    group: u64,
+) -> Result<BTreeMap<u64, ConfState>, RaftLogError> {
+    let mut history = BTreeMap::new();
+    for item in state.scan_prefix(KEY_CONF_AT) {
+        let (key, value) = item?;
+        let index = key[KEY_CONF_AT.len()..]
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| RaftLogError::Corrupt {
+                group,
+                reason: format!("configuration history key of {} bytes", key.len()),
+            })?;
+        history.insert(index, decode(&value)?);
+    }
+    Ok(history)
 }
 
 fn read_message<M: protobuf::Message>(

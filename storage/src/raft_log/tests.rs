@@ -235,7 +235,7 @@ fn state_survives_close_and_reopen() {
         let log = RaftLog::open(&db, &dir.path().join("log"), 1).unwrap();
         log.append(&entries(1..=10, 2)).unwrap();
         log.set_hard_state(&hard_state(2, 3, 7)).unwrap();
-        log.set_conf_state(&conf_state).unwrap();
+        log.set_conf_state(6, &conf_state).unwrap();
         log.set_commit(8).unwrap();
         log.compact(5).unwrap();
         log.flush().unwrap();
@@ -249,6 +249,98 @@ fn state_survives_close_and_reopen() {
     assert_eq!(log.last_index().unwrap(), 10);
     assert_eq!(log.term(4).unwrap(), 2);
     assert_eq!(log.entries(5, 11, None, ctx()).unwrap().len(), 6);
+}
+
+/// A state machine whose state is complete up to what the test says.
+#[derive(Default)]
+struct TestSource(std::sync::atomic::AtomicU64);
+
+impl TestSource {
+    fn complete(&self, index: u64) {
+        self.0.store(index, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl SnapshotSource for TestSource {
+    fn complete_up_to(&self) -> Result<u64, String> {
+        Ok(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    fn build(&self, index: u64) -> Result<Vec<u8>, String> {
+        Ok(index.to_be_bytes().to_vec())
+    }
+}
+
+/// Found by `cli/tests/cluster_join.rs`: a snapshot at the truncation point carried the
+/// current configuration, so a member that installed it and then applied the configuration
+/// changes after the point (a learner added, then a joint change) stopped its Raft thread
+/// with "can't apply simple config change in joint config". A snapshot now carries the
+/// configuration of its own index, which is as recent as the state allows, and a member
+/// added later waits for one that includes it.
+#[test]
+fn a_snapshot_carries_the_configuration_of_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = |voters: Vec<u64>, learners: Vec<u64>, outgoing: Vec<u64>| ConfState {
+        voters,
+        learners,
+        voters_outgoing: outgoing,
+        ..ConfState::default()
+    };
+    let initial = conf(vec![1, 2, 3], vec![], vec![]);
+    let learner = conf(vec![1, 2, 3], vec![4], vec![]);
+    let joint = conf(vec![1, 3, 4], vec![], vec![1, 2, 3]);
+    let source = Arc::new(TestSource::default());
+    let snapshot_for = |log: &RaftLog, to: u64| {
+        log.snapshot(0, to).map(|mut s| {
+            assert_eq!(s.data.as_ref(), s.get_metadata().index.to_be_bytes());
+            s.take_metadata()
+        })
+    };
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let log = RaftLog::open(&db, &dir.path().join("log"), 0).unwrap();
+        log.initialize_with_conf_state(vec![1, 2, 3]).unwrap();
+        log.set_snapshot_source(source.clone());
+        log.append(&entries(2..=10, 1)).unwrap();
+        log.set_conf_state(4, &learner).unwrap();
+        log.set_conf_state(6, &joint).unwrap();
+        // (state complete up to, member, snapshot index and configuration)
+        let cases = [
+            (3, 2, Some((3, &initial))),
+            (3, 4, None), // node 4 joined at 4
+            (5, 4, Some((5, &learner))),
+            (8, 4, Some((8, &joint))),
+            (8, 2, Some((8, &joint))),   // still in the outgoing half
+            (12, 4, Some((10, &joint))), // never past the last entry
+        ];
+        for (complete, to, expected) in cases {
+            source.complete(complete);
+            let got = snapshot_for(&log, to).ok();
+            let got = got.as_ref().map(|m| (m.index, m.get_conf_state()));
+            assert_eq!(got, expected, "complete up to {complete}, for {to}");
+        }
+        log.compact(6).unwrap();
+        source.complete(3);
+        assert!(snapshot_for(&log, 2).is_err(), "below the truncation point");
+        log.flush().unwrap();
+    }
+    // The history survives a restart; what no snapshot can need any more is gone.
+    let db = reopen(dir.path());
+    let log = RaftLog::open(&db, &dir.path().join("log"), 0).unwrap();
+    log.set_snapshot_source(source.clone());
+    source.complete(5);
+    assert_eq!(snapshot_for(&log, 4).unwrap().get_conf_state(), &learner);
+    assert_eq!(log.initial_state().unwrap().conf_state, joint);
+    log.compact(8).unwrap();
+    let kept: Vec<_> = log
+        .state
+        .scan_prefix(KEY_CONF_AT)
+        .keys()
+        .map(|k| k.unwrap().to_vec())
+        .collect();
+    assert_eq!(kept, vec![conf_at_key(6)]);
+    source.complete(7);
+    assert_eq!(snapshot_for(&log, 4).unwrap().get_conf_state(), &joint);
 }
 
 #[test]
