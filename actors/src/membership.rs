@@ -51,7 +51,9 @@ pub(crate) fn next_step(status: &RaftStatus, members: &[MemberRecord]) -> Option
             .find(|r| r.id == id)
             .map_or(0, |r| r.matched)
     };
-    let caught_up = |id: u64| matched(id) + CAUGHT_UP_SLACK >= status.commit;
+    // Nothing matched yet: the learner has not even installed its snapshot, however short
+    // the log is.
+    let caught_up = |id: u64| matched(id) > 0 && matched(id) + CAUGHT_UP_SLACK >= status.commit;
     // The live member that replaces `id`, if any.
     let replacement_of = |id: u64| {
         members
@@ -270,6 +272,13 @@ mod tests {
             step(&behind, &members),
             None,
             "node 2 is neither removed nor node 4 promoted while 4 catches up"
+        );
+        let mut short_log = status(&[1, 2, 3], &[4], &[(1, 20), (2, 20), (4, 0)]);
+        (short_log.commit, short_log.applied) = (20, 20);
+        assert_eq!(
+            step(&short_log, &members),
+            None,
+            "however short the log, a learner that stored nothing has not caught up"
         );
         let caught_up = status(&[1, 2, 3], &[4], &[(1, 1_000), (2, 1_000), (4, 995)]);
         assert_eq!(step(&caught_up, &members), Some(("replace", 24)));

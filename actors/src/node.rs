@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 
 use crate::membership;
 use crate::mirror::Mirror;
+use crate::snapshot::SnapshotSourceRef;
 use crate::tenant_supervisor::TenantStatus;
 use crate::{
     Applier, DispatchProgress, Error, IndexerSettings, NodeContext, NodeMsg, NodeSupervisor,
@@ -152,15 +153,8 @@ async fn compact_log(
     if clustered {
         keep_from = keep_from.min(metadata.compact_allowed()?);
     }
-    for tenant in metadata.tenants()? {
-        let last = ctx.progress.last_entry_of(&tenant.name);
-        if last == 0 {
-            continue;
-        }
-        let committed = ctx.indexes.get(&tenant.name)?.committed_raft_index()?;
-        if committed < last {
-            keep_from = keep_from.min(committed + 1);
-        }
+    if let Some(committed) = lagging_index_commit(metadata, ctx)? {
+        keep_from = keep_from.min(committed + 1);
     }
     let log = ctx.log.clone();
     tokio::task::spawn_blocking(move || {
@@ -172,6 +166,23 @@ async fn compact_log(
     .await
     .map_err(|e| Error::Actor(format!("compaction task failed: {e}")))?
     .map_err(|e| Error::Storage(meniscus_storage::Error::Raft(e)))
+}
+
+/// The lowest commit point of the tenant indexes that lack some of their applied entries
+/// (`None`: none lacks any).
+pub(crate) fn lagging_index_commit(metadata: &Metadata, ctx: &NodeContext) -> Result<Option<u64>> {
+    let mut lowest = None;
+    for tenant in metadata.tenants()? {
+        let last = ctx.progress.last_entry_of(&tenant.name);
+        if last == 0 {
+            continue;
+        }
+        let committed = ctx.indexes.get(&tenant.name)?.committed_raft_index()?;
+        if committed < last {
+            lowest = Some(lowest.map_or(committed, |l: u64| l.min(committed)));
+        }
+    }
+    Ok(lowest)
 }
 
 /// How many times `--max-raft-log-entries` the log may grow while a member fetches a snapshot.
@@ -341,15 +352,7 @@ impl Node {
                 bound.clone(),
             )
             .map_err(meniscus_storage::Error::from)?;
-            // Weak: the store holds the log (through the context); a strong cycle would keep the
-            // database open after shutdown.
-            let source = Arc::downgrade(&snapshots);
-            log.set_snapshot_source(Arc::new(move |index| {
-                source
-                    .upgrade()
-                    .ok_or_else(|| "the node is shutting down".to_string())?
-                    .build(index)
-            }));
+            log.set_snapshot_source(Arc::new(SnapshotSourceRef(Arc::downgrade(&snapshots))));
             applier = applier
                 .with_snapshots(snapshots.clone())
                 .with_transport(options.node_id, bound.clone());
@@ -782,10 +785,19 @@ impl Node {
     /// dial (a node's listen address may sit behind a proxy or NAT).
     fn member_addresses(&self, extra: Option<(u64, String)>) -> Vec<(u64, String)> {
         let records = self.metadata.members().unwrap_or_default();
-        let removed: Vec<u64> = records.iter().filter(|m| m.removed).map(|m| m.id).collect();
+        let status = self.raft.status();
+        // A removed member still in the group (its removal, or its replacement, is not done
+        // yet) still votes and may even lead: a newcomer that cannot reach it may never hear
+        // back from its leader.
+        let in_group = |id: u64| status.voters.contains(&id) || status.learners.contains(&id);
+        let removed: Vec<u64> = records
+            .iter()
+            .filter(|m| m.removed && !in_group(m.id))
+            .map(|m| m.id)
+            .collect();
         let mut out: Vec<(u64, String)> = records
             .into_iter()
-            .filter(|m| !m.removed)
+            .filter(|m| !removed.contains(&m.id))
             .map(|m| (m.id, m.raft_addr))
             .collect();
         let mut add = |id: u64, addr: String| {
@@ -799,7 +811,7 @@ impl Node {
             }
         }
         if let Some(addr) = self.raft_addr {
-            add(self.raft.status().id, addr.to_string());
+            add(status.id, addr.to_string());
         }
         if let Some((id, addr)) = extra {
             out.retain(|(other, _)| *other != id);

@@ -50,6 +50,11 @@ impl TestDir {
         }
     }
 
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The node's `--data-dir`.
     pub fn data_dir(&self) -> PathBuf {
         self.path.join("data")
