@@ -110,6 +110,14 @@ impl StateMachine for Applier {
         Ok(outcome)
     }
 
+    fn skip(&mut self, index: u64) -> Result<(), String> {
+        self.metadata
+            .mark_applied(index)
+            .map_err(|e| e.to_string())?;
+        self.progress.advance(index);
+        Ok(())
+    }
+
     fn install_snapshot(&mut self, index: u64, data: &[u8]) -> Result<(), String> {
         match &self.snapshots {
             Some(snapshots) => snapshots.install(index, data),

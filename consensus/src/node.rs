@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use meniscus_storage::RaftLog;
 use protobuf::Message as _;
-use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
+use raft::prelude::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
 use raft::{ProgressState, RawNode, StateRole, Storage};
 use tokio::sync::oneshot;
 
@@ -60,6 +60,13 @@ pub trait StateMachine: Send + 'static {
     /// Applies the committed entry at `index`. An error stops the node: a replica that cannot
     /// apply must not go on acknowledging writes.
     fn apply(&mut self, index: u64, data: &[u8]) -> std::result::Result<Self::Output, String>;
+
+    /// Records that the entry at `index`, which carries nothing for the state machine (a
+    /// configuration change, a new leader's empty entry), is applied.
+    fn skip(&mut self, index: u64) -> std::result::Result<(), String> {
+        let _ = index;
+        Ok(())
+    }
 
     /// Replaces the whole state with the snapshot at `index` whose data the leader built (see
     /// `RaftLog::set_snapshot_source`); entries after `index` are applied next. An error stops
@@ -611,30 +618,48 @@ impl<M: StateMachine> Driver<M> {
                 EntryType::EntryNormal => {
                     // A new leader's empty entry: whatever was proposed at this index was lost.
                     self.settle(index, entry.term, None);
+                    self.skip(index)?;
                 }
                 EntryType::EntryConfChange => {
                     let mut change = ConfChange::default();
                     change
                         .merge_from_bytes(&entry.data)
                         .map_err(raft::Error::from)?;
-                    let conf_state = self.raw.apply_conf_change(&change)?;
-                    self.log
-                        .set_conf_state(index, &conf_state)
-                        .map_err(|e| Error::Storage(e.to_string()))?;
+                    self.apply_conf_change(index, |raw| raw.apply_conf_change(&change))?;
                 }
                 EntryType::EntryConfChangeV2 => {
                     let mut change = ConfChangeV2::default();
                     change
                         .merge_from_bytes(&entry.data)
                         .map_err(raft::Error::from)?;
-                    let conf_state = self.raw.apply_conf_change(&change)?;
-                    self.log
-                        .set_conf_state(index, &conf_state)
-                        .map_err(|e| Error::Storage(e.to_string()))?;
+                    self.apply_conf_change(index, |raw| raw.apply_conf_change(&change))?;
                 }
             }
         }
         Ok(())
+    }
+
+    fn skip(&mut self, index: u64) -> Result<()> {
+        self.machine
+            .skip(index)
+            .map_err(|e| Error::Storage(format!("applying entry {index}: {e}")))
+    }
+
+    /// Applies the configuration change at `index`, unless the stored configuration has it
+    /// already: after a restart, entries above the state machine's applied index come again,
+    /// and raft-rs refuses to enter a joint configuration twice, or to leave one it is not in.
+    fn apply_conf_change(
+        &mut self,
+        index: u64,
+        apply: impl FnOnce(&mut RawNode<RaftLog>) -> raft::Result<ConfState>,
+    ) -> Result<()> {
+        if !self.log.has_conf_state_from(index) {
+            let conf_state = apply(&mut self.raw)?;
+            self.log
+                .set_conf_state(index, &conf_state)
+                .map_err(|e| Error::Storage(e.to_string()))?;
+        }
+        self.skip(index)
     }
 
     /// Answers whoever waits for the entry at `index`, applied with `output` (`None`: the entry

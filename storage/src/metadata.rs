@@ -98,6 +98,19 @@ impl Metadata {
         read_u64(self.state.get(COMPACT_ALLOWED_KEY)?)
     }
 
+    /// Records that the entry at `index`, which changes no metadata (a Raft configuration
+    /// change, a leader's empty entry), is applied: a snapshot at that index then holds the
+    /// metadata, and a restart does not hand it back.
+    pub fn mark_applied(&self, index: u64) -> Result<()> {
+        self.state.fetch_and_update(APPLIED_KEY, |old| {
+            let applied = old
+                .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                .map_or(0, u64::from_be_bytes);
+            Some(applied.max(index).to_be_bytes().to_vec())
+        })?;
+        Ok(())
+    }
+
     /// Applies the committed entry at `index`. Entries at or below the applied index are skipped.
     pub fn apply(&self, index: u64, command: &Command) -> Result<ApplyOutcome> {
         // sled holds a process-wide lock during a transaction, so any scan must happen before it.
@@ -410,6 +423,26 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         sled::open(path).unwrap()
+    }
+
+    #[test]
+    fn entries_without_metadata_move_the_applied_index_forward_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let meta = Metadata::open(&db).unwrap();
+        meta.apply(1, &create("acme", "t1")).unwrap();
+        meta.mark_applied(3).unwrap();
+        assert_eq!(meta.applied_index().unwrap(), 3);
+        meta.mark_applied(2).unwrap();
+        assert_eq!(meta.applied_index().unwrap(), 3, "never backwards");
+        assert_eq!(
+            meta.apply(3, &create("beta", "t2")).unwrap(),
+            ApplyOutcome::AlreadyApplied
+        );
+        assert_eq!(
+            meta.apply(4, &create("beta", "t2")).unwrap(),
+            ApplyOutcome::Applied
+        );
     }
 
     #[test]

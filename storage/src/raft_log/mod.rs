@@ -426,6 +426,12 @@ impl RaftLog {
         Ok(())
     }
 
+    /// Whether the configuration change at log index `index` is recorded already (by
+    /// [`RaftLog::set_conf_state`], or as part of a snapshot at that index).
+    pub fn has_conf_state_from(&self, index: u64) -> bool {
+        self.read_cache().conf_history.contains_key(&index)
+    }
+
     /// Sets the hard state's commit index, as a `LightReady` reports it. Atomic, not yet
     /// durable. Fails if `commit` is beyond the last index.
     pub fn set_commit(&self, commit: u64) -> Result<(), RaftLogError> {

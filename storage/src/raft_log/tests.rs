@@ -304,6 +304,7 @@ fn a_snapshot_carries_the_configuration_of_its_index() {
         log.append(&entries(2..=10, 1)).unwrap();
         log.set_conf_state(4, &learner).unwrap();
         log.set_conf_state(6, &joint).unwrap();
+        assert!(log.has_conf_state_from(6) && !log.has_conf_state_from(5));
         // (state complete up to, member, snapshot index and configuration)
         let cases = [
             (3, 2, Some((3, &initial))),
