@@ -820,20 +820,22 @@ impl Storage for RaftLog {
                 );
                 return Err(unavailable());
             }
-            let mut metadata = SnapshotMetadata::default();
-            metadata.index = index;
-            metadata.term = self.term_within(&cache, index).map_err(|_| unavailable())?;
-            metadata.set_conf_state(conf_state);
-            metadata
+            SnapshotMetadata {
+                index,
+                term: self.term_within(&cache, index).map_err(|_| unavailable())?,
+                conf_state: Some(conf_state).into(),
+                ..SnapshotMetadata::default()
+            }
         };
         let data = source.build(metadata.index).map_err(|e| {
             tracing::warn!(group = self.group, to, error = %e, "cannot build a snapshot");
             unavailable()
         })?;
-        let mut snapshot = Snapshot::default();
-        snapshot.data = data.into();
-        snapshot.set_metadata(metadata);
-        Ok(snapshot)
+        Ok(Snapshot {
+            data: data.into(),
+            metadata: Some(metadata).into(),
+            ..Snapshot::default()
+        })
     }
 }
 
