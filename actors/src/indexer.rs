@@ -127,6 +127,10 @@ fn catch_up(
         }
         next = entries.last().map_or(up_to + 1, |e| e.index + 1);
     }
+    // Every entry up to `up_to` is in now, this tenant's or not: say so at the next commit, or
+    // a tenant that was behind at start (an idle one included) holds back log compaction and
+    // snapshots (see `node::lagging_index_commit`) until the indexer stops for idleness.
+    writer.mark_seen(up_to);
     Ok(added)
 }
 
