@@ -127,15 +127,27 @@ async fn restart_replays_what_indexes_had_not_committed() {
     node.shutdown().await.unwrap();
 }
 
+/// Copies a running node's directory as a crash at this moment would leave it: a file the node
+/// removes while the copy runs (sled's own housekeeping does) is simply not there.
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return;
+    };
+    for entry in entries.flatten() {
         let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
             copy_dir(&entry.path(), &target);
         } else if entry.file_name() != ".tantivy-writer.lock" {
-            std::fs::copy(entry.path(), target).unwrap();
+            match std::fs::copy(entry.path(), target) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => {
+                    other.unwrap();
+                }
+            }
         }
     }
 }
