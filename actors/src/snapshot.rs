@@ -91,6 +91,10 @@ impl SnapshotSource for SnapshotSourceRef {
     fn build(&self, index: u64) -> Result<Vec<u8>, String> {
         self.store()?.build(index)
     }
+
+    fn latest_built(&self) -> Option<u64> {
+        self.store().ok()?.latest_built()
+    }
 }
 
 /// Builds, serves and installs snapshots for one node.
@@ -196,6 +200,16 @@ impl SnapshotStore {
         };
         std::fs::write(staging.join("manifest"), manifest.encode_to_vec()).map_err(|e| err(&e))?;
         Ok(manifest)
+    }
+
+    /// The newest snapshot built and kept (see [`SnapshotSource::latest_built`]).
+    fn latest_built(&self) -> Option<u64> {
+        std::fs::read_dir(&self.dir)
+            .ok()?
+            .flatten()
+            .filter(|e| e.path().join("manifest").exists())
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .max()
     }
 
     fn remove_old(&self, newest: u64) {

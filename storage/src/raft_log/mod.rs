@@ -189,8 +189,15 @@ pub trait SnapshotSource: Send + Sync {
     /// is in the state. At least the log's truncation point.
     fn complete_up_to(&self) -> Result<u64, String>;
 
-    /// Builds the snapshot data at `index` (at most [`SnapshotSource::complete_up_to`]).
+    /// Builds the snapshot data at `index` (at most [`SnapshotSource::complete_up_to`], or
+    /// what [`SnapshotSource::latest_built`] said).
     fn build(&self, index: u64) -> Result<Vec<u8>, String>;
+
+    /// The index of the newest snapshot built and still kept, which `build` answers without
+    /// building again.
+    fn latest_built(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// What the hot path needs without asking sled; always equal to what sled holds.
@@ -785,41 +792,41 @@ impl Storage for RaftLog {
             tracing::warn!(group = self.group, to, error = %e, "cannot build a snapshot");
             unavailable()
         })?;
-        // As recent as the state allows: the entries after it must still be in the log, and
-        // the member must be in its configuration, or raft-rs on the member refuses it (a
-        // member added after the truncation point waits for the state to pass its addition).
+        // The entries after a snapshot must still be in the log, and the member must be in its
+        // configuration, or raft-rs on the member refuses it (a member added after the
+        // truncation point waits for the state to pass its addition). The last one built, if
+        // it will do, saves building another (and keeps one that a member may be fetching);
+        // else one as recent as the state allows.
         let metadata = {
             let cache = self.read_cache();
-            let index = complete.min(cache.last.index);
-            if index == 0 || index < cache.truncated.index || index < request_index {
+            let usable = |index: u64| {
+                let conf_state = cache.conf_state_at(index);
+                index > 0
+                    && index >= cache.truncated.index
+                    && index >= request_index
+                    && index <= cache.last.index
+                    && [
+                        &conf_state.voters,
+                        &conf_state.learners,
+                        &conf_state.voters_outgoing,
+                        &conf_state.learners_next,
+                    ]
+                    .iter()
+                    .any(|ids| ids.contains(&to))
+            };
+            let candidates = [source.latest_built(), Some(complete.min(cache.last.index))];
+            let Some(index) = candidates.into_iter().flatten().find(|i| usable(*i)) else {
                 tracing::debug!(
                     group = self.group,
                     to,
                     complete,
                     truncated = cache.truncated.index,
                     request_index,
-                    "no snapshot yet: the state is not complete past the truncation point"
+                    "no snapshot yet: the state is not complete past the truncation point and the member's addition"
                 );
                 return Err(unavailable());
-            }
+            };
             let conf_state = cache.conf_state_at(index);
-            let member = [
-                &conf_state.voters,
-                &conf_state.learners,
-                &conf_state.voters_outgoing,
-                &conf_state.learners_next,
-            ]
-            .iter()
-            .any(|ids| ids.contains(&to));
-            if !member {
-                tracing::debug!(
-                    group = self.group,
-                    to,
-                    index,
-                    "no snapshot yet: the member joined after it"
-                );
-                return Err(unavailable());
-            }
             SnapshotMetadata {
                 index,
                 term: self.term_within(&cache, index).map_err(|_| unavailable())?,

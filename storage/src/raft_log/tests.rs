@@ -251,23 +251,33 @@ fn state_survives_close_and_reopen() {
     assert_eq!(log.entries(5, 11, None, ctx()).unwrap().len(), 6);
 }
 
-/// A state machine whose state is complete up to what the test says.
+/// A state machine whose state is complete up to what the test says, with the last snapshot
+/// it built (0: none).
 #[derive(Default)]
-struct TestSource(std::sync::atomic::AtomicU64);
+struct TestSource {
+    complete: std::sync::atomic::AtomicU64,
+    built: std::sync::atomic::AtomicU64,
+}
 
 impl TestSource {
     fn complete(&self, index: u64) {
-        self.0.store(index, std::sync::atomic::Ordering::SeqCst);
+        self.complete
+            .store(index, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
 impl SnapshotSource for TestSource {
     fn complete_up_to(&self) -> Result<u64, String> {
-        Ok(self.0.load(std::sync::atomic::Ordering::SeqCst))
+        Ok(self.complete.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     fn build(&self, index: u64) -> Result<Vec<u8>, String> {
+        self.built.store(index, std::sync::atomic::Ordering::SeqCst);
         Ok(index.to_be_bytes().to_vec())
+    }
+
+    fn latest_built(&self) -> Option<u64> {
+        Some(self.built.load(std::sync::atomic::Ordering::SeqCst)).filter(|i| *i > 0)
     }
 }
 
@@ -315,12 +325,27 @@ fn a_snapshot_carries_the_configuration_of_its_index() {
             (12, 4, Some((10, &joint))), // never past the last entry
         ];
         for (complete, to, expected) in cases {
+            source.built.store(0, std::sync::atomic::Ordering::SeqCst);
             source.complete(complete);
             let got = snapshot_for(&log, to).ok();
             let got = got.as_ref().map(|m| (m.index, m.get_conf_state()));
             assert_eq!(got, expected, "complete up to {complete}, for {to}");
         }
+        // The last one built is sent again while it will do: it may be the one a member is
+        // fetching, and building another costs.
+        source.built.store(0, std::sync::atomic::Ordering::SeqCst);
+        source.complete(5);
+        assert_eq!(snapshot_for(&log, 4).unwrap().index, 5);
+        source.complete(8);
+        assert_eq!(snapshot_for(&log, 4).unwrap().index, 5, "reused");
+        source.built.store(3, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(
+            snapshot_for(&log, 4).unwrap().index,
+            8,
+            "not one from before the member joined"
+        );
         log.compact(6).unwrap();
+        source.built.store(0, std::sync::atomic::Ordering::SeqCst);
         source.complete(3);
         assert!(snapshot_for(&log, 2).is_err(), "below the truncation point");
         log.flush().unwrap();
@@ -330,6 +355,7 @@ fn a_snapshot_carries_the_configuration_of_its_index() {
     let log = RaftLog::open(&db, &dir.path().join("log"), 0).unwrap();
     log.set_snapshot_source(source.clone());
     source.complete(5);
+    source.built.store(0, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(snapshot_for(&log, 4).unwrap().get_conf_state(), &learner);
     assert_eq!(log.initial_state().unwrap().conf_state, joint);
     log.compact(8).unwrap();
@@ -341,6 +367,7 @@ fn a_snapshot_carries_the_configuration_of_its_index() {
         .collect();
     assert_eq!(kept, vec![conf_at_key(6)]);
     source.complete(7);
+    source.built.store(0, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(snapshot_for(&log, 4).unwrap().get_conf_state(), &joint);
 }
 
