@@ -30,6 +30,8 @@ use crate::{NodeContext, NodeMsg, SnapshotStore};
 
 /// How long a follower waits for the leader's offer.
 const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a copy in progress checks that its source still leads.
+const LEADER_CHECK_EVERY: Duration = Duration::from_millis(100);
 
 /// One node's side of index copying: serving copies as leader, taking them as follower.
 pub struct Mirror {
@@ -157,7 +159,12 @@ impl Mirror {
         if !behind {
             return Ok(());
         }
-        let offer = self.ask(status.leader, held).await?;
+        let offer = tokio::select! {
+            offer = self.ask(status.leader, held) => offer?,
+            () = self.leader_changes_from(status.leader) => {
+                return Err(format!("node {} stopped leading before it offered", status.leader));
+            }
+        };
         let manifest =
             Manifest::decode(offer.manifest.as_slice()).map_err(|e| format!("bad offer: {e}"))?;
         let mut by_tenant: BTreeMap<&str, Vec<CheckpointFile>> = BTreeMap::new();
@@ -193,9 +200,18 @@ impl Mirror {
             })
             .collect();
         let _ = tokio::fs::remove_dir_all(self.work.join(tenant)).await;
-        self.snapshots
-            .fetch_files(manifest, &wanted, &self.work)
-            .await?;
+        // A leader that stops leading may stop answering too (it was replaced, or killed):
+        // waiting out every pull's timeouts would leave this copy a minute behind the new
+        // leader. Only the download is given up: it writes nothing but the work directory.
+        tokio::select! {
+            fetched = self.snapshots.fetch_files(manifest, &wanted, &self.work) => fetched?,
+            () = self.leader_changes_from(manifest.node) => {
+                return Err(format!(
+                    "node {} stopped leading while this node copied from it",
+                    manifest.node
+                ));
+            }
+        }
         let _swapping = self.snapshots.swapping.lock().await;
         if !*self.copying.lock().await {
             return Ok(()); // became leader meanwhile: its indexers own the index now
@@ -213,6 +229,13 @@ impl Mirror {
             tracing::debug!(tenant, raft_index, "copied the leader's index");
         }
         Ok(())
+    }
+
+    /// Returns once this node sees a leader other than `leader` (or none).
+    async fn leader_changes_from(&self, leader: u64) {
+        while self.raft.status().leader == leader {
+            tokio::time::sleep(LEADER_CHECK_EVERY).await;
+        }
     }
 
     async fn ask(&self, leader: u64, held: BTreeMap<String, u64>) -> Result<MirrorOffer, String> {
