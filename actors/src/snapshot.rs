@@ -202,24 +202,25 @@ impl SnapshotStore {
         Ok(manifest)
     }
 
+    /// The indexes of the snapshots built and kept, in no order. A directory is named by its
+    /// index only once complete (it is built under `{index}.building`).
+    fn built(&self) -> Vec<u64> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect()
+    }
+
     /// The newest snapshot built and kept (see [`SnapshotSource::latest_built`]).
     fn latest_built(&self) -> Option<u64> {
-        std::fs::read_dir(&self.dir)
-            .ok()?
-            .flatten()
-            .filter(|e| e.path().join("manifest").exists())
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .max()
+        self.built().into_iter().max()
     }
 
     fn remove_old(&self, newest: u64) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
-        };
-        let mut built: Vec<u64> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect();
+        let mut built = self.built();
         built.sort_unstable();
         built.retain(|i| *i <= newest);
         let remove = built.len().saturating_sub(KEEP);

@@ -98,20 +98,11 @@ async fn a_failing_indexer_restarts_alone_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_replays_what_indexes_had_not_committed() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let mut options = options(dir.path());
-        // Never commit on a timer: only the log holds the events when the node stops.
-        options.indexer.commit_interval = Duration::from_secs(3600);
-        let node = Node::start(options).await.unwrap();
-        node.create_tenant("a").await.unwrap();
-        node.publish("a", &events("a", 0, 30)).await.unwrap();
-        node.publish("a", &events("a", 30, 30)).await.unwrap();
-        // Drop without shutdown: the indexer never commits, as after a crash.
-        std::mem::forget(node);
-    }
-    // A crash releases sled's lock; forget() does not, so copy the directory as a crash would leave it.
-    let copy = tempfile::tempdir().unwrap();
-    copy_dir(dir.path(), copy.path());
+    let node = start_without_index_commits(dir.path()).await;
+    node.create_tenant("a").await.unwrap();
+    node.publish("a", &events("a", 0, 30)).await.unwrap();
+    node.publish("a", &events("a", 30, 30)).await.unwrap();
+    let copy = crash(node, dir.path());
     let node = start(copy.path()).await;
     let mut total = 0;
     for _ in 0..100 {
@@ -125,6 +116,24 @@ async fn restart_replays_what_indexes_had_not_committed() {
     node.publish("a", &events("a", 0, 10)).await.unwrap();
     assert_eq!(count(&node, "a").await, 60, "ids are idempotency keys");
     node.shutdown().await.unwrap();
+}
+
+/// Starts a node whose indexes never commit on a timer: only the log holds its events until
+/// it stops.
+async fn start_without_index_commits(dir: &std::path::Path) -> Node {
+    let mut options = options(dir);
+    options.indexer.commit_interval = Duration::from_secs(3600);
+    Node::start(options).await.unwrap()
+}
+
+/// Leaves `node` running without a shutdown, as a crash would (its indexers never commit),
+/// and returns a copy of its directory to restart from: a crash releases sled's lock,
+/// `forget` does not.
+fn crash(node: Node, dir: &std::path::Path) -> tempfile::TempDir {
+    std::mem::forget(node);
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir, copy.path());
+    copy
 }
 
 /// Copies a running node's directory as a crash at this moment would leave it: a file the node
@@ -188,19 +197,13 @@ async fn the_log_is_compacted_below_what_indexes_committed_and_nothing_is_lost()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_crash_tenants_that_caught_up_release_the_log_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let mut options = options(dir.path());
-        options.indexer.commit_interval = Duration::from_secs(3600);
-        let node = Node::start(options).await.unwrap();
-        node.create_tenant("a").await.unwrap();
-        node.create_tenant("idle").await.unwrap();
-        for i in 0..20 {
-            node.publish("a", &events("a", i * 10, 10)).await.unwrap();
-        }
-        std::mem::forget(node);
+    let node = start_without_index_commits(dir.path()).await;
+    node.create_tenant("a").await.unwrap();
+    node.create_tenant("idle").await.unwrap();
+    for i in 0..20 {
+        node.publish("a", &events("a", i * 10, 10)).await.unwrap();
     }
-    let copy = tempfile::tempdir().unwrap();
-    copy_dir(dir.path(), copy.path());
+    let copy = crash(node, dir.path());
     let node = start(copy.path()).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {

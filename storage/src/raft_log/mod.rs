@@ -799,23 +799,29 @@ impl Storage for RaftLog {
         // else one as recent as the state allows.
         let metadata = {
             let cache = self.read_cache();
+            // The configuration at `index`, if a snapshot there will do.
             let usable = |index: u64| {
+                if index == 0
+                    || index < cache.truncated.index
+                    || index < request_index
+                    || index > cache.last.index
+                {
+                    return None;
+                }
                 let conf_state = cache.conf_state_at(index);
-                index > 0
-                    && index >= cache.truncated.index
-                    && index >= request_index
-                    && index <= cache.last.index
-                    && [
-                        &conf_state.voters,
-                        &conf_state.learners,
-                        &conf_state.voters_outgoing,
-                        &conf_state.learners_next,
-                    ]
-                    .iter()
-                    .any(|ids| ids.contains(&to))
+                [
+                    &conf_state.voters,
+                    &conf_state.learners,
+                    &conf_state.voters_outgoing,
+                    &conf_state.learners_next,
+                ]
+                .iter()
+                .any(|ids| ids.contains(&to))
+                .then_some((index, conf_state))
             };
             let candidates = [source.latest_built(), Some(complete.min(cache.last.index))];
-            let Some(index) = candidates.into_iter().flatten().find(|i| usable(*i)) else {
+            let Some((index, conf_state)) = candidates.into_iter().flatten().find_map(usable)
+            else {
                 tracing::debug!(
                     group = self.group,
                     to,
@@ -826,7 +832,6 @@ impl Storage for RaftLog {
                 );
                 return Err(unavailable());
             };
-            let conf_state = cache.conf_state_at(index);
             SnapshotMetadata {
                 index,
                 term: self.term_within(&cache, index).map_err(|_| unavailable())?,
