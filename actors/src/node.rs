@@ -15,6 +15,7 @@ use meniscus_storage::{
     SearchRequest, SearchResponse,
 };
 use ractor::{Actor, ActorRef};
+use raft::eraftpb::MessageType;
 use raft::Storage;
 use time::OffsetDateTime;
 
@@ -93,6 +94,8 @@ pub struct Node {
     /// Index copying, when followers copy the leader's indexes; and its task.
     mirror: Option<Arc<Mirror>>,
     mirror_task: Option<tokio::task::JoinHandle<()>>,
+    /// Snapshots, in a cluster.
+    snapshots: Option<Arc<SnapshotStore>>,
     dispatch: Arc<AtomicBool>,
     db: sled::Db,
     transport: Option<Arc<Transport>>,
@@ -307,6 +310,7 @@ impl Node {
         let mut transport = None;
         let mut inbound = None;
         let mut raft_addr = None;
+        let mut snapshot_store = None;
         if let Some(cluster) = &options.cluster {
             raft_config.initial_voters = if cluster.join {
                 Vec::new()
@@ -357,6 +361,7 @@ impl Node {
                 .with_snapshots(snapshots.clone())
                 .with_transport(options.node_id, bound.clone());
             transport = Some(bound);
+            snapshot_store = Some(snapshots.clone());
             inbound = Some((receiver, snapshots));
         }
         let log_group = log.group();
@@ -385,10 +390,29 @@ impl Node {
                 }
                 _ => None,
             };
-            let router = Router::new();
+            let router = Arc::new(Router::new());
             router.add(log_group, raft.clone());
+            let raft = raft.clone();
             tokio::spawn(async move {
                 while let Some(message) = inbound.recv().await {
+                    let message = match message {
+                        Inbound::Raft { group, message }
+                            if message.get_msg_type() == MessageType::MsgSnapshot =>
+                        {
+                            let router = router.clone();
+                            snapshots.prefetch(message, raft.clone(), move |message| {
+                                router.route(Inbound::Raft { group, message });
+                            });
+                            continue;
+                        }
+                        Inbound::Raft { message, .. }
+                            if message.get_msg_type() == MessageType::MsgAppend
+                                && snapshots.is_fetching() =>
+                        {
+                            continue;
+                        }
+                        message => message,
+                    };
                     match router.route(message) {
                         Some(Inbound::SnapshotPull { from, pull }) => {
                             let snapshots = snapshots.clone();
@@ -455,6 +479,7 @@ impl Node {
             reconciler,
             mirror: copier,
             mirror_task,
+            snapshots: snapshot_store,
             dispatch,
             compactor,
             metadata,
@@ -862,6 +887,9 @@ impl Node {
         }
         if let Some(task) = &self.mirror_task {
             task.abort();
+        }
+        if let Some(snapshots) = &self.snapshots {
+            snapshots.stop_fetching();
         }
         self.raft.shutdown();
         if let Some(transport) = &self.transport {

@@ -9,19 +9,24 @@
 //! that index (not the current one: the member applies the changes after it).
 //!
 //! The Raft message carries only a [`Manifest`]; the member pulls the files in pieces over the
-//! node-to-node transport, then swaps them in while its tenant actors are stopped.
+//! node-to-node transport before its Raft thread sees the message ([`SnapshotStore::prefetch`]),
+//! then swaps them in while its tenant actors are stopped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use meniscus_consensus::transport::{Envelope, SnapshotPiece, SnapshotPull, Transport};
-use meniscus_storage::{checkpoint_index, validate_tenant_name, Metadata, SnapshotSource};
+use meniscus_consensus::RaftHandle;
+use meniscus_storage::{
+    checkpoint_index, validate_tenant_name, ApplyOutcome, Metadata, SnapshotSource,
+};
 use prost::Message as _;
 use ractor::ActorRef;
+use raft::eraftpb::Message;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::answers::Answers;
@@ -43,6 +48,8 @@ const KEEP: usize = 2;
 pub(crate) const MIRROR_BIT: u64 = 1 << 63;
 /// How long such a checkpoint stays for its follower to pull from.
 const MIRROR_KEEP: Duration = Duration::from_secs(60);
+/// How often a fetch looks whether its source still leads.
+const LEADER_CHECK_EVERY: Duration = Duration::from_millis(100);
 
 /// What a snapshot's Raft message carries.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -110,6 +117,16 @@ pub struct SnapshotStore {
     next_mirror: AtomicU64,
     /// Held while index files are swapped, by a snapshot install or a follower's copy.
     pub(crate) swapping: tokio::sync::Mutex<()>,
+    prefetch: Mutex<Prefetch>,
+}
+
+/// Snapshots fetched ahead of the Raft thread (see [`SnapshotStore::prefetch`]).
+#[derive(Default)]
+struct Prefetch {
+    /// The snapshot whose files are being fetched, and the task fetching them.
+    fetching: Option<(u64, tokio::task::AbortHandle)>,
+    /// Snapshots whose files are all here, waiting for the Raft thread to install one.
+    fetched: BTreeSet<u64>,
 }
 
 impl SnapshotStore {
@@ -126,6 +143,8 @@ impl SnapshotStore {
         std::fs::create_dir_all(&dir)?;
         // Copies built for followers by an earlier run: their ids start again from 0.
         let _ = std::fs::remove_dir_all(dir.join("mirror"));
+        // Fetches of an earlier run, finished or not: nothing knows them any more.
+        remove_incoming(&dir, u64::MAX);
         Ok(Arc::new(SnapshotStore {
             node_id,
             dir,
@@ -137,6 +156,7 @@ impl SnapshotStore {
             pulls: Answers::new(),
             next_mirror: AtomicU64::new(0),
             swapping: tokio::sync::Mutex::new(()),
+            prefetch: Mutex::new(Prefetch::default()),
         }))
     }
 
@@ -294,6 +314,24 @@ impl SnapshotStore {
 
     /// Answers a member's pull for a piece of a snapshot file.
     pub async fn serve(&self, from: u64, pull: SnapshotPull) {
+        // Tests: `return` leaves the pull unanswered (a source that died), `return(MESSAGE)`
+        // answers it with that error.
+        fail::fail_point!("snapshot-serve", |error: Option<String>| {
+            if let Some(error) = error {
+                let piece = SnapshotPiece {
+                    id: pull.id,
+                    data: Vec::new(),
+                    error,
+                };
+                self.transport.send_envelope(
+                    from,
+                    Envelope {
+                        snapshot_piece: Some(piece),
+                        ..Default::default()
+                    },
+                );
+            }
+        });
         let piece = match self.read_piece(&pull).await {
             Ok(data) => SnapshotPiece {
                 id: pull.id,
@@ -351,27 +389,111 @@ impl SnapshotStore {
         self.pulls.answer(piece.id, piece);
     }
 
+    /// Fetches the files of the snapshot that a leader's `message` describes before the Raft
+    /// thread sees it, then hands the message on with `deliver`.
+    ///
+    /// raft-rs takes a snapshot as soon as it steps the message: a fetch that failed after
+    /// that (its source died) would leave the group's state ahead of its storage, with no way
+    /// back but a restart. Fetched first, a failure only drops the message, and the leader
+    /// sends one again. The fetch ends early once another node leads (its source may be gone
+    /// for good). One fetch runs at a time; messages that arrive meanwhile are dropped, since
+    /// the one being fetched is handed on when done.
+    pub fn prefetch(
+        self: &Arc<Self>,
+        message: Message,
+        raft: RaftHandle<ApplyOutcome>,
+        deliver: impl FnOnce(Message) + Send + 'static,
+    ) {
+        let snapshot = message.get_snapshot();
+        let index = snapshot.get_metadata().index;
+        let manifest = match Manifest::decode(snapshot.data.as_ref()) {
+            Ok(manifest) => manifest,
+            Err(e) => {
+                tracing::warn!(index, from = message.from, error = %e, "a snapshot message with a bad manifest");
+                return;
+            }
+        };
+        let mut state = self.prefetch.lock().expect("prefetch lock poisoned");
+        if state.fetched.contains(&index) {
+            drop(state);
+            deliver(message);
+            return;
+        }
+        if state.fetching.is_some() {
+            return;
+        }
+        let store = self.clone();
+        let task = tokio::spawn(async move {
+            let incoming = store.incoming_dir(index);
+            let source = manifest.node;
+            let fetched = tokio::select! {
+                fetched = store.fetch_into(&manifest, &incoming) => fetched,
+                () = another_leader_than(&raft, source) => {
+                    let _ = tokio::fs::remove_dir_all(&incoming).await;
+                    Err(format!("node {source} stopped leading"))
+                }
+            };
+            let mut state = store.prefetch.lock().expect("prefetch lock poisoned");
+            state.fetching = None;
+            match fetched {
+                Ok(()) => {
+                    state.fetched.insert(index);
+                    drop(state);
+                    deliver(message);
+                }
+                Err(e) => {
+                    tracing::warn!(index, from = source, error = %e, "fetching a snapshot failed; the leader will send one again")
+                }
+            }
+        });
+        state.fetching = Some((index, task.abort_handle()));
+    }
+
+    /// Whether a snapshot's files are being fetched. Log entries sent meanwhile follow the
+    /// snapshot and cannot be used before it: the member leaves them unanswered rather than
+    /// refuse them, which would only make the leader send the snapshot again.
+    pub fn is_fetching(&self) -> bool {
+        self.prefetch
+            .lock()
+            .expect("prefetch lock poisoned")
+            .fetching
+            .is_some()
+    }
+
+    /// Stops a fetch under way (the node is shutting down).
+    pub fn stop_fetching(&self) {
+        if let Some((_, task)) = self
+            .prefetch
+            .lock()
+            .expect("prefetch lock poisoned")
+            .fetching
+            .take()
+        {
+            task.abort();
+        }
+    }
+
+    fn incoming_dir(&self, index: u64) -> PathBuf {
+        self.dir.join(format!("{INCOMING}{index}"))
+    }
+
     /// Replaces this node's metadata and tenant indexes with the snapshot described by `data`.
-    /// Runs on the Raft thread, which waits for the files.
+    /// Runs on the Raft thread; its files were fetched before (see [`SnapshotStore::prefetch`]),
+    /// or are fetched now while the thread waits.
     pub fn install(&self, index: u64, data: &[u8]) -> Result<(), String> {
         let manifest = Manifest::decode(data).map_err(|e| format!("bad manifest: {e}"))?;
-        let incoming = self.dir.join(format!("incoming-{index}"));
-        let _ = std::fs::remove_dir_all(&incoming);
-        std::fs::create_dir_all(&incoming).map_err(|e| e.to_string())?;
+        let incoming = self.incoming_dir(index);
+        let prefetched = self
+            .prefetch
+            .lock()
+            .expect("prefetch lock poisoned")
+            .fetched
+            .remove(&index);
+        if !prefetched {
+            self.runtime
+                .block_on(self.fetch_into(&manifest, &incoming))?;
+        }
         let bytes: u64 = manifest.files.iter().map(|f| f.size).sum();
-        tracing::info!(
-            index,
-            from = manifest.node,
-            files = manifest.files.len(),
-            bytes,
-            "fetching a snapshot"
-        );
-        self.runtime
-            .block_on(self.fetch_all(&manifest, &incoming))
-            .inspect_err(|_| {
-                let _ = std::fs::remove_dir_all(&incoming);
-            })?;
-
         // No indexer may write, and no follower's copy land, while the files change.
         let _swapping = self.runtime.block_on(self.swapping.lock());
         self.runtime
@@ -391,12 +513,36 @@ impl SnapshotStore {
             .restore(&manifest.metadata)
             .map_err(|e| e.to_string())?;
         self.ctx.progress.advance(index);
+        // Older snapshots fetched but never taken are of no use now.
+        {
+            let mut state = self.prefetch.lock().expect("prefetch lock poisoned");
+            state.fetched.retain(|fetched| *fetched > index);
+        }
+        remove_incoming(&self.dir, index);
         tracing::info!(index, bytes, "installed a snapshot");
         Ok(())
     }
 
-    async fn fetch_all(&self, manifest: &Manifest, into: &Path) -> Result<(), String> {
-        self.fetch_files(manifest, &manifest.files, into).await
+    /// Fetches every file of `manifest` into `into`, which is made anew (and removed again if
+    /// the fetch fails).
+    async fn fetch_into(&self, manifest: &Manifest, into: &Path) -> Result<(), String> {
+        let _ = tokio::fs::remove_dir_all(into).await;
+        tokio::fs::create_dir_all(into)
+            .await
+            .map_err(|e| format!("{}: {e}", into.display()))?;
+        let bytes: u64 = manifest.files.iter().map(|f| f.size).sum();
+        tracing::info!(
+            index = manifest.index,
+            from = manifest.node,
+            files = manifest.files.len(),
+            bytes,
+            "fetching a snapshot"
+        );
+        let fetched = self.fetch_files(manifest, &manifest.files, into).await;
+        if fetched.is_err() {
+            let _ = tokio::fs::remove_dir_all(into).await;
+        }
+        fetched
     }
 
     /// Pulls `files` (some of `manifest`'s) from the node that built it into `into`, each at
@@ -473,5 +619,37 @@ impl SnapshotStore {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         Err(format!("pulling {path} at {offset}: {last_error}"))
+    }
+}
+
+/// Names of the directories snapshots are fetched into, before their index.
+const INCOMING: &str = "incoming-";
+
+/// Removes the fetched snapshots in `dir` at or below `up_to`.
+fn remove_incoming(dir: &Path, up_to: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let index = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(INCOMING))
+            .and_then(|index| index.parse::<u64>().ok());
+        if index.is_some_and(|index| index <= up_to) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Returns once this node knows of a leader other than `node`. While nobody leads, `node`
+/// may still come back.
+async fn another_leader_than(raft: &RaftHandle<ApplyOutcome>, node: u64) {
+    loop {
+        let leader = raft.status().leader;
+        if leader != 0 && leader != node {
+            return;
+        }
+        tokio::time::sleep(LEADER_CHECK_EVERY).await;
     }
 }

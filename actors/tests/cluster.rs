@@ -1,88 +1,13 @@
 //! Three nodes in one process, replicating over the real TCP transport: every replica stores and
 //! indexes every committed event, and the group survives losing its leader.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use meniscus_actors::{ClusterOptions, Node, NodeOptions};
-use meniscus_event::{Event, Source};
-use meniscus_storage::SearchRequest;
-use time::OffsetDateTime;
-
-fn events(from: usize, n: usize) -> Vec<Event> {
-    (from..from + n)
-        .map(|i| Event {
-            id: format!("e{i}"),
-            tenant: "acme".into(),
-            received_at: OffsetDateTime::now_utc(),
-            timestamp: OffsetDateTime::now_utc(),
-            host: Some(format!("web-{}", i % 4)),
-            app: None,
-            procid: None,
-            msgid: None,
-            facility: None,
-            severity: None,
-            message: format!("replicated event {i}"),
-            structured_data: Default::default(),
-            fields: Default::default(),
-            source: Source::default(),
-            id_from_publisher: true,
-        })
-        .collect()
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-async fn local_count(node: &Node) -> u64 {
-    node.flush().await.unwrap();
-    let request = SearchRequest {
-        query: "*".into(),
-        limit: 1,
-        ..Default::default()
-    };
-    node.search("acme", request).await.unwrap().total
-}
-
-async fn wait_count(nodes: &[&Node], expected: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for node in nodes {
-        loop {
-            let count = local_count(node).await;
-            if count == expected {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "a replica has {count} events, expected {expected}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-fn leader_of(nodes: &[Option<Node>]) -> usize {
-    nodes
-        .iter()
-        .position(|n| n.as_ref().is_some_and(Node::is_writable))
-        .expect("a leader")
-}
-
-async fn wait_leader(nodes: &[Option<Node>]) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !nodes
-        .iter()
-        .any(|n| n.as_ref().is_some_and(Node::is_writable))
-    {
-        assert!(Instant::now() < deadline, "no leader within 10 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    leader_of(nodes)
-}
+use common::{events, free_addr, options, wait_count, wait_leader};
+use meniscus_actors::Node;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_replica_indexes_every_event_and_the_group_survives_its_leader() {
@@ -90,17 +15,7 @@ async fn every_replica_indexes_every_event_and_the_group_survives_its_leader() {
     let members: Vec<(u64, SocketAddr)> = (1..=3).map(|id| (id, free_addr())).collect();
     let mut nodes = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
-        let mut options = NodeOptions::new(dir.path());
-        options.node_id = i as u64 + 1;
-        options.indexer.commit_interval = Duration::from_millis(50);
-        options.indexer.memory_budget_bytes = 20_000_000;
-        options.indexer.threads = 1;
-        options.cluster = Some(ClusterOptions {
-            raft_addr: members[i].1,
-            members: members.clone(),
-            tick_interval: Duration::from_millis(20),
-            join: false,
-        });
+        let options = options(dir.path(), i as u64 + 1, &members);
         nodes.push(Some(Node::start(options).await.unwrap()));
     }
     let leader = wait_leader(&nodes).await;
@@ -142,22 +57,6 @@ async fn every_replica_indexes_every_event_and_the_group_survives_its_leader() {
     for node in survivors {
         node.shutdown().await.unwrap();
     }
-}
-
-fn options(dir: &std::path::Path, id: u64, members: &[(u64, SocketAddr)]) -> NodeOptions {
-    let mut options = NodeOptions::new(dir);
-    options.node_id = id;
-    options.indexer.commit_interval = Duration::from_millis(50);
-    options.indexer.memory_budget_bytes = 20_000_000;
-    options.indexer.threads = 1;
-    options.compact_interval = Duration::from_secs(3600); // compacted by hand below
-    options.cluster = Some(ClusterOptions {
-        raft_addr: members[id as usize - 1].1,
-        members: members.to_vec(),
-        tick_interval: Duration::from_millis(20),
-        join: false,
-    });
-    options
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
