@@ -405,12 +405,6 @@ impl Node {
                             });
                             continue;
                         }
-                        Inbound::Raft { message, .. }
-                            if message.get_msg_type() == MessageType::MsgAppend
-                                && snapshots.is_fetching() =>
-                        {
-                            continue;
-                        }
                         message => message,
                     };
                     match router.route(message) {

@@ -397,7 +397,8 @@ impl SnapshotStore {
     /// back but a restart. Fetched first, a failure only drops the message, and the leader
     /// sends one again. The fetch ends early once another node leads (its source may be gone
     /// for good). One fetch runs at a time; messages that arrive meanwhile are dropped, since
-    /// the one being fetched is handed on when done.
+    /// the one being fetched is handed on when done. The member is quiet meanwhile (see
+    /// [`RaftHandle::set_quiet`]).
     pub fn prefetch(
         self: &Arc<Self>,
         message: Message,
@@ -423,6 +424,7 @@ impl SnapshotStore {
             return;
         }
         let store = self.clone();
+        raft.set_quiet(true);
         let task = tokio::spawn(async move {
             let incoming = store.incoming_dir(index);
             let source = manifest.node;
@@ -435,6 +437,7 @@ impl SnapshotStore {
             };
             let mut state = store.prefetch.lock().expect("prefetch lock poisoned");
             state.fetching = None;
+            raft.set_quiet(false);
             match fetched {
                 Ok(()) => {
                     state.fetched.insert(index);
@@ -447,17 +450,6 @@ impl SnapshotStore {
             }
         });
         state.fetching = Some((index, task.abort_handle()));
-    }
-
-    /// Whether a snapshot's files are being fetched. Log entries sent meanwhile follow the
-    /// snapshot and cannot be used before it: the member leaves them unanswered rather than
-    /// refuse them, which would only make the leader send the snapshot again.
-    pub fn is_fetching(&self) -> bool {
-        self.prefetch
-            .lock()
-            .expect("prefetch lock poisoned")
-            .fetching
-            .is_some()
     }
 
     /// Stops a fetch under way (the node is shutting down).

@@ -1,5 +1,6 @@
 //! The cloneable, async way into a running Raft group.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
@@ -90,6 +91,7 @@ pub(crate) enum Request<O> {
 pub struct RaftHandle<O> {
     pub(crate) requests: SyncSender<Request<O>>,
     pub(crate) status: Arc<Mutex<RaftStatus>>,
+    pub(crate) quiet: Arc<AtomicBool>,
 }
 
 impl<O> Clone for RaftHandle<O> {
@@ -97,11 +99,21 @@ impl<O> Clone for RaftHandle<O> {
         RaftHandle {
             requests: self.requests.clone(),
             status: self.status.clone(),
+            quiet: self.quiet.clone(),
         }
     }
 }
 
 impl<O: Send + 'static> RaftHandle<O> {
+    /// While quiet, this member answers neither the leader's heartbeats nor its appends; it
+    /// still takes them in (so it knows who leads and does not campaign) and votes. To the
+    /// leader it looks unreachable, so it sends it no more entries until it answers again.
+    /// A member fetching a snapshot is quiet: the entries the leader would probe it with follow
+    /// the snapshot, so it cannot use them, and on a slow link they crowd out the snapshot.
+    pub fn set_quiet(&self, quiet: bool) {
+        self.quiet.store(quiet, Ordering::Relaxed);
+    }
+
     /// Proposes `data` and waits until its entry is committed and applied.
     ///
     /// Fails fast with [`Error::Overloaded`] when the proposal queue is full, so callers can push

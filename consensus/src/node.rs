@@ -1,6 +1,7 @@
 //! The Raft thread: one raft-rs `RawNode`, its ticks, proposals and Ready loop.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -126,7 +127,9 @@ impl RaftNode {
             running: true,
             ..Default::default()
         }));
+        let quiet = Arc::new(AtomicBool::new(false));
         let driver = Driver {
+            quiet: quiet.clone(),
             raw,
             group: log.group(),
             transport,
@@ -149,7 +152,14 @@ impl RaftNode {
             .name(format!("raft-{}", config.id))
             .spawn(move || driver.run(receiver, config.tick_interval))
             .map_err(|e| Error::Storage(format!("cannot start the raft thread: {e}")))?;
-        Ok((RaftHandle { requests, status }, thread))
+        Ok((
+            RaftHandle {
+                requests,
+                status,
+                quiet,
+            },
+            thread,
+        ))
     }
 }
 
@@ -222,6 +232,8 @@ struct Driver<M: StateMachine> {
     /// The last snapshot sent to each member (by index). raft-rs forgets it once we report the
     /// message sent, but the member needs the log from there on until it has installed it.
     snapshots_sent: HashMap<u64, u64>,
+    /// See [`RaftHandle::set_quiet`].
+    quiet: Arc<AtomicBool>,
 }
 
 impl<M: StateMachine> Driver<M> {
@@ -575,7 +587,15 @@ impl<M: StateMachine> Driver<M> {
         Ok(())
     }
 
-    fn send(&mut self, messages: Vec<Message>) {
+    fn send(&mut self, mut messages: Vec<Message>) {
+        if self.quiet.load(Ordering::Relaxed) {
+            messages.retain(|m| {
+                !matches!(
+                    m.get_msg_type(),
+                    MessageType::MsgHeartbeatResponse | MessageType::MsgAppendResponse
+                )
+            });
+        }
         if messages.is_empty() {
             return;
         }
