@@ -17,6 +17,7 @@ mod answers;
 mod applier;
 mod context;
 mod error;
+mod group;
 mod indexer;
 mod membership;
 mod mirror;

@@ -170,7 +170,7 @@ impl SnapshotStore {
             .watermark()
             .min(self.metadata.applied_index().map_err(|e| err(&e))?);
         if let Some(committed) =
-            crate::node::lagging_index_commit(&self.metadata, &self.ctx).map_err(|e| err(&e))?
+            crate::group::lagging_index_commit(&self.metadata, &self.ctx).map_err(|e| err(&e))?
         {
             complete = complete.min(committed);
         }
