@@ -19,6 +19,9 @@ pub enum Error {
     /// The tenant does not exist.
     #[error("unknown tenant {0:?}")]
     UnknownTenant(String),
+    /// This node cannot serve the request now (a shard it will run is not started yet).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Result alias for this crate.

@@ -2,6 +2,7 @@
 //! feeds, its snapshots, and the tasks that compact its log, reconcile its membership and copy
 //! its leader's indexes. A [`crate::Node`] runs its groups over one transport.
 
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,13 +19,29 @@ use raft::Storage;
 
 use crate::membership;
 use crate::mirror::Mirror;
-use crate::node::{IndexesStatus, NodeOptions};
+use crate::node::{GroupStatus, IndexesStatus, NodeOptions};
 use crate::snapshot::SnapshotSourceRef;
 use crate::tenant_supervisor::TenantStatus;
 use crate::{
     Applier, DispatchProgress, Error, NodeContext, NodeMsg, NodeSupervisor, Result, SnapshotStore,
     TenantMsg,
 };
+
+/// Which Raft group to start, and where it keeps its state.
+pub(crate) struct GroupSpec {
+    /// The Raft group id: 0 for the metadata group, else the event shard's id.
+    pub(crate) id: u64,
+    /// Where its Raft log, tenant indexes and snapshots live.
+    pub(crate) dir: PathBuf,
+    /// Where its Raft state and state machine live.
+    pub(crate) db: sled::Db,
+    /// Its state machine's store.
+    pub(crate) metadata: Metadata,
+    /// The metadata group's store: the members every group should have.
+    pub(crate) members: Metadata,
+    /// Voters a fresh group starts with; empty to wait until its leader adds this node.
+    pub(crate) voters: Vec<u64>,
+}
 
 /// A running Raft group and everything that hangs off it on this node.
 pub(crate) struct Group {
@@ -89,7 +106,7 @@ async fn compact_log(
 /// (`None`: none lacks any).
 pub(crate) fn lagging_index_commit(metadata: &Metadata, ctx: &NodeContext) -> Result<Option<u64>> {
     let mut lowest = None;
-    for tenant in metadata.tenants()? {
+    for tenant in metadata.tenants_here()? {
         let last = ctx.progress.last_entry_of(&tenant.name);
         if last == 0 {
             continue;
@@ -167,6 +184,9 @@ async fn allow_compaction(
     }
 }
 
+/// How long a proposal waits for a leader to be known.
+const LEADER_PATIENCE: Duration = Duration::from_secs(5);
+
 /// How often a search waiting for its writes looks again without being woken by a commit.
 const SEARCHABLE_RECHECK: Duration = Duration::from_millis(50);
 
@@ -175,12 +195,19 @@ impl Group {
     /// and starts the Raft group; in a cluster, it talks to its peers through `transport`.
     pub(crate) async fn start(
         options: &NodeOptions,
-        db: sled::Db,
+        spec: GroupSpec,
         transport: Option<Arc<Transport>>,
     ) -> Result<Group> {
-        let metadata = Metadata::open(&db)?;
-        let log = RaftLog::open(&db, &options.data_dir.join("raft-log"), 0)
-            .map_err(meniscus_storage::Error::from)?;
+        let GroupSpec {
+            id,
+            dir,
+            db,
+            metadata,
+            members,
+            voters,
+        } = spec;
+        let log =
+            RaftLog::open(&db, &dir.join("raft-log"), id).map_err(meniscus_storage::Error::from)?;
         let commit = log
             .initial_state()
             .map_err(meniscus_storage::Error::from)?
@@ -188,7 +215,7 @@ impl Group {
             .commit;
         let progress = Arc::new(DispatchProgress::new(commit));
         let ctx = Arc::new(NodeContext {
-            indexes: IndexStore::open(&options.data_dir.join("indexes"))?,
+            indexes: IndexStore::open(&dir.join("indexes"))?,
             log: log.clone(),
             progress: progress.clone(),
             settings: options.indexer.clone(),
@@ -201,7 +228,7 @@ impl Group {
         // Indexes that are behind the log catch up now rather than on their next event; until
         // they have, the log above their commit point must stay (see `compact_log`). A node
         // that copies indexes does so only once it leads.
-        for tenant in metadata.tenants()? {
+        for tenant in metadata.tenants_here()? {
             if ctx.indexes.get(&tenant.name)?.committed_raft_index()? < commit {
                 ctx.progress.record(&tenant.name, commit);
                 if !copying {
@@ -214,13 +241,9 @@ impl Group {
             .with_dispatch(dispatch.clone());
         let applied = metadata.applied_index()?;
         let mut raft_config = RaftConfig::single(options.node_id);
+        raft_config.initial_voters = voters;
         let mut snapshot_store = None;
         if let (Some(cluster), Some(transport)) = (&options.cluster, &transport) {
-            raft_config.initial_voters = if cluster.join {
-                Vec::new()
-            } else {
-                cluster.members.iter().map(|(id, _)| *id).collect()
-            };
             raft_config.tick_interval = cluster.tick_interval;
             // Members added at run time; their records win over the flags. A removed member
             // that is still in the group (its removal, or its replacement, is not done yet)
@@ -230,7 +253,7 @@ impl Group {
                 .map_err(meniscus_storage::Error::from)?
                 .conf_state;
             let in_group = |id: u64| conf.voters.contains(&id) || conf.learners.contains(&id);
-            for member in metadata.members()? {
+            for member in members.members()? {
                 match member.raft_addr.parse() {
                     Ok(addr)
                         if member.id != options.node_id
@@ -243,7 +266,8 @@ impl Group {
             }
             let snapshots = SnapshotStore::new(
                 options.node_id,
-                options.data_dir.join("snapshots"),
+                id,
+                dir.join("snapshots"),
                 metadata.clone(),
                 ctx.clone(),
                 supervisor.clone(),
@@ -256,7 +280,6 @@ impl Group {
                 .with_transport(options.node_id, transport.clone());
             snapshot_store = Some(snapshots);
         }
-        let id = log.group();
         let (raft, raft_thread) =
             RaftNode::start(raft_config, log, applied, applier, transport.clone())?;
         let mut mirror_task = None;
@@ -271,7 +294,7 @@ impl Group {
                 transport.clone(),
                 snapshots.clone(),
                 dispatch.clone(),
-                options.data_dir.join("mirror-incoming"),
+                dir.join("mirror-incoming"),
             );
             let every = options.indexer.commit_interval;
             mirror_task = Some(tokio::spawn(copier.clone().run(every)));
@@ -309,11 +332,11 @@ impl Group {
             })
         };
         let reconciler = clustered.then(|| {
-            let (metadata, raft) = (metadata.clone(), raft.clone());
+            let raft = raft.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(membership::RECONCILE_EVERY).await;
-                    membership::reconcile(&metadata, &raft).await;
+                    membership::reconcile(&members, &raft).await;
                 }
             })
         });
@@ -337,7 +360,14 @@ impl Group {
         })
     }
 
+    /// Proposes `kind` and waits until it is applied. While no leader is known (an election,
+    /// or a group that has just started) it waits a few seconds for one rather than fail at
+    /// once.
     pub(crate) async fn propose(&self, kind: CommandKind) -> Result<(u64, ApplyOutcome)> {
+        let deadline = tokio::time::Instant::now() + LEADER_PATIENCE;
+        while self.raft.status().leader == 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let committed = self.raft.propose(Command::new(kind).to_bytes()).await?;
         Ok((committed.index, committed.output))
     }
@@ -477,6 +507,23 @@ impl Group {
             tenant.to_owned(),
             TenantMsg::CrashIndexer,
         ));
+    }
+
+    /// The group's state, as this node sees it.
+    pub(crate) fn status(&self) -> Result<GroupStatus> {
+        let mut tenants: Vec<String> = self
+            .metadata
+            .tenants_here()?
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        tenants.sort_unstable();
+        Ok(GroupStatus {
+            id: self.id,
+            raft: self.raft.status(),
+            log_first_index: self.log_first_index(),
+            tenants,
+        })
     }
 
     /// Stops the group's tasks and asks its Raft thread to stop; [`Group::finish_shutdown`]

@@ -32,7 +32,7 @@ pub use applier::Applier;
 pub use context::{IndexerSettings, NodeContext};
 pub use error::{Error, Result};
 pub use indexer::{Indexer, IndexerMsg};
-pub use node::{ClusterOptions, ClusterStatus, IndexesStatus, Node, NodeOptions};
+pub use node::{ClusterOptions, ClusterStatus, GroupStatus, IndexesStatus, Node, NodeOptions};
 pub use node_supervisor::{NodeMsg, NodeSupervisor};
 pub use progress::{DispatchProgress, QueuedBatch};
 pub use snapshot::SnapshotStore;

@@ -104,7 +104,7 @@ impl Mirror {
             // log above each index's commit, where a starting indexer reads them.
             self.dispatch.store(true, Ordering::SeqCst);
             *copying = false;
-            let tenants = self.metadata.tenants().unwrap_or_default();
+            let tenants = self.metadata.tenants_here().unwrap_or_default();
             let mut behind = 0;
             for tenant in tenants {
                 let committed = self
@@ -145,7 +145,7 @@ impl Mirror {
         }
         let mut held = BTreeMap::new();
         let mut behind = false;
-        for tenant in self.metadata.tenants().map_err(|e| e.to_string())? {
+        for tenant in self.metadata.tenants_here().map_err(|e| e.to_string())? {
             // What the index has committed and made visible: kept in memory, no meta.json read.
             let committed = self
                 .ctx
@@ -241,6 +241,7 @@ impl Mirror {
     async fn ask(&self, leader: u64, held: BTreeMap<String, u64>) -> Result<MirrorOffer, String> {
         let send = |id| {
             let envelope = Envelope {
+                group: self.snapshots.group,
                 mirror_request: Some(MirrorRequest { id, held }),
                 ..Default::default()
             };
@@ -291,6 +292,7 @@ impl Mirror {
             },
         };
         let envelope = Envelope {
+            group: self.snapshots.group,
             mirror_offer: Some(offer),
             ..Default::default()
         };

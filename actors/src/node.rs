@@ -1,24 +1,24 @@
 //! [`Node`]: one Meniscus node's storage, consensus and actors, wired together.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use meniscus_consensus::transport::{Inbound, PeerStatus, Transport};
-use meniscus_consensus::{RaftHandle, RaftStatus, Router};
+use meniscus_consensus::{RaftStatus, Router};
 use meniscus_event::Event;
 use meniscus_storage::{
-    tokens, AddAdminToken, AddMember, ApplyOutcome, CommandKind, CreateTenant, Principal,
-    RemoveMember, RotateToken, SearchRequest, SearchResponse,
+    tokens, AddAdminToken, AddMember, ApplyOutcome, CommandKind, CreateShard, CreateTenant,
+    Metadata, Principal, RemoveMember, RotateToken, SearchRequest, SearchResponse, ShardRecord,
 };
 use raft::eraftpb::MessageType;
 use time::OffsetDateTime;
 
-use crate::group::Group;
-use crate::mirror::Mirror;
+use crate::group::{Group, GroupSpec};
 use crate::tenant_supervisor::TenantStatus;
-use crate::{Error, IndexerSettings, Result, SnapshotStore};
+use crate::{Error, IndexerSettings, Result};
 
 /// How to start a node.
 #[derive(Debug, Clone)]
@@ -75,11 +75,37 @@ impl NodeOptions {
 
 /// A running node: its Raft groups, and the transport they share in a cluster.
 pub struct Node {
-    /// The one group: metadata and every tenant's events.
-    group: Group,
+    /// The metadata group (0): tenants, tokens, members and shards, and the events of the
+    /// tenants placed in no shard.
+    meta: Arc<Group>,
+    /// Every group this node runs, the metadata group included, by id.
+    groups: Groups,
+    /// Starts the shards this node should run as the metadata group records them; and its
+    /// task.
+    shards: Option<Arc<ShardKeeper>>,
+    keeper: Option<tokio::task::JoinHandle<()>>,
     transport: Option<Arc<Transport>>,
     raft_addr: Option<SocketAddr>,
     clustered: bool,
+}
+
+/// The groups a node runs, by id; shared with the tasks that route messages to them.
+type Groups = Arc<RwLock<BTreeMap<u64, Arc<Group>>>>;
+
+/// How often a node looks for shards the metadata group made that it does not run yet.
+const SHARD_CHECK_EVERY: Duration = Duration::from_millis(200);
+
+/// A group's state, for [`ClusterStatus`].
+#[derive(Debug, Clone)]
+pub struct GroupStatus {
+    /// The Raft group id: 0 for the metadata group, else an event shard's.
+    pub id: u64,
+    /// Its Raft state as this node sees it.
+    pub raft: RaftStatus,
+    /// The first index still in this node's copy of its log.
+    pub log_first_index: u64,
+    /// The tenants whose events it carries, in name order.
+    pub tenants: Vec<String>,
 }
 
 /// What [`Node::cluster_status`] reports.
@@ -99,6 +125,8 @@ pub struct ClusterStatus {
     pub tenants: Vec<String>,
     /// How this node keeps its tenant indexes.
     pub indexes: IndexesStatus,
+    /// Every group this node runs: the metadata group (0) first, then the event shards.
+    pub groups: Vec<GroupStatus>,
 }
 
 /// How a node keeps its tenant indexes (see `--follower-indexes`).
@@ -145,33 +173,96 @@ impl Node {
             transport = Some(bound);
             inbound = Some(receiver);
         }
-        let group = Group::start(&options, db, transport.clone()).await?;
-        if let (Some(inbound), Some(snapshots)) = (inbound, &group.snapshots) {
-            let router = Arc::new(Router::new());
-            router.add(group.id, group.raft.clone());
-            tokio::spawn(receive(
-                inbound,
+        let metadata = Metadata::open(&db)?;
+        let voters = match &options.cluster {
+            None => vec![options.node_id],
+            Some(cluster) if cluster.join => Vec::new(),
+            Some(cluster) => cluster.members.iter().map(|(id, _)| *id).collect(),
+        };
+        let spec = GroupSpec {
+            id: 0,
+            dir: options.data_dir.clone(),
+            db,
+            metadata: metadata.clone(),
+            members: metadata,
+            voters,
+        };
+        let meta = Arc::new(Group::start(&options, spec, transport.clone()).await?);
+        let groups: Groups = Arc::new(RwLock::new(BTreeMap::from([(0, meta.clone())])));
+        let router = Arc::new(Router::new());
+        router.add(0, meta.raft.clone());
+        let mut keeper = None;
+        let mut shards = None;
+        if let Some(inbound) = inbound {
+            tokio::spawn(receive(inbound, router.clone(), groups.clone()));
+            let keeping = Arc::new(ShardKeeper {
+                options: options.clone(),
+                meta: meta.clone(),
+                groups: groups.clone(),
                 router,
-                group.raft.clone(),
-                snapshots.clone(),
-                group.mirror.clone(),
-            ));
+                transport: transport.clone(),
+                starting: tokio::sync::Mutex::new(()),
+            });
+            // Shards known now run before the node says it started; later ones as they come.
+            keeping.start_missing().await;
+            keeper = Some(tokio::spawn(keeping.clone().run()));
+            shards = Some(keeping);
         }
         Ok(Node {
-            group,
+            meta,
+            groups,
+            shards,
+            keeper,
             transport,
             raft_addr,
             clustered: options.cluster.is_some(),
         })
     }
 
-    async fn propose(&self, kind: CommandKind) -> Result<(u64, ApplyOutcome)> {
-        self.group.propose(kind).await
+    /// The group that carries `tenant`'s events on this node. A shard made a moment ago may
+    /// not run here yet: it is started now rather than on the keeper's next round.
+    async fn group_of(&self, tenant: &str) -> Result<Arc<Group>> {
+        let shard = self.meta.metadata.tenant(tenant)?.map_or(0, |t| t.shard);
+        if shard == 0 {
+            return Ok(self.meta.clone());
+        }
+        if self.group(shard).is_none() {
+            if let Some(keeper) = &self.shards {
+                keeper.start_missing().await;
+            }
+        }
+        self.group(shard).ok_or_else(|| {
+            Error::Unavailable(format!(
+                "shard {shard}, which holds tenant {tenant:?}, is not running on this node yet"
+            ))
+        })
     }
 
-    /// Appends events to `tenant`'s store. Returns the Raft index once it is committed (fsync'd).
+    fn group(&self, id: u64) -> Option<Arc<Group>> {
+        self.groups
+            .read()
+            .expect("groups lock poisoned")
+            .get(&id)
+            .cloned()
+    }
+
+    fn all_groups(&self) -> Vec<Arc<Group>> {
+        self.groups
+            .read()
+            .expect("groups lock poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    async fn propose(&self, kind: CommandKind) -> Result<(u64, ApplyOutcome)> {
+        self.meta.propose(kind).await
+    }
+
+    /// Appends events to `tenant`'s store. Returns the Raft index, in the group that carries
+    /// the tenant's events, once it is committed (fsync'd).
     pub async fn publish(&self, tenant: &str, events: &[Event]) -> Result<u64> {
-        self.group.publish(tenant, events).await
+        self.group_of(tenant).await?.publish(tenant, events).await
     }
 
     /// Creates a tenant. Returns its first token, or `None` if the tenant exists.
@@ -181,18 +272,55 @@ impl Node {
         Ok(created.then_some(token))
     }
 
-    /// Creates a tenant whose first token is `token`. Returns false if the tenant exists.
+    /// Creates a tenant whose first token is `token`, in the event shard with the fewest
+    /// tenants (in the metadata group while there are no shards). Returns false if the tenant
+    /// exists.
     pub async fn create_tenant_with_token(&self, name: &str, token: &str) -> Result<bool> {
         meniscus_storage::validate_tenant_name(name)?;
         let kind = CommandKind::CreateTenant(CreateTenant {
             name: name.to_owned(),
             token_hash: tokens::hash(token),
             created_at_nanos: now_nanos(),
+            shard: self.least_used_shard()?,
         });
         Ok(!matches!(
             self.propose(kind).await?,
             (_, ApplyOutcome::TenantExists)
         ))
+    }
+
+    /// The shard with the fewest tenants, the lowest id on a tie; 0 when there are none.
+    fn least_used_shard(&self) -> Result<u64> {
+        let metadata = &self.meta.metadata;
+        let mut tenants: BTreeMap<u64, usize> = metadata
+            .shards()?
+            .into_iter()
+            .map(|shard| (shard.id, 0))
+            .collect();
+        for tenant in metadata.tenants()? {
+            if let Some(count) = tenants.get_mut(&tenant.shard) {
+                *count += 1;
+            }
+        }
+        Ok(tenants
+            .into_iter()
+            .min_by_key(|(id, count)| (*count, *id))
+            .map_or(0, |(id, _)| id))
+    }
+
+    /// Makes sure event shards 1 to `count` exist, each a Raft group of its own; a missing one
+    /// is made with `replicas` as its first voters. Tenants created from then on are spread
+    /// over the shards. Repeating it (a bootstrap that stopped half way) makes nothing twice.
+    pub async fn ensure_shards(&self, count: u64, replicas: &[u64]) -> Result<()> {
+        let existing: Vec<u64> = self.meta.metadata.shards()?.iter().map(|s| s.id).collect();
+        for id in (1..=count).filter(|id| !existing.contains(id)) {
+            let kind = CommandKind::CreateShard(CreateShard {
+                id,
+                replicas: replicas.to_vec(),
+            });
+            self.propose(kind).await?;
+        }
+        Ok(())
     }
 
     /// Gives a tenant a new token; its previous tokens keep working for `grace`.
@@ -224,13 +352,13 @@ impl Node {
 
     /// Whether any admin token exists.
     pub fn has_admin(&self) -> Result<bool> {
-        Ok(self.group.metadata.has_admin()?)
+        Ok(self.meta.metadata.has_admin()?)
     }
 
     /// Every tenant's name.
     pub fn tenant_names(&self) -> Result<Vec<String>> {
         Ok(self
-            .group
+            .meta
             .metadata
             .tenants()?
             .into_iter()
@@ -240,14 +368,14 @@ impl Node {
 
     /// Whether a tenant exists.
     pub fn tenant_exists(&self, name: &str) -> Result<bool> {
-        Ok(self.group.metadata.tenant_exists(name)?)
+        Ok(self.meta.metadata.tenant_exists(name)?)
     }
 
     /// Who a bearer token speaks for, by this node's metadata as applied so far. A follower
     /// that lags may not know of a change acknowledged elsewhere: see
     /// [`Node::authenticate_linearizable`].
     pub fn authenticate(&self, token: &str) -> Result<Option<Principal>> {
-        Ok(self.group.metadata.authenticate(token, now_nanos())?)
+        Ok(self.meta.metadata.authenticate(token, now_nanos())?)
     }
 
     /// Who a bearer token speaks for, after this node has applied every change acknowledged
@@ -265,7 +393,7 @@ impl Node {
     async fn wait_read_index(&self) -> Result<u64> {
         let deadline = tokio::time::Instant::now() + READ_INDEX_PATIENCE;
         loop {
-            match self.group.raft.read_index().await {
+            match self.meta.raft.read_index().await {
                 Ok(index) => return Ok(index),
                 Err(meniscus_consensus::Error::NotLeader { .. })
                     if tokio::time::Instant::now() < deadline =>
@@ -279,7 +407,7 @@ impl Node {
 
     /// Searches a tenant's committed events.
     pub async fn search(&self, tenant: &str, request: SearchRequest) -> Result<SearchResponse> {
-        self.group.search(tenant, request).await
+        self.group_of(tenant).await?.search(tenant, request).await
     }
 
     /// Waits until every event of `tenant` committed at Raft index `index` or below is
@@ -291,49 +419,64 @@ impl Node {
         index: u64,
         timeout: Duration,
     ) -> Result<bool> {
-        self.group.wait_searchable(tenant, index, timeout).await
+        self.group_of(tenant).await?
+            .wait_searchable(tenant, index, timeout)
+            .await
     }
 
     /// Commits every running tenant index, making everything acknowledged so far searchable.
     pub async fn flush(&self) -> Result<()> {
-        self.group.flush().await
+        for group in self.all_groups() {
+            group.flush().await?;
+        }
+        Ok(())
     }
 
-    /// Drops the Raft log below what every tenant index has committed. Returns the log's new
-    /// first index.
+    /// Drops each group's Raft log below what every tenant index has committed. Returns the
+    /// metadata group's new first index.
     pub async fn compact_log(&self) -> Result<u64> {
-        self.group.compact_log().await
+        for group in self.all_groups() {
+            if group.id != 0 {
+                group.compact_log().await?;
+            }
+        }
+        self.meta.compact_log().await
     }
 
     /// The Raft log's first index (everything below was compacted).
     pub fn log_first_index(&self) -> u64 {
-        self.group.log_first_index()
+        self.meta.log_first_index()
     }
 
     /// The Raft group's state.
     pub fn raft_status(&self) -> RaftStatus {
-        self.group.raft.status()
+        self.meta.raft.status()
     }
 
     /// How this node keeps its tenant indexes, now.
     pub fn indexes_status(&self) -> IndexesStatus {
-        self.group.indexes_status()
+        self.meta.indexes_status()
     }
 
     /// Membership, leadership and replication progress, as this node sees them.
     pub fn cluster_status(&self) -> Result<ClusterStatus> {
         Ok(ClusterStatus {
-            node_id: self.group.raft.status().id,
+            node_id: self.meta.raft.status().id,
             raft_addr: self.raft_addr,
             peers: self
                 .transport
                 .as_ref()
                 .map(|t| t.peers())
                 .unwrap_or_default(),
-            raft: self.group.raft.status(),
+            raft: self.meta.raft.status(),
             log_first_index: self.log_first_index(),
             tenants: self.tenant_names()?,
             indexes: self.indexes_status(),
+            groups: self
+                .all_groups()
+                .iter()
+                .map(|group| group.status())
+                .collect::<Result<_>>()?,
         })
     }
 
@@ -348,8 +491,8 @@ impl Node {
         raft_addr: SocketAddr,
         replaces: Option<u64>,
     ) -> Result<Vec<(u64, String)>> {
-        let status = self.group.raft.status();
-        let known = self.group.metadata.members()?;
+        let status = self.meta.raft.status();
+        let known = self.meta.metadata.members()?;
         if id == 0 {
             return Err(Error::InvalidMember("node ids start at 1".into()));
         }
@@ -400,7 +543,7 @@ impl Node {
     /// Takes node `id` out of the cluster (the leader removes it from the group; a leader
     /// being removed hands leadership over first).
     pub async fn remove_member(&self, id: u64) -> Result<()> {
-        let status = self.group.raft.status();
+        let status = self.meta.raft.status();
         if !status.voters.contains(&id) && !status.learners.contains(&id) {
             return Err(Error::InvalidMember(format!("node {id} is not a member")));
         }
@@ -417,8 +560,8 @@ impl Node {
     /// The addresses recorded in the metadata win: they are the ones members announced and
     /// dial (a node's listen address may sit behind a proxy or NAT).
     fn member_addresses(&self, extra: Option<(u64, String)>) -> Vec<(u64, String)> {
-        let records = self.group.metadata.members().unwrap_or_default();
-        let status = self.group.raft.status();
+        let records = self.meta.metadata.members().unwrap_or_default();
+        let status = self.meta.raft.status();
         // A removed member still in the group (its removal, or its replacement, is not done
         // yet) still votes and may even lead: a newcomer that cannot reach it may never hear
         // back from its leader.
@@ -456,75 +599,204 @@ impl Node {
 
     /// Whether the node can take writes now.
     pub fn is_writable(&self) -> bool {
-        self.group.is_writable()
+        self.meta.is_writable()
     }
 
     /// Bytes of committed events waiting to be indexed.
     pub fn indexing_backlog_bytes(&self) -> u64 {
-        self.group.indexing_backlog_bytes()
+        self.all_groups()
+            .iter()
+            .map(|g| g.indexing_backlog_bytes())
+            .sum()
     }
 
     /// A tenant's actor status, if its supervisor runs.
     pub async fn tenant_status(&self, tenant: &str) -> Result<Option<TenantStatus>> {
-        self.group.tenant_status(tenant).await
+        self.group_of(tenant).await?.tenant_status(tenant).await
     }
 
     /// Test hook: make a tenant's indexer fail as a poisoned input would.
     #[doc(hidden)]
     pub fn crash_indexer(&self, tenant: &str) {
-        self.group.crash_indexer(tenant);
+        let shard = self
+            .meta
+            .metadata
+            .tenant(tenant)
+            .ok()
+            .flatten()
+            .map_or(0, |t| t.shard);
+        if let Some(group) = self.group(shard) {
+            group.crash_indexer(tenant);
+        }
     }
 
     /// Stops taking writes, commits every index, and stops the actors.
     pub async fn shutdown(&self) -> Result<()> {
-        self.group.begin_shutdown();
+        if let Some(keeper) = &self.keeper {
+            keeper.abort();
+        }
+        let groups = self.all_groups();
+        for group in &groups {
+            group.begin_shutdown();
+        }
         if let Some(transport) = &self.transport {
             transport.shutdown();
         }
-        self.group.finish_shutdown().await
+        for group in &groups {
+            group.finish_shutdown().await?;
+        }
+        Ok(())
     }
 }
 
 /// Hands what the transport receives to the group it is for. A snapshot is fetched before
-/// its Raft thread sees it (see [`SnapshotStore::prefetch`]).
+/// its Raft thread sees it (see [`crate::SnapshotStore::prefetch`]). What names a group this node does
+/// not run is dropped: its sender tries again, and the group may be running by then.
 async fn receive(
     mut inbound: tokio::sync::mpsc::Receiver<Inbound>,
     router: Arc<Router>,
-    raft: RaftHandle<ApplyOutcome>,
-    snapshots: Arc<SnapshotStore>,
-    mirror: Option<Arc<Mirror>>,
+    groups: Groups,
 ) {
+    let group = |id: u64| {
+        groups
+            .read()
+            .expect("groups lock poisoned")
+            .get(&id)
+            .cloned()
+    };
     while let Some(message) = inbound.recv().await {
         let message = match message {
-            Inbound::Raft { group, message }
+            Inbound::Raft { group: id, message }
                 if message.get_msg_type() == MessageType::MsgSnapshot =>
             {
-                let router = router.clone();
-                snapshots.prefetch(message, raft.clone(), move |message| {
-                    router.route(Inbound::Raft { group, message });
-                });
+                if let Some(snapshots) = group(id).and_then(|g| g.snapshots.clone()) {
+                    let router = router.clone();
+                    let raft = group(id).expect("just found").raft.clone();
+                    snapshots.prefetch(message, raft, move |message| {
+                        router.route(Inbound::Raft { group: id, message });
+                    });
+                }
                 continue;
             }
             message => message,
         };
         match router.route(message) {
-            Some(Inbound::SnapshotPull { from, pull }) => {
-                let snapshots = snapshots.clone();
-                tokio::spawn(async move { snapshots.serve(from, pull).await });
+            Some(Inbound::SnapshotPull {
+                group: id,
+                from,
+                pull,
+            }) => {
+                if let Some(snapshots) = group(id).and_then(|g| g.snapshots.clone()) {
+                    tokio::spawn(async move { snapshots.serve(from, pull).await });
+                }
             }
-            Some(Inbound::SnapshotPiece(piece)) => snapshots.on_piece(piece),
-            Some(Inbound::MirrorRequest { from, request }) => {
-                if let Some(mirror) = &mirror {
-                    let mirror = mirror.clone();
+            Some(Inbound::SnapshotPiece { group: id, piece }) => {
+                if let Some(snapshots) = group(id).and_then(|g| g.snapshots.clone()) {
+                    snapshots.on_piece(piece);
+                }
+            }
+            Some(Inbound::MirrorRequest {
+                group: id,
+                from,
+                request,
+            }) => {
+                if let Some(mirror) = group(id).and_then(|g| g.mirror.clone()) {
                     tokio::spawn(async move { mirror.serve(from, request).await });
                 }
             }
-            Some(Inbound::MirrorOffer(offer)) => {
-                if let Some(mirror) = &mirror {
+            Some(Inbound::MirrorOffer { group: id, offer }) => {
+                if let Some(mirror) = group(id).and_then(|g| g.mirror.clone()) {
                     mirror.on_offer(offer);
                 }
             }
             _ => {}
         }
     }
+}
+
+/// Starts the event shards the metadata group records, on every node (each shard is on every
+/// member for now: its members are the metadata group's). A node among the replicas a shard
+/// was made with bootstraps its group with them; any other waits for the shard's leader to add
+/// it, as a node joining the cluster does.
+struct ShardKeeper {
+    options: NodeOptions,
+    meta: Arc<Group>,
+    groups: Groups,
+    router: Arc<Router>,
+    transport: Option<Arc<Transport>>,
+    /// Held while shards start: one start per shard.
+    starting: tokio::sync::Mutex<()>,
+}
+
+impl ShardKeeper {
+    async fn run(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(SHARD_CHECK_EVERY).await;
+            self.start_missing().await;
+        }
+    }
+
+    async fn start_missing(&self) {
+        let _starting = self.starting.lock().await;
+        let shards = match self.meta.metadata.shards() {
+            Ok(shards) => shards,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the shards");
+                return;
+            }
+        };
+        for shard in shards {
+            let running = self
+                .groups
+                .read()
+                .expect("groups lock poisoned")
+                .contains_key(&shard.id);
+            if running {
+                continue;
+            }
+            match self.start(&shard).await {
+                Ok(group) => {
+                    self.router.add(shard.id, group.raft.clone());
+                    self.groups
+                        .write()
+                        .expect("groups lock poisoned")
+                        .insert(shard.id, group);
+                    tracing::info!(shard = shard.id, "started an event shard");
+                }
+                Err(e) => {
+                    tracing::warn!(shard = shard.id, error = %e, "cannot start an event shard; will retry")
+                }
+            }
+        }
+    }
+
+    async fn start(&self, shard: &ShardRecord) -> Result<Arc<Group>> {
+        let me = self.options.node_id;
+        let dir = shard_dir(&self.options.data_dir, shard.id);
+        std::fs::create_dir_all(&dir).map_err(meniscus_storage::Error::from)?;
+        let db = sled::Config::new()
+            .path(dir.join("raft"))
+            .open()
+            .map_err(meniscus_storage::Error::from)?;
+        let spec = GroupSpec {
+            id: shard.id,
+            dir,
+            metadata: Metadata::open_shard(&db, shard.id)?,
+            db,
+            members: self.meta.metadata.clone(),
+            voters: if shard.replicas.contains(&me) {
+                shard.replicas.clone()
+            } else {
+                Vec::new()
+            },
+        };
+        Ok(Arc::new(
+            Group::start(&self.options, spec, self.transport.clone()).await?,
+        ))
+    }
+}
+
+/// Where shard `id` keeps its state under a node's data directory.
+fn shard_dir(data_dir: &Path, id: u64) -> PathBuf {
+    data_dir.join("shards").join(id.to_string())
 }

@@ -107,6 +107,8 @@ impl SnapshotSource for SnapshotSourceRef {
 /// Builds, serves and installs snapshots for one node.
 pub struct SnapshotStore {
     node_id: u64,
+    /// The Raft group whose snapshots these are.
+    pub(crate) group: u64,
     dir: PathBuf,
     metadata: Metadata,
     ctx: Arc<NodeContext>,
@@ -134,6 +136,7 @@ impl SnapshotStore {
     /// runs the transport: installs, on the Raft thread, wait on it.
     pub fn new(
         node_id: u64,
+        group: u64,
         dir: PathBuf,
         metadata: Metadata,
         ctx: Arc<NodeContext>,
@@ -147,6 +150,7 @@ impl SnapshotStore {
         remove_incoming(&dir, u64::MAX);
         Ok(Arc::new(SnapshotStore {
             node_id,
+            group,
             dir,
             metadata,
             ctx,
@@ -200,7 +204,7 @@ impl SnapshotStore {
         // The metadata first: it is at or past `index`, like the index commits that follow.
         let metadata = self.metadata.dump().map_err(|e| err(&e))?;
         let mut files = Vec::new();
-        for tenant in self.metadata.tenants().map_err(|e| err(&e))? {
+        for tenant in self.metadata.tenants_here().map_err(|e| err(&e))? {
             let index_dir = self.ctx.indexes.root().join(&tenant.name);
             if !index_dir.join("meta.json").exists() {
                 continue; // never indexed anything
@@ -256,7 +260,7 @@ impl SnapshotStore {
         let id = MIRROR_BIT | self.next_mirror.fetch_add(1, Ordering::Relaxed);
         let dir = self.snapshot_dir(id);
         let mut files = Vec::new();
-        for tenant in self.metadata.tenants().map_err(|e| err(&e))? {
+        for tenant in self.metadata.tenants_here().map_err(|e| err(&e))? {
             let index_dir = self.ctx.indexes.root().join(&tenant.name);
             if !index_dir.join("meta.json").exists() {
                 continue;
@@ -326,6 +330,7 @@ impl SnapshotStore {
                 self.transport.send_envelope(
                     from,
                     Envelope {
+                        group: self.group,
                         snapshot_piece: Some(piece),
                         ..Default::default()
                     },
@@ -345,6 +350,7 @@ impl SnapshotStore {
             },
         };
         let envelope = Envelope {
+            group: self.group,
             snapshot_piece: Some(piece),
             ..Default::default()
         };
@@ -587,6 +593,7 @@ impl SnapshotStore {
         for _ in 0..PULL_ATTEMPTS {
             let send = |id| {
                 let envelope = Envelope {
+                    group: self.group,
                     snapshot_pull: Some(SnapshotPull {
                         id,
                         snapshot: manifest.index,

@@ -94,6 +94,7 @@ impl From<NodeError> for ApiError {
                 | RaftError::Forwarded(_)
                 | RaftError::Stopped),
             ) => unavailable(e.to_string()),
+            NodeError::Unavailable(m) => unavailable(m),
             NodeError::InvalidMember(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             NodeError::Storage(e) => e.into(),
             other => ApiError::internal(other),

@@ -315,6 +315,10 @@ async fn propose_credentials(
     for (id, addr) in args.cluster.initial_cluster.iter().flat_map(|m| &m.0) {
         node.record_member(*id, *addr).await?;
     }
+    if let Some(members) = &args.cluster.initial_cluster {
+        let ids: Vec<u64> = members.0.iter().map(|(id, _)| *id).collect();
+        node.ensure_shards(args.cluster.shards, &ids).await?;
+    }
     for (tenant, token) in &credentials.tenants {
         node.create_tenant_with_token(tenant, token).await?;
     }

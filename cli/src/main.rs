@@ -159,6 +159,12 @@ struct ClusterArgs {
     /// Seconds between Raft log compactions.
     #[arg(long, default_value_t = 30)]
     compact_interval_secs: u64,
+    /// Event shards made at bootstrap (with --initial-cluster): each is a Raft group of its
+    /// own that carries the events of the tenants placed in it, while the metadata group
+    /// carries tenants and tokens. New tenants go to the shard with the fewest. 0 keeps every
+    /// tenant's events in the metadata group.
+    #[arg(long, default_value_t = 0, requires = "initial_cluster")]
+    shards: u64,
     /// How a follower keeps its tenant indexes: `copy` the leader's index files after each of
     /// the leader's commits (one replica's worth of indexing CPU for the whole cluster; a
     /// follower's `read=local` searches lag the leader's by about one commit interval), or

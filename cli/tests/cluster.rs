@@ -1,7 +1,8 @@
 //! Three real `meniscus start` processes: writes to a follower are forwarded to the leader,
 //! every node answers `read=local` searches with every event, and a search with `min_index`
 //! reads its writes on any node — whether followers index every event or copy the leader's
-//! indexes. With copies, a new leader indexes what it had not copied, and a killed node
+//! indexes, and whether tenants' events travel in the metadata group or in event shards of
+//! their own. With copies, a new leader indexes what it had not copied, and a killed node
 //! catches up.
 
 mod common;
@@ -14,15 +15,106 @@ use serde_json::{json, Value};
 
 #[test]
 fn a_follower_forwards_writes_and_every_replica_serves_them() {
-    forwarded_writes_are_served_everywhere("index");
+    forwarded_writes_are_served_everywhere("index", 0);
 }
 
 #[test]
 fn followers_that_copy_the_leaders_indexes_serve_every_write_too() {
-    forwarded_writes_are_served_everywhere("copy");
+    forwarded_writes_are_served_everywhere("copy", 0);
 }
 
-fn forwarded_writes_are_served_everywhere(follower_indexes: &str) {
+/// The metadata group carries tenants and tokens; each tenant's events go to one of two
+/// event shards, Raft groups of their own whose leaders need not be the metadata leader.
+#[test]
+fn tenants_placed_in_event_shards_are_served_by_every_replica() {
+    // Bound by name, not `..`, so the nodes keep running to the end.
+    let Running {
+        http,
+        bases,
+        creds,
+        _procs,
+        _dirs,
+    } = forwarded_writes_are_served_everywhere("copy", 2);
+    let admin = creds["admin_token"].as_str().unwrap();
+    let created: Value = http
+        .post(format!("{}/v1/tenants", bases[2]))
+        .bearer_auth(admin)
+        .json(&json!({"name": "globex"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let token = created["token"].as_str().expect("a token").to_owned();
+    for (i, base) in bases.iter().enumerate() {
+        let events: Vec<Value> = (0..300)
+            .map(|n| json!({"id": format!("g-{i}-{n}"), "message": "sharded"}))
+            .collect();
+        let response = http
+            .post(format!("{base}/v1/events"))
+            .bearer_auth(&token)
+            .json(&events)
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", response.text().unwrap());
+    }
+    for base in &bases {
+        wait_local_total(&http, base, &token, 900);
+    }
+    // Every node runs the metadata group and both shards, each with all three voters; the
+    // first tenant went to shard 1, the next to the shard with fewer tenants.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for base in &bases {
+        loop {
+            let status: Value = http
+                .get(format!("{base}/v1/cluster"))
+                .bearer_auth(admin)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            let groups: Vec<(u64, Value, Value)> = status["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| {
+                    (
+                        g["id"].as_u64().unwrap(),
+                        g["kind"].clone(),
+                        g["voters"].clone(),
+                    )
+                })
+                .collect();
+            let placed = status["shards"] == json!({"0": [], "1": ["default"], "2": ["globex"]});
+            let expected = vec![
+                (0, json!("metadata"), json!([1, 2, 3])),
+                (1, json!("events"), json!([1, 2, 3])),
+                (2, json!("events"), json!([1, 2, 3])),
+            ];
+            if groups == expected && placed {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{base}: groups {groups:?}, shards {}",
+                status["shards"]
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Three nodes still running after [`forwarded_writes_are_served_everywhere`].
+struct Running {
+    http: reqwest::blocking::Client,
+    bases: Vec<String>,
+    /// The bootstrapping node's credentials.
+    creds: Value,
+    _procs: Vec<common::KillOnDrop>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+/// Runs the scenario on three nodes, bootstrapped with `shards` event shards.
+fn forwarded_writes_are_served_everywhere(follower_indexes: &str, shards: u64) -> Running {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let raft_ports: Vec<u16> = (0..3).map(|_| common::free_addr().port()).collect();
     let cluster = (0..3)
@@ -47,6 +139,8 @@ fn forwarded_writes_are_served_everywhere(follower_indexes: &str) {
                 "100",
                 "--follower-indexes",
                 follower_indexes,
+                "--shards",
+                &shards.to_string(),
                 "--data-dir",
             ])
             .arg(dir.path())
@@ -161,6 +255,13 @@ fn forwarded_writes_are_served_everywhere(follower_indexes: &str) {
     assert!(response.headers().contains_key("retry-after"));
     let body: Value = response.json().unwrap();
     assert_eq!(body["error"]["code"], "not_yet_searchable", "{body}");
+    Running {
+        http,
+        bases,
+        creds,
+        _procs: procs,
+        _dirs: dirs,
+    }
 }
 
 /// Waits until `base` answers `read=local` searches with `total` events (30 s at most).

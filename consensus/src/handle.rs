@@ -181,9 +181,9 @@ impl<O: Send + 'static> RaftHandle<O> {
             // Snapshot files and index copies travel beside Raft, not through it: see the
             // node's snapshot store.
             Inbound::SnapshotPull { .. }
-            | Inbound::SnapshotPiece(_)
+            | Inbound::SnapshotPiece { .. }
             | Inbound::MirrorRequest { .. }
-            | Inbound::MirrorOffer(_) => return,
+            | Inbound::MirrorOffer { .. } => return,
         };
         let _ = self.requests.try_send(request);
     }

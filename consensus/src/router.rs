@@ -52,9 +52,9 @@ impl Router {
             | Inbound::Forward { group, .. }
             | Inbound::ForwardReply { group, .. } => *group,
             Inbound::SnapshotPull { .. }
-            | Inbound::SnapshotPiece(_)
+            | Inbound::SnapshotPiece { .. }
             | Inbound::MirrorRequest { .. }
-            | Inbound::MirrorOffer(_) => return Some(inbound),
+            | Inbound::MirrorOffer { .. } => return Some(inbound),
         };
         let deliver = self
             .groups

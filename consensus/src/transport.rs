@@ -157,22 +157,36 @@ pub struct ForwardReply {
 pub enum Inbound {
     /// Node `from` wants a piece of a snapshot this node built.
     SnapshotPull {
+        /// Raft group id.
+        group: u64,
         /// The asking node.
         from: u64,
         /// What it wants.
         pull: SnapshotPull,
     },
     /// A piece of a snapshot this node asked for.
-    SnapshotPiece(SnapshotPiece),
+    SnapshotPiece {
+        /// Raft group id.
+        group: u64,
+        /// The piece.
+        piece: SnapshotPiece,
+    },
     /// Node `from` wants copies of this node's tenant indexes.
     MirrorRequest {
+        /// Raft group id.
+        group: u64,
         /// The asking node.
         from: u64,
         /// What it holds.
         request: MirrorRequest,
     },
     /// The answer to a mirror request this node made.
-    MirrorOffer(MirrorOffer),
+    MirrorOffer {
+        /// Raft group id.
+        group: u64,
+        /// The offer.
+        offer: MirrorOffer,
+    },
     /// A raft-rs message.
     Raft {
         /// Raft group id.
@@ -487,24 +501,26 @@ async fn read_connection(
                 let group = envelope.group;
                 if let Some(pull) = envelope.snapshot_pull {
                     messages.push(Inbound::SnapshotPull {
+                        group,
                         from: frame.from,
                         pull,
                     });
                     continue;
                 }
                 if let Some(piece) = envelope.snapshot_piece {
-                    messages.push(Inbound::SnapshotPiece(piece));
+                    messages.push(Inbound::SnapshotPiece { group, piece });
                     continue;
                 }
                 if let Some(request) = envelope.mirror_request {
                     messages.push(Inbound::MirrorRequest {
+                        group,
                         from: frame.from,
                         request,
                     });
                     continue;
                 }
                 if let Some(offer) = envelope.mirror_offer {
-                    messages.push(Inbound::MirrorOffer(offer));
+                    messages.push(Inbound::MirrorOffer { group, offer });
                     continue;
                 }
                 messages.push(match (envelope.forward, envelope.forward_reply) {

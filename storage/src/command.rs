@@ -8,7 +8,7 @@ use crate::Result;
 #[derive(Clone, PartialEq, Message)]
 pub struct Command {
     /// The command itself.
-    #[prost(oneof = "CommandKind", tags = "1, 2, 3, 4, 5, 6, 7")]
+    #[prost(oneof = "CommandKind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
     pub kind: Option<CommandKind>,
 }
 
@@ -37,6 +37,21 @@ pub enum CommandKind {
     /// Take a node out of the cluster: the leader removes it from the Raft group.
     #[prost(message, tag = "7")]
     RemoveMember(RemoveMember),
+    /// Make an event shard: a Raft group of its own that carries the events of the tenants
+    /// placed in it. Every replica starts it when it applies this.
+    #[prost(message, tag = "8")]
+    CreateShard(CreateShard),
+}
+
+/// See [`CommandKind::CreateShard`].
+#[derive(Clone, PartialEq, Message)]
+pub struct CreateShard {
+    /// The shard's id, which is its Raft group's id (group 0 is the metadata group).
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// The nodes that bootstrap its group.
+    #[prost(uint64, repeated, tag = "2")]
+    pub replicas: Vec<u64>,
 }
 
 /// See [`CommandKind::CreateTenant`].
@@ -51,6 +66,10 @@ pub struct CreateTenant {
     /// Creation time, Unix nanoseconds, chosen by the proposer so replicas agree.
     #[prost(int64, tag = "3")]
     pub created_at_nanos: i64,
+    /// The shard whose group carries its events (0: the metadata group itself, as for
+    /// every tenant made before shards existed).
+    #[prost(uint64, tag = "4")]
+    pub shard: u64,
 }
 
 /// See [`CommandKind::AddAdminToken`].

@@ -31,12 +31,12 @@ pub use checkpoint::{
     adopt_checkpoint, checkpoint_index, commit_payload, missing_files, CheckpointFile,
 };
 pub use command::{
-    AddAdminToken, AddMember, AppendEvents, Command, CommandKind, CompactLog, CreateTenant,
-    RemoveMember, RotateToken,
+    AddAdminToken, AddMember, AppendEvents, Command, CommandKind, CompactLog, CreateShard,
+    CreateTenant, RemoveMember, RotateToken,
 };
 pub use error::{Error, Result};
 pub use index_store::IndexStore;
-pub use metadata::{ApplyOutcome, MemberRecord, Metadata, Principal, TenantRecord};
+pub use metadata::{ApplyOutcome, MemberRecord, Metadata, Principal, ShardRecord, TenantRecord};
 pub use raft_log::{RaftLog, RaftLogError, SnapshotSource};
 pub use search::{SearchHit, SearchRequest, SearchResponse, MAX_LIMIT};
 pub use tenant_index::{TenantIndex, TenantWriter};

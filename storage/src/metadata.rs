@@ -11,6 +11,8 @@ use crate::{tokens, Error, Result};
 
 const APPLIED_KEY: &[u8] = b"applied_index";
 const COMPACT_ALLOWED_KEY: &[u8] = b"compact_allowed_below";
+/// Shard records live in the state tree under this prefix and the shard id (big-endian).
+const SHARD_PREFIX: &[u8] = b"shard/";
 
 /// Who a bearer token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +30,22 @@ pub struct TenantRecord {
     pub name: String,
     /// Creation time, Unix nanoseconds.
     pub created_at_nanos: i64,
+    /// The shard whose group carries its events (0: the metadata group).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shard: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// An event shard (see [`crate::CreateShard`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRecord {
+    /// Its id, which is its Raft group's id.
+    pub id: u64,
+    /// The nodes that bootstrapped its group.
+    pub replicas: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,6 +92,9 @@ pub struct Metadata {
     tokens: sled::Tree,
     state: sled::Tree,
     members: sled::Tree,
+    /// The group this store is for: 0 for the metadata group, else an event shard's id, whose
+    /// store learns its tenants from their first events (see [`Metadata::open_shard`]).
+    group: u64,
 }
 
 impl Metadata {
@@ -84,7 +105,27 @@ impl Metadata {
             tokens: db.open_tree("meta-tokens")?,
             state: db.open_tree("meta-state")?,
             members: db.open_tree("meta-members")?,
+            group: 0,
         })
+    }
+
+    /// Opens the store of an event shard's group. Tenants and tokens are the metadata group's;
+    /// a shard records a tenant when its first events are applied (the node that proposed them
+    /// checked the tenant against the metadata group), so its snapshots and log compaction
+    /// know every tenant it holds events of.
+    pub fn open_shard(db: &sled::Db, shard: u64) -> Result<Self> {
+        Ok(Metadata {
+            group: shard,
+            ..Metadata::open(db)?
+        })
+    }
+
+    /// The tenants whose events this store's group carries: those placed in the shard, or in
+    /// the metadata group (shard 0).
+    pub fn tenants_here(&self) -> Result<Vec<TenantRecord>> {
+        let mut tenants = self.tenants()?;
+        tenants.retain(|t| t.shard == self.group);
+        Ok(tenants)
     }
 
     /// The index of the last entry applied (0 when none).
@@ -133,6 +174,7 @@ impl Metadata {
                             let record = TenantRecord {
                                 name: c.name.clone(),
                                 created_at_nanos: c.created_at_nanos,
+                                shard: c.shard,
                             };
                             tenants.insert(c.name.as_bytes(), to_json(&record))?;
                             let token = TokenRecord {
@@ -171,11 +213,27 @@ impl Metadata {
                         }
                     }
                     Some(CommandKind::AppendEvents(c)) => {
-                        if tenants.get(c.tenant.as_bytes())?.is_none() {
-                            ApplyOutcome::UnknownTenant
-                        } else {
+                        if tenants.get(c.tenant.as_bytes())?.is_some() {
                             ApplyOutcome::NotMetadata
+                        } else if self.group != 0 {
+                            let record = TenantRecord {
+                                name: c.tenant.clone(),
+                                created_at_nanos: 0,
+                                shard: self.group,
+                            };
+                            tenants.insert(c.tenant.as_bytes(), to_json(&record))?;
+                            ApplyOutcome::NotMetadata
+                        } else {
+                            ApplyOutcome::UnknownTenant
                         }
+                    }
+                    Some(CommandKind::CreateShard(c)) => {
+                        let record = ShardRecord {
+                            id: c.id,
+                            replicas: c.replicas.clone(),
+                        };
+                        state.insert(shard_key(c.id), to_json(&record))?;
+                        ApplyOutcome::Applied
                     }
                     Some(CommandKind::AddMember(c)) => {
                         let record = MemberRecord {
@@ -246,6 +304,23 @@ impl Metadata {
     /// Whether a tenant exists.
     pub fn tenant_exists(&self, name: &str) -> Result<bool> {
         Ok(self.tenants.contains_key(name.as_bytes())?)
+    }
+
+    /// A tenant's record.
+    pub fn tenant(&self, name: &str) -> Result<Option<TenantRecord>> {
+        self.tenants
+            .get(name.as_bytes())?
+            .map(|v| from_json(&v))
+            .transpose()
+    }
+
+    /// Every event shard, by id.
+    pub fn shards(&self) -> Result<Vec<ShardRecord>> {
+        self.state
+            .scan_prefix(SHARD_PREFIX)
+            .values()
+            .map(|v| from_json(&v?))
+            .collect()
     }
 
     /// Every tenant, by name.
@@ -339,6 +414,10 @@ impl Metadata {
     }
 }
 
+fn shard_key(id: u64) -> Vec<u8> {
+    [SHARD_PREFIX, &id.to_be_bytes()].concat()
+}
+
 /// A copy of the metadata trees (see [`Metadata::dump`]).
 #[derive(Clone, PartialEq, prost::Message)]
 struct MetadataDump {
@@ -409,7 +488,78 @@ mod tests {
             name: name.into(),
             token_hash: tokens::hash(token),
             created_at_nanos: 1,
+            shard: 0,
         }))
+    }
+
+    fn append(tenant: &str) -> Command {
+        Command::new(CommandKind::AppendEvents(crate::command::AppendEvents {
+            tenant: tenant.into(),
+            batch: Vec::new(),
+        }))
+    }
+
+    #[test]
+    fn shards_are_recorded_and_a_shard_store_learns_its_tenants_from_their_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path().join("meta")).unwrap();
+        let meta = Metadata::open(&db).unwrap();
+        let shard = |id| {
+            Command::new(CommandKind::CreateShard(crate::command::CreateShard {
+                id,
+                replicas: vec![1, 2, 3],
+            }))
+        };
+        meta.apply(1, &shard(1)).unwrap();
+        meta.apply(2, &shard(2)).unwrap();
+        let mut placed = create("acme", "t1");
+        if let Some(CommandKind::CreateTenant(c)) = &mut placed.kind {
+            c.shard = 2;
+        }
+        meta.apply(3, &placed).unwrap();
+        meta.apply(4, &create("legacy", "t2")).unwrap();
+        let ids: Vec<u64> = meta.shards().unwrap().iter().map(|s| s.id).collect();
+        assert_eq!(ids, [1, 2]);
+        assert_eq!(meta.tenant("acme").unwrap().unwrap().shard, 2);
+        let here: Vec<String> = meta
+            .tenants_here()
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(
+            here,
+            ["legacy"],
+            "the metadata group carries unplaced tenants only"
+        );
+        // The metadata group refuses events of a tenant it does not know; a shard learns it.
+        assert_eq!(
+            meta.apply(5, &append("nobody")).unwrap(),
+            ApplyOutcome::UnknownTenant
+        );
+        let shard_db = sled::open(dir.path().join("shard")).unwrap();
+        let shard_meta = Metadata::open_shard(&shard_db, 2).unwrap();
+        assert_eq!(
+            shard_meta.apply(1, &append("acme")).unwrap(),
+            ApplyOutcome::NotMetadata
+        );
+        let here: Vec<String> = shard_meta
+            .tenants_here()
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(here, ["acme"]);
+        assert_eq!(
+            shard_meta.authenticate("t1", 0).unwrap(),
+            None,
+            "no tokens in a shard"
+        );
+        // Shards travel in snapshots with the rest.
+        let copy_db = sled::open(dir.path().join("copy")).unwrap();
+        let copy = Metadata::open(&copy_db).unwrap();
+        copy.restore(&meta.dump().unwrap()).unwrap();
+        assert_eq!(copy.shards().unwrap(), meta.shards().unwrap());
     }
 
     /// sled releases its file lock from a background thread shortly after the last handle drops.

@@ -11,9 +11,6 @@ use serde_json::{json, Value};
 
 use crate::{auth, ApiError, AppState};
 
-/// Group 0 is the only Raft group so far: it carries metadata and every tenant's events.
-const GROUP: u64 = 0;
-
 /// `GET /v1/cluster` (admin): what this node knows of the cluster. Lag per replica is only
 /// known on the leader; other nodes report `replicas: []` and name the leader.
 pub(crate) async fn status(
@@ -43,6 +40,29 @@ pub(crate) async fn status(
             "reachable": active.unwrap_or(p.connected),
         })
     }));
+    let groups: Vec<Value> = status.groups.iter().map(group_json).collect();
+    let shards: serde_json::Map<String, Value> = status
+        .groups
+        .iter()
+        .map(|g| (g.id.to_string(), json!(g.tenants)))
+        .collect();
+    Ok(Json(json!({
+        "node_id": status.node_id,
+        "nodes": nodes,
+        "groups": groups,
+        "shards": shards,
+        "indexes": {
+            "follower_indexes": if status.indexes.copy_follower_indexes { "copy" } else { "index" },
+            "indexing_here": status.indexes.indexing_here,
+            "copies_adopted": status.indexes.copies_adopted,
+        },
+    })))
+}
+
+/// One Raft group as `GET /v1/cluster` shows it. Group 0 holds the metadata (and the events of
+/// tenants made before there were shards); every other group is an event shard.
+fn group_json(group: &meniscus_actors::GroupStatus) -> Value {
+    let raft = &group.raft;
     let replicas: Vec<Value> = raft
         .replicas
         .iter()
@@ -55,29 +75,19 @@ pub(crate) async fn status(
             })
         })
         .collect();
-    Ok(Json(json!({
-        "node_id": status.node_id,
-        "nodes": nodes,
-        "groups": [{
-            "id": GROUP,
-            "kind": "metadata+events",
-            "leader": (raft.leader != 0).then_some(raft.leader),
-            "term": raft.term,
-            "voters": raft.voters,
-            "learners": raft.learners,
-            "joint": raft.joint,
-            "commit_index": raft.commit,
-            "applied_index": raft.applied,
-            "log_first_index": status.log_first_index,
-            "replicas": replicas,
-        }],
-        "shards": { GROUP.to_string(): status.tenants },
-        "indexes": {
-            "follower_indexes": if status.indexes.copy_follower_indexes { "copy" } else { "index" },
-            "indexing_here": status.indexes.indexing_here,
-            "copies_adopted": status.indexes.copies_adopted,
-        },
-    })))
+    json!({
+        "id": group.id,
+        "kind": if group.id == 0 { "metadata" } else { "events" },
+        "leader": (raft.leader != 0).then_some(raft.leader),
+        "term": raft.term,
+        "voters": raft.voters,
+        "learners": raft.learners,
+        "joint": raft.joint,
+        "commit_index": raft.commit,
+        "applied_index": raft.applied,
+        "log_first_index": group.log_first_index,
+        "replicas": replicas,
+    })
 }
 
 /// `POST /v1/cluster/nodes` body.
