@@ -509,21 +509,14 @@ impl Group {
         ));
     }
 
-    /// The group's state, as this node sees it.
-    pub(crate) fn status(&self) -> Result<GroupStatus> {
-        let mut tenants: Vec<String> = self
-            .metadata
-            .tenants_here()?
-            .into_iter()
-            .map(|t| t.name)
-            .collect();
-        tenants.sort_unstable();
-        Ok(GroupStatus {
+    /// The group's state, as this node sees it, carrying `tenants`.
+    pub(crate) fn status(&self, tenants: Vec<String>) -> GroupStatus {
+        GroupStatus {
             id: self.id,
             raft: self.raft.status(),
             log_first_index: self.log_first_index(),
             tenants,
-        })
+        }
     }
 
     /// Stops the group's tasks and asks its Raft thread to stop; [`Group::finish_shutdown`]

@@ -104,7 +104,7 @@ pub struct GroupStatus {
     pub raft: RaftStatus,
     /// The first index still in this node's copy of its log.
     pub log_first_index: u64,
-    /// The tenants whose events it carries, in name order.
+    /// The tenants placed in it (whose events it carries), in name order.
     pub tenants: Vec<String>,
 }
 
@@ -419,7 +419,8 @@ impl Node {
         index: u64,
         timeout: Duration,
     ) -> Result<bool> {
-        self.group_of(tenant).await?
+        self.group_of(tenant)
+            .await?
             .wait_searchable(tenant, index, timeout)
             .await
     }
@@ -472,11 +473,16 @@ impl Node {
             log_first_index: self.log_first_index(),
             tenants: self.tenant_names()?,
             indexes: self.indexes_status(),
-            groups: self
-                .all_groups()
-                .iter()
-                .map(|group| group.status())
-                .collect::<Result<_>>()?,
+            groups: {
+                let mut placed: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+                for tenant in self.meta.metadata.tenants()? {
+                    placed.entry(tenant.shard).or_default().push(tenant.name);
+                }
+                self.all_groups()
+                    .iter()
+                    .map(|group| group.status(placed.remove(&group.id).unwrap_or_default()))
+                    .collect()
+            },
         })
     }
 

@@ -201,6 +201,9 @@ impl SnapshotStore {
 
     fn build_in(&self, index: u64, staging: &Path) -> Result<Manifest, String> {
         let err = |e: &dyn std::fmt::Display| e.to_string();
+        // A group may have no tenant index to copy (the metadata group, once every tenant is
+        // in a shard): the manifest still needs its directory.
+        std::fs::create_dir_all(staging).map_err(|e| err(&e))?;
         // The metadata first: it is at or past `index`, like the index commits that follow.
         let metadata = self.metadata.dump().map_err(|e| err(&e))?;
         let mut files = Vec::new();
@@ -530,6 +533,7 @@ impl SnapshotStore {
             .map_err(|e| format!("{}: {e}", into.display()))?;
         let bytes: u64 = manifest.files.iter().map(|f| f.size).sum();
         tracing::info!(
+            group = self.group,
             index = manifest.index,
             from = manifest.node,
             files = manifest.files.len(),

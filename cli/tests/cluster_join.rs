@@ -75,6 +75,20 @@ impl Cluster {
         self.status(base)["groups"][0].clone()
     }
 
+    /// Every group `base` runs: the metadata group, then the event shards.
+    fn groups(&self, base: &str) -> Vec<Value> {
+        self.status(base)["groups"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Whether `base` runs `count` groups and `check` holds for each.
+    fn every_group(&self, base: &str, count: usize, check: impl Fn(&Value) -> bool) -> bool {
+        let groups = self.groups(base);
+        groups.len() == count && groups.iter().all(check)
+    }
+
     fn local_total(&self, base: &str, token: &str) -> Option<u64> {
         let body: Value = self
             .http
@@ -194,6 +208,11 @@ impl Nodes {
 
 /// Bootstraps nodes 1-3 and creates tenant `acme` through node 2; returns its token.
 fn three_nodes(c: &Cluster) -> (Nodes, String) {
+    three_nodes_with_shards(c, 0)
+}
+
+/// Three nodes bootstrapped with `shards` event shards; a fourth is free to join.
+fn three_nodes_with_shards(c: &Cluster, shards: u64) -> (Nodes, String) {
     let dirs: Vec<_> = (0..4).map(|_| common::TestDir::new()).collect();
     let raft: Vec<String> = (0..4).map(|_| free_addr()).collect();
     let http: Vec<String> = (0..4).map(|_| free_addr()).collect();
@@ -210,6 +229,8 @@ fn three_nodes(c: &Cluster) -> (Nodes, String) {
                 (i + 1).to_string(),
                 "--initial-cluster".into(),
                 initial.clone(),
+                "--shards".into(),
+                shards.to_string(),
             ];
             let http = http[i].clone();
             std::thread::spawn(move || start(&dir, &http, &args))
@@ -279,6 +300,17 @@ impl BackgroundWrites {
 
 #[test]
 fn a_node_joins_by_snapshot_a_node_leaves_and_logs_stay_bounded() {
+    joins_and_leaves(0);
+}
+
+/// The same with two event shards: the newcomer joins every group (the metadata group and
+/// both shards) by snapshot, and the leaver leaves every group.
+#[test]
+fn a_node_joins_every_shard_by_snapshot_and_a_node_leaves_them_all() {
+    joins_and_leaves(2);
+}
+
+fn joins_and_leaves(shards: u64) {
     let events: usize = std::env::var("MENISCUS_JOIN_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -286,7 +318,8 @@ fn a_node_joins_by_snapshot_a_node_leaves_and_logs_stay_bounded() {
     let c = Cluster {
         http: common::client(Duration::from_secs(60)),
     };
-    let (nodes, token) = three_nodes(&c);
+    let groups = shards as usize + 1;
+    let (nodes, token) = three_nodes_with_shards(&c, shards);
     let Nodes {
         dirs,
         raft,
@@ -304,7 +337,9 @@ fn a_node_joins_by_snapshot_a_node_leaves_and_logs_stay_bounded() {
     }
     // The logs are compacted past the start, so a newcomer cannot replay them.
     c.wait_for("log compaction", Duration::from_secs(30), || {
-        c.group(&base[0])["log_first_index"].as_u64() > Some(2)
+        c.every_group(&base[0], groups, |g| {
+            g["log_first_index"].as_u64() > Some(2)
+        })
     });
 
     // Node 4 joins through node 1.
@@ -327,13 +362,16 @@ fn a_node_joins_by_snapshot_a_node_leaves_and_logs_stay_bounded() {
         joined.elapsed()
     );
     c.wait_for("node 4 to become a voter", Duration::from_secs(60), || {
-        ids(&c.group(&base[0])["voters"]) == [1, 2, 3, 4]
+        c.every_group(&base[0], groups, |g| ids(&g["voters"]) == [1, 2, 3, 4])
     });
-    let first = c.group(&base[3])["log_first_index"].as_u64().unwrap();
-    assert!(
-        first > 2,
-        "node 4 replayed the log from {first} instead of a snapshot"
-    );
+    for group in c.groups(&base[3]) {
+        let first = group["log_first_index"].as_u64().unwrap();
+        assert!(
+            first > 2,
+            "node 4 replayed group {}'s log from {first} instead of a snapshot",
+            group["id"]
+        );
+    }
 
     // It takes writes like any member (a follower forwards them).
     c.publish(&base[3], &token, events, 1_000);
@@ -353,10 +391,14 @@ fn a_node_joins_by_snapshot_a_node_leaves_and_logs_stay_bounded() {
         String::from_utf8_lossy(&removed.stderr)
     );
     let live = [0, 2, 3];
-    c.wait_for("node 2 to leave the group", Duration::from_secs(60), || {
-        live.iter()
-            .all(|i| ids(&c.group(&base[*i])["voters"]) == [1, 3, 4])
-    });
+    c.wait_for(
+        "node 2 to leave every group",
+        Duration::from_secs(60),
+        || {
+            live.iter()
+                .all(|i| c.every_group(&base[*i], groups, |g| ids(&g["voters"]) == [1, 3, 4]))
+        },
+    );
     nodes[1] = None;
     c.publish(&base[2], &token, events + 1_000, 1_000);
     for i in live {
@@ -371,18 +413,24 @@ fn a_node_joins_by_snapshot_a_node_leaves_and_logs_stay_bounded() {
     // Every live log is compacted to within the bound of what every member stored.
     c.wait_for("bounded logs", Duration::from_secs(30), || {
         live.iter().all(|i| {
-            let group = c.group(&base[*i]);
-            let (Some(commit), Some(first)) = (
-                group["commit_index"].as_u64(),
-                group["log_first_index"].as_u64(),
-            ) else {
-                return false;
-            };
-            commit.saturating_sub(first) <= MAX_LOG_ENTRIES
+            c.every_group(&base[*i], groups, |group| {
+                let (Some(commit), Some(first)) = (
+                    group["commit_index"].as_u64(),
+                    group["log_first_index"].as_u64(),
+                ) else {
+                    return false;
+                };
+                commit.saturating_sub(first) <= MAX_LOG_ENTRIES
+            })
         })
     });
     let status = c.status(&base[0]);
-    assert_eq!(status["shards"]["0"], json!(["acme", "default"]));
+    let placed = if shards == 0 {
+        json!({"0": ["acme", "default"]})
+    } else {
+        json!({"0": [], "1": ["default"], "2": ["acme"]})
+    };
+    assert_eq!(status["shards"], placed);
 }
 
 /// Forwards every connection to `listen` on to `target` (both ways) from now on; with a rate,
