@@ -459,6 +459,18 @@ impl Node {
         self.meta.indexes_status()
     }
 
+    /// Every group this node runs, the metadata group (0) first, with the tenants placed in it.
+    pub fn group_statuses(&self) -> Vec<GroupStatus> {
+        let mut placed: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        for tenant in self.meta.metadata.tenants().unwrap_or_default() {
+            placed.entry(tenant.shard).or_default().push(tenant.name);
+        }
+        self.all_groups()
+            .iter()
+            .map(|group| group.status(placed.remove(&group.id).unwrap_or_default()))
+            .collect()
+    }
+
     /// Membership, leadership and replication progress, as this node sees them.
     pub fn cluster_status(&self) -> Result<ClusterStatus> {
         Ok(ClusterStatus {
@@ -473,16 +485,7 @@ impl Node {
             log_first_index: self.log_first_index(),
             tenants: self.tenant_names()?,
             indexes: self.indexes_status(),
-            groups: {
-                let mut placed: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-                for tenant in self.meta.metadata.tenants()? {
-                    placed.entry(tenant.shard).or_default().push(tenant.name);
-                }
-                self.all_groups()
-                    .iter()
-                    .map(|group| group.status(placed.remove(&group.id).unwrap_or_default()))
-                    .collect()
-            },
+            groups: self.group_statuses(),
         })
     }
 

@@ -27,6 +27,8 @@ pub struct ClusterSpec {
     pub commit_interval_ms: u64,
     /// `--follower-indexes` of every node.
     pub follower_indexes: String,
+    /// `--shards` the first nodes bootstrap with.
+    pub shards: u64,
     /// Whether node-to-node traffic goes through a fault-injecting proxy per directed link
     /// (see [`Network`]); without, nodes dial each other directly.
     pub proxies: bool,
@@ -41,6 +43,7 @@ impl ClusterSpec {
             binary,
             commit_interval_ms: 100,
             follower_indexes: "copy".into(),
+            shards: 0,
             proxies: false,
         }
     }
@@ -107,6 +110,7 @@ impl Cluster {
             admin_token: format!("mns_{}", "a1".repeat(32)),
             commit_interval_ms: spec.commit_interval_ms,
             follower_indexes: spec.follower_indexes.clone(),
+            shards: spec.shards,
         };
         Ok(Cluster {
             nodes,
@@ -329,8 +333,9 @@ impl Cluster {
         }
     }
 
-    /// Live members whose group (voters and learners) is not the harness's list of members,
-    /// with what they have instead; empty when all agree.
+    /// Live members with a group (voters and learners) that is not the harness's list of
+    /// members, with what they have instead (the first such group); empty when all agree.
+    /// Every group counts: the metadata group and each event shard.
     pub fn membership_disagreements(&self) -> Vec<(u64, Vec<u64>)> {
         let mut wanted = self.members();
         wanted.sort_unstable();
@@ -338,14 +343,16 @@ impl Cluster {
             .into_iter()
             .filter_map(|n| {
                 let status = self.status(n).ok()?;
-                let group = &status["groups"][0];
-                let mut has: Vec<u64> = ["voters", "learners"]
-                    .iter()
-                    .flat_map(|key| group[*key].as_array().cloned().unwrap_or_default())
-                    .filter_map(|v| v.as_u64())
-                    .collect();
-                has.sort_unstable();
-                (has != wanted).then_some((n, has))
+                let groups = status["groups"].as_array().cloned().unwrap_or_default();
+                groups.iter().find_map(|group| {
+                    let mut has: Vec<u64> = ["voters", "learners"]
+                        .iter()
+                        .flat_map(|key| group[*key].as_array().cloned().unwrap_or_default())
+                        .filter_map(|v| v.as_u64())
+                        .collect();
+                    has.sort_unstable();
+                    (has != wanted).then_some((n, has))
+                })
             })
             .collect()
     }

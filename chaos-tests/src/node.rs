@@ -24,6 +24,8 @@ pub struct NodeSettings {
     pub commit_interval_ms: u64,
     /// `--follower-indexes` (`index` or `copy`).
     pub follower_indexes: String,
+    /// `--shards`, for the first nodes (which bootstrap).
+    pub shards: u64,
 }
 
 /// A node process that may be running, killed, or paused.
@@ -141,7 +143,9 @@ impl NodeProcess {
         let mut command = Command::new(&settings.binary);
         command.args(["start", "--node-id", &self.id.to_string()]);
         match &self.membership {
-            Membership::Initial(members) => command.args(["--initial-cluster", members]),
+            Membership::Initial(members) => command
+                .args(["--initial-cluster", members])
+                .args(["--shards", &settings.shards.to_string()]),
             Membership::Join { url, advertise } => command
                 .args(["--join", url])
                 .args(["--raft-advertise", &advertise.to_string()]),

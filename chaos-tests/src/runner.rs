@@ -52,6 +52,8 @@ pub struct ChaosConfig {
     pub commit_interval_ms: u64,
     /// `--follower-indexes` of every node.
     pub follower_indexes: String,
+    /// Event shards the cluster is bootstrapped with (0: events travel in the metadata group).
+    pub shards: u64,
     /// How long replicas may take to hold every acknowledged event after the faults healed.
     pub converge_timeout: Duration,
 }
@@ -73,6 +75,7 @@ impl ChaosConfig {
             batch: 20,
             commit_interval_ms: 100,
             follower_indexes: "copy".into(),
+            shards: 0,
             converge_timeout: Duration::from_secs(120),
         }
     }
@@ -179,6 +182,7 @@ pub fn run(config: &ChaosConfig) -> Result<ChaosReport> {
         binary: config.binary.clone(),
         commit_interval_ms: config.commit_interval_ms,
         follower_indexes: config.follower_indexes.clone(),
+        shards: config.shards,
         proxies: true,
     };
     let mut cluster = match &config.dir {

@@ -43,6 +43,9 @@ pub struct ChaosArgs {
     /// (followers copy the leader's index files).
     #[arg(long, value_enum, default_value_t = crate::FollowerIndexes::Copy)]
     follower_indexes: crate::FollowerIndexes,
+    /// Event shards the cluster is bootstrapped with (see `meniscus start --shards`).
+    #[arg(long, default_value_t = 0)]
+    shards: u64,
 }
 
 /// Runs the schedule; prints the one-line summary; fails on any loss, duplicate or leak.
@@ -55,6 +58,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     config.tenants = args.tenants.max(1);
     config.publishers = args.publishers.max(1);
     config.relp_publishers = args.relp_publishers;
+    config.shards = args.shards;
     config.follower_indexes = match args.follower_indexes {
         crate::FollowerIndexes::Index => "index",
         crate::FollowerIndexes::Copy => "copy",

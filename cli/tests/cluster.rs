@@ -101,6 +101,23 @@ fn tenants_placed_in_event_shards_are_served_by_every_replica() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    // Prometheus has each group's progress, labelled by group.
+    let metrics = http
+        .get(format!("{}/metrics", bases[0]))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for group in 0..3 {
+        let series = format!("meniscus_raft_commit_index{{group=\"{group}\"}} ");
+        let value: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .unwrap_or_else(|| panic!("no {series}in:\n{metrics}"))
+            .parse()
+            .unwrap();
+        assert!(value > 0, "{series}{value}");
+    }
 }
 
 /// Three nodes still running after [`forwarded_writes_are_served_everywhere`].

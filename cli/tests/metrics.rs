@@ -5,6 +5,7 @@ mod common;
 use common::{Node, TestDir};
 use serde_json::json;
 
+/// The value of series `name` (with its labels, e.g. `name{group="0"}`).
 fn gauge(body: &str, name: &str) -> u64 {
     body.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
@@ -13,6 +14,9 @@ fn gauge(body: &str, name: &str) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// The metadata group's commit index (a single node has no other group).
+const COMMIT: &str = r#"meniscus_raft_commit_index{group="0"}"#;
 
 #[test]
 fn metrics_expose_raft_progress_in_prometheus_text() {
@@ -35,9 +39,7 @@ fn metrics_expose_raft_progress_in_prometheus_text() {
     let token = node.creds.default.clone();
     let ack = node.publish_json(&token, &json!([{"message": "a"}, {"message": "b"}]));
     let after = scrape();
-    assert!(gauge(&after, "meniscus_raft_commit_index") >= ack["commit_index"].as_u64().unwrap());
-    assert!(
-        gauge(&after, "meniscus_raft_commit_index") > gauge(&before, "meniscus_raft_commit_index")
-    );
-    assert_eq!(gauge(&after, "meniscus_raft_leader"), 1);
+    assert!(gauge(&after, COMMIT) >= ack["commit_index"].as_u64().unwrap());
+    assert!(gauge(&after, COMMIT) > gauge(&before, COMMIT));
+    assert_eq!(gauge(&after, r#"meniscus_raft_leader{group="0"}"#), 1);
 }

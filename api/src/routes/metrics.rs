@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use meniscus_consensus::ReplicaProgress;
+use meniscus_actors::GroupStatus;
 
 use crate::syslog::{MetricKind, SyslogCounts, SyslogStats};
 use crate::AppState;
@@ -15,9 +15,8 @@ use crate::AppState;
 /// `GET /metrics`: Prometheus text exposition of the node's state and of the syslog listeners'
 /// counters.
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let raft = state.node.raft_status();
     let indexes = state.node.indexes_status();
-    let gauges: [(&str, &str, u64); 9] = [
+    let gauges: [(&str, &str, u64); 4] = [
         (
             "meniscus_indexing_here",
             "1 when this node's indexers index applied events (0: it copies the leader's indexes)",
@@ -33,31 +32,10 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
             "1 when this node takes writes",
             state.node.is_writable() as u64,
         ),
-        ("meniscus_raft_term", "current Raft term", raft.term),
-        (
-            "meniscus_raft_commit_index",
-            "highest committed Raft index",
-            raft.commit,
-        ),
-        (
-            "meniscus_raft_applied_index",
-            "highest applied Raft index",
-            raft.applied,
-        ),
-        (
-            "meniscus_raft_log_first_index",
-            "first Raft index still in the log (below: compacted)",
-            state.node.log_first_index(),
-        ),
         (
             "meniscus_indexing_backlog_bytes",
             "committed event bytes waiting for indexers",
             state.node.indexing_backlog_bytes(),
-        ),
-        (
-            "meniscus_raft_leader",
-            "id of the Raft leader, 0 when unknown",
-            raft.leader,
         ),
     ];
     let mut body = String::new();
@@ -67,14 +45,47 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
         );
     }
-    write_replicas(&mut body, &raft.replicas, raft.commit);
+    write_groups(&mut body, &state.node.group_statuses());
     write_syslog(&mut body, &state.config.syslog);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
-/// Per-replica lag and liveness, as the leader sees them (nothing on other nodes).
-fn write_replicas(body: &mut String, replicas: &[ReplicaProgress], commit: u64) {
-    if replicas.is_empty() {
+/// Each Raft group's progress, one series per group labelled `group="ID"` (0 is the metadata
+/// group, the others event shards); per-replica lag and liveness as the group's leader sees
+/// them (nothing where this node does not lead).
+fn write_groups(body: &mut String, groups: &[GroupStatus]) {
+    type Read = fn(&GroupStatus) -> u64;
+    let families: [(&str, &str, Read); 5] = [
+        ("meniscus_raft_term", "current Raft term", |g| g.raft.term),
+        (
+            "meniscus_raft_commit_index",
+            "highest committed Raft index",
+            |g| g.raft.commit,
+        ),
+        (
+            "meniscus_raft_applied_index",
+            "highest applied Raft index",
+            |g| g.raft.applied,
+        ),
+        (
+            "meniscus_raft_log_first_index",
+            "first Raft index still in the log (below: compacted)",
+            |g| g.log_first_index,
+        ),
+        (
+            "meniscus_raft_leader",
+            "id of the Raft leader, 0 when unknown",
+            |g| g.raft.leader,
+        ),
+    ];
+    for (name, help, read) in families {
+        let _ = writeln!(body, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for group in groups {
+            let _ = writeln!(body, "{name}{{group=\"{}\"}} {}", group.id, read(group));
+        }
+    }
+    let replicas = |g: &GroupStatus| g.raft.replicas.clone();
+    if groups.iter().all(|g| g.raft.replicas.is_empty()) {
         return;
     }
     let _ = writeln!(
@@ -82,25 +93,29 @@ fn write_replicas(body: &mut String, replicas: &[ReplicaProgress], commit: u64) 
         "# HELP meniscus_raft_replica_lag committed entries a replica has not stored yet (leader only)\n\
          # TYPE meniscus_raft_replica_lag gauge"
     );
-    for r in replicas {
-        let lag = commit.saturating_sub(r.matched);
-        let _ = writeln!(
-            body,
-            "meniscus_raft_replica_lag{{replica=\"{}\"}} {lag}",
-            r.id
-        );
+    for group in groups {
+        for r in replicas(group) {
+            let lag = group.raft.commit.saturating_sub(r.matched);
+            let _ = writeln!(
+                body,
+                "meniscus_raft_replica_lag{{group=\"{}\",replica=\"{}\"}} {lag}",
+                group.id, r.id
+            );
+        }
     }
     let _ = writeln!(
         body,
         "# HELP meniscus_raft_replica_active 1 when a replica answered the leader lately (leader only)\n\
          # TYPE meniscus_raft_replica_active gauge"
     );
-    for r in replicas {
-        let _ = writeln!(
-            body,
-            "meniscus_raft_replica_active{{replica=\"{}\"}} {}",
-            r.id, r.recent_active as u8
-        );
+    for group in groups {
+        for r in replicas(group) {
+            let _ = writeln!(
+                body,
+                "meniscus_raft_replica_active{{group=\"{}\",replica=\"{}\"}} {}",
+                group.id, r.id, r.recent_active as u8
+            );
+        }
     }
 }
 
