@@ -22,15 +22,16 @@ fn seed_or(default: u64) -> u64 {
 }
 
 fn chaos(nodes: usize, seed: u64, duration: Duration) {
-    chaos_with(nodes, seed, duration, "copy");
+    chaos_with(nodes, seed, duration, "copy", 0);
 }
 
 /// `follower_indexes`: `copy` (followers copy the leader's indexes) or `index` (every
-/// replica indexes every event).
-fn chaos_with(nodes: usize, seed: u64, duration: Duration, follower_indexes: &str) {
+/// replica indexes every event); `shards`: event shards the cluster is bootstrapped with.
+fn chaos_with(nodes: usize, seed: u64, duration: Duration, follower_indexes: &str, shards: u64) {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut config = ChaosConfig::new(nodes, seed, duration, find_binary().unwrap());
     config.follower_indexes = follower_indexes.into();
+    config.shards = shards;
     let started = Instant::now();
     let report = run(&config).unwrap();
     for window in &report.windows {
@@ -67,7 +68,8 @@ fn three_nodes_lose_nothing_under_a_short_chaos_schedule() {
     // 16% frame loss on the leader's links, an isolated leader.
     let seed = seed_or(53);
     assert_covers_every_kind(3, 53, SHORT);
-    chaos(3, seed, SHORT);
+    // Tenants' events in two event shards beside the metadata group.
+    chaos_with(3, seed, SHORT, "copy", 2);
 }
 
 #[test]
@@ -77,7 +79,7 @@ fn five_nodes_lose_nothing_under_a_short_chaos_schedule() {
     let seed = seed_or(99);
     assert_covers_every_kind(5, 99, SHORT);
     // Every replica indexing, the other way a cluster may run (the 3-node run copies).
-    chaos_with(5, seed, SHORT, "index");
+    chaos_with(5, seed, SHORT, "index", 0);
 }
 
 /// `MENISCUS_CHAOS_MINUTES=30 cargo test --release -p chaos-tests --test chaos long -- --nocapture`
