@@ -308,6 +308,17 @@ impl Node {
             .map_or(0, |(id, _)| id))
     }
 
+    /// The ids of the event shards the metadata group records.
+    pub fn shard_ids(&self) -> Result<Vec<u64>> {
+        Ok(self
+            .meta
+            .metadata
+            .shards()?
+            .into_iter()
+            .map(|s| s.id)
+            .collect())
+    }
+
     /// Makes sure event shards 1 to `count` exist, each a Raft group of its own; a missing one
     /// is made with `replicas` as its first voters. Tenants created from then on are spread
     /// over the shards. Repeating it (a bootstrap that stopped half way) makes nothing twice.

@@ -270,6 +270,14 @@ async fn bootstrap(node: &Node, args: &DevArgs) -> anyhow::Result<()> {
         }
     }
     if node.has_admin()? {
+        let made = node.shard_ids()?.len() as u64;
+        if args.cluster.initial_cluster.is_some() && made != args.cluster.shards {
+            tracing::warn!(
+                shards = made,
+                asked = args.cluster.shards,
+                "--shards only counts when the cluster is bootstrapped; it keeps the shards it was made with"
+            );
+        }
         return Ok(());
     }
     let credentials = match credentials::load(&args.data_dir)? {

@@ -112,6 +112,10 @@ pub struct BenchArgs {
     /// With --nodes: how the followers keep their indexes (see `meniscus start --help`).
     #[arg(long, value_enum, default_value_t = crate::FollowerIndexes::Copy)]
     follower_indexes: crate::FollowerIndexes,
+    /// With --nodes: event shards the cluster is made with (see `meniscus start --help`); the
+    /// benchmark's tenant is placed in the first.
+    #[arg(long, default_value_t = 0)]
+    shards: u64,
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     json: bool,
@@ -192,7 +196,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .prefix("meniscus-bench-")
             .tempdir_in(&parent)?;
         let copy = args.follower_indexes == crate::FollowerIndexes::Copy;
-        let node = BenchNode::start(data.path(), &settings, nodes, copy).await?;
+        let node = BenchNode::start(data.path(), &settings, nodes, copy, args.shards).await?;
         let outcome = async {
             let token = node
                 .node

@@ -29,6 +29,7 @@ impl BenchNode {
         settings: &IndexerSettings,
         nodes: usize,
         copy_follower_indexes: bool,
+        shards: u64,
     ) -> anyhow::Result<BenchNode> {
         let mut started = Vec::new();
         if nodes <= 1 {
@@ -60,6 +61,12 @@ impl BenchNode {
         }
         let leader = wait_for_leader(&started).await?;
         let node = started.remove(leader);
+        if nodes > 1 && shards > 0 {
+            let ids: Vec<u64> = (1..=nodes as u64).collect();
+            node.ensure_shards(shards, &ids)
+                .await
+                .context("making the event shards")?;
+        }
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
