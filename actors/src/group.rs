@@ -17,7 +17,7 @@ use meniscus_storage::{
 use ractor::{Actor, ActorRef};
 use raft::Storage;
 
-use crate::membership;
+use crate::membership::{self, Wanted};
 use crate::mirror::Mirror;
 use crate::node::{GroupStatus, IndexesStatus, NodeOptions};
 use crate::snapshot::SnapshotSourceRef;
@@ -37,8 +37,8 @@ pub(crate) struct GroupSpec {
     pub(crate) db: sled::Db,
     /// Its state machine's store.
     pub(crate) metadata: Metadata,
-    /// The metadata group's store: the members every group should have.
-    pub(crate) members: Metadata,
+    /// Who should be in the group.
+    pub(crate) members: Wanted,
     /// Voters a fresh group starts with; empty to wait until its leader adds this node.
     pub(crate) voters: Vec<u64>,
 }
@@ -253,7 +253,7 @@ impl Group {
                 .map_err(meniscus_storage::Error::from)?
                 .conf_state;
             let in_group = |id: u64| conf.voters.contains(&id) || conf.learners.contains(&id);
-            for member in members.members()? {
+            for member in members.metadata().members()? {
                 match member.raft_addr.parse() {
                     Ok(addr)
                         if member.id != options.node_id

@@ -25,6 +25,7 @@ mod node;
 mod node_supervisor;
 pub mod placement;
 mod progress;
+mod remote;
 mod snapshot;
 mod tenant_supervisor;
 
@@ -32,7 +33,10 @@ pub use applier::Applier;
 pub use context::{IndexerSettings, NodeContext};
 pub use error::{Error, Result};
 pub use indexer::{Indexer, IndexerMsg};
-pub use node::{ClusterOptions, ClusterStatus, GroupStatus, IndexesStatus, Node, NodeOptions};
+pub use node::{
+    ClusterOptions, ClusterStatus, GroupStatus, IndexesStatus, Node, NodeOptions, SearchOptions,
+    SearchOutcome, ShardPlacement,
+};
 pub use node_supervisor::{NodeMsg, NodeSupervisor};
 pub use progress::{DispatchProgress, QueuedBatch};
 pub use snapshot::SnapshotStore;

@@ -14,6 +14,45 @@ use meniscus_consensus::{RaftHandle, RaftStatus};
 use meniscus_storage::{ApplyOutcome, MemberRecord, Metadata};
 use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 
+/// Who should be in a group.
+#[derive(Clone)]
+pub(crate) enum Wanted {
+    /// The cluster's members, as the metadata group records them: the metadata group's own
+    /// members, and those of a shard placed on every member.
+    Cluster(Metadata),
+    /// The cluster's members that hold a replica of shard `id`; the others count as removed.
+    Shard {
+        /// The metadata group's store.
+        metadata: Metadata,
+        /// The shard.
+        id: u64,
+    },
+}
+
+impl Wanted {
+    /// The metadata group's store.
+    pub(crate) fn metadata(&self) -> &Metadata {
+        match self {
+            Wanted::Cluster(metadata) | Wanted::Shard { metadata, .. } => metadata,
+        }
+    }
+
+    /// The members the group should have, as [`next_step`] reads them.
+    pub(crate) fn members(&self) -> meniscus_storage::Result<Vec<MemberRecord>> {
+        let mut members = self.metadata().members()?;
+        if let Wanted::Shard { metadata, id } = self {
+            let shard = metadata.shards()?.into_iter().find(|s| s.id == *id);
+            for member in &mut members {
+                if !shard.as_ref().is_some_and(|s| s.is_on(member.id)) {
+                    member.removed = true;
+                    member.replaces = None;
+                }
+            }
+        }
+        Ok(members)
+    }
+}
+
 /// How often the leader compares the group with the metadata.
 pub(crate) const RECONCILE_EVERY: Duration = Duration::from_millis(200);
 /// A learner within this many entries of the commit index counts as caught up.
@@ -122,8 +161,8 @@ fn change(changes: Vec<ConfChangeSingle>) -> ConfChangeV2 {
 }
 
 /// One reconciliation round on this node (does nothing unless it leads).
-pub(crate) async fn reconcile(metadata: &Metadata, raft: &RaftHandle<ApplyOutcome>) {
-    let members = match metadata.members() {
+pub(crate) async fn reconcile(wanted: &Wanted, raft: &RaftHandle<ApplyOutcome>) {
+    let members = match wanted.members() {
         Ok(members) => members,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the members");

@@ -1,6 +1,6 @@
 //! [`Node`]: one Meniscus node's storage, consensus and actors, wired together.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -17,6 +17,9 @@ use raft::eraftpb::MessageType;
 use time::OffsetDateTime;
 
 use crate::group::{Group, GroupSpec};
+use crate::membership::Wanted;
+use crate::placement;
+use crate::remote::{self, Remote, RemoteSearch};
 use crate::tenant_supervisor::TenantStatus;
 use crate::{Error, IndexerSettings, Result};
 
@@ -85,8 +88,38 @@ pub struct Node {
     shards: Option<Arc<ShardKeeper>>,
     keeper: Option<tokio::task::JoinHandle<()>>,
     transport: Option<Arc<Transport>>,
+    /// Requests to other nodes for shards this one does not hold.
+    remote: Option<Arc<Remote>>,
     raft_addr: Option<SocketAddr>,
     clustered: bool,
+}
+
+/// Where a tenant's events are served from.
+enum Route {
+    /// A group this node runs.
+    Local(Arc<Group>),
+    /// A shard this node holds no replica of.
+    Remote(ShardRecord),
+}
+
+/// How [`Node::search_with`] searches.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SearchOptions {
+    /// Wait until the writes up to this commit index (what a publish answered) are searchable.
+    pub min_index: Option<u64>,
+    /// How long to wait for them.
+    pub wait: Duration,
+    /// Answer from this node's replica only (fails where this node holds none).
+    pub local_only: bool,
+}
+
+/// What [`Node::search_with`] found.
+#[derive(Debug)]
+pub enum SearchOutcome {
+    /// A page of results.
+    Found(SearchResponse),
+    /// The writes up to `min_index` were not searchable within the wait.
+    NotYetSearchable,
 }
 
 /// The groups a node runs, by id; shared with the tasks that route messages to them.
@@ -127,6 +160,19 @@ pub struct ClusterStatus {
     pub indexes: IndexesStatus,
     /// Every group this node runs: the metadata group (0) first, then the event shards.
     pub groups: Vec<GroupStatus>,
+    /// Every event shard the cluster has, whether this node runs it or not.
+    pub shards: Vec<ShardPlacement>,
+}
+
+/// Where an event shard is, and what it carries.
+#[derive(Debug, Clone)]
+pub struct ShardPlacement {
+    /// The shard's id (0: the metadata group, for tenants placed in no shard).
+    pub id: u64,
+    /// The nodes that hold a replica (`None`: every member).
+    pub replicas: Option<Vec<u64>>,
+    /// The tenants placed in it, in name order.
+    pub tenants: Vec<String>,
 }
 
 /// How a node keeps its tenant indexes (see `--follower-indexes`).
@@ -184,7 +230,7 @@ impl Node {
             dir: options.data_dir.clone(),
             db,
             metadata: metadata.clone(),
-            members: metadata,
+            members: Wanted::Cluster(metadata),
             voters,
         };
         let meta = Arc::new(Group::start(&options, spec, transport.clone()).await?);
@@ -193,14 +239,23 @@ impl Node {
         router.add(0, meta.raft.clone());
         let mut keeper = None;
         let mut shards = None;
-        if let Some(inbound) = inbound {
-            tokio::spawn(receive(inbound, router.clone(), groups.clone()));
+        let mut remote = None;
+        if let (Some(inbound), Some(transport)) = (inbound, &transport) {
+            let asking = Arc::new(Remote::new(options.node_id, transport.clone()));
+            tokio::spawn(receive(
+                inbound,
+                router.clone(),
+                groups.clone(),
+                transport.clone(),
+                asking.clone(),
+            ));
+            remote = Some(asking);
             let keeping = Arc::new(ShardKeeper {
                 options: options.clone(),
                 meta: meta.clone(),
                 groups: groups.clone(),
                 router,
-                transport: transport.clone(),
+                transport: Some(transport.clone()),
                 starting: tokio::sync::Mutex::new(()),
             });
             // Shards known now run before the node says it started; later ones as they come.
@@ -214,28 +269,58 @@ impl Node {
             shards,
             keeper,
             transport,
+            remote,
             raft_addr,
             clustered: options.cluster.is_some(),
         })
     }
 
-    /// The group that carries `tenant`'s events on this node. A shard made a moment ago may
-    /// not run here yet: it is started now rather than on the keeper's next round.
-    async fn group_of(&self, tenant: &str) -> Result<Arc<Group>> {
+    /// Where `tenant`'s events are served from: a group this node runs, or (for a shard this
+    /// node holds no replica of) another node. A shard made a moment ago may not run here yet:
+    /// it is started now rather than on the keeper's next round.
+    async fn route(&self, tenant: &str) -> Result<Route> {
         let shard = self.meta.metadata.tenant(tenant)?.map_or(0, |t| t.shard);
         if shard == 0 {
-            return Ok(self.meta.clone());
+            return Ok(Route::Local(self.meta.clone()));
         }
-        if self.group(shard).is_none() {
-            if let Some(keeper) = &self.shards {
-                keeper.start_missing().await;
-            }
+        if let Some(group) = self.group(shard) {
+            return Ok(Route::Local(group));
         }
-        self.group(shard).ok_or_else(|| {
+        let record = self
+            .meta
+            .metadata
+            .shards()?
+            .into_iter()
+            .find(|s| s.id == shard)
+            .ok_or_else(|| Error::Unavailable(format!("shard {shard} is not recorded yet")))?;
+        if !record.is_on(self.meta.raft.status().id) {
+            return Ok(Route::Remote(record));
+        }
+        if let Some(keeper) = &self.shards {
+            keeper.start_missing().await;
+        }
+        self.group(shard).map(Route::Local).ok_or_else(|| {
             Error::Unavailable(format!(
                 "shard {shard}, which holds tenant {tenant:?}, is not running on this node yet"
             ))
         })
+    }
+
+    /// The group that carries `tenant`'s events on this node.
+    async fn group_of(&self, tenant: &str) -> Result<Arc<Group>> {
+        match self.route(tenant).await? {
+            Route::Local(group) => Ok(group),
+            Route::Remote(shard) => Err(Error::Unavailable(format!(
+                "this node holds no replica of shard {}, which holds tenant {tenant:?}; nodes {:?} do",
+                shard.id, shard.replicas
+            ))),
+        }
+    }
+
+    fn remote(&self) -> Result<&Remote> {
+        self.remote
+            .as_deref()
+            .ok_or_else(|| Error::Unavailable("a node alone holds every shard".into()))
     }
 
     fn group(&self, id: u64) -> Option<Arc<Group>> {
@@ -262,7 +347,13 @@ impl Node {
     /// Appends events to `tenant`'s store. Returns the Raft index, in the group that carries
     /// the tenant's events, once it is committed (fsync'd).
     pub async fn publish(&self, tenant: &str, events: &[Event]) -> Result<u64> {
-        self.group_of(tenant).await?.publish(tenant, events).await
+        match self.route(tenant).await? {
+            Route::Local(group) => group.publish(tenant, events).await,
+            Route::Remote(shard) => {
+                let batch = meniscus_event::wire::encode_batch(events);
+                self.remote()?.publish(&shard, tenant, batch).await
+            }
+        }
     }
 
     /// Creates a tenant. Returns its first token, or `None` if the tenant exists.
@@ -302,10 +393,7 @@ impl Node {
                 *count += 1;
             }
         }
-        Ok(tenants
-            .into_iter()
-            .min_by_key(|(id, count)| (*count, *id))
-            .map_or(0, |(id, _)| id))
+        Ok(placement::shard_for_new_tenant(&tenants).unwrap_or(0))
     }
 
     /// The ids of the event shards the metadata group records.
@@ -319,15 +407,31 @@ impl Node {
             .collect())
     }
 
-    /// Makes sure event shards 1 to `count` exist, each a Raft group of its own; a missing one
-    /// is made with `replicas` as its first voters. Tenants created from then on are spread
+    /// Makes sure event shards 1 to `count` exist, each a Raft group of its own. A missing one
+    /// is placed on `factor` of `members` (0: on every member, now and as members come and
+    /// go), balanced over them, and bootstrapped there. Tenants created from then on are spread
     /// over the shards. Repeating it (a bootstrap that stopped half way) makes nothing twice.
-    pub async fn ensure_shards(&self, count: u64, replicas: &[u64]) -> Result<()> {
-        let existing: Vec<u64> = self.meta.metadata.shards()?.iter().map(|s| s.id).collect();
-        for id in (1..=count).filter(|id| !existing.contains(id)) {
+    pub async fn ensure_shards(&self, count: u64, members: &[u64], factor: u64) -> Result<()> {
+        let existing = self.meta.metadata.shards()?;
+        let ids: Vec<u64> = (1..=count).collect();
+        let current: placement::Assignment = existing
+            .iter()
+            .map(|s| (s.id, s.replicas.iter().copied().collect()))
+            .collect();
+        let nodes: BTreeSet<u64> = members.iter().copied().collect();
+        let planned = placement::plan(&nodes, &ids, factor as usize, &current);
+        for id in ids {
+            if existing.iter().any(|s| s.id == id) {
+                continue;
+            }
+            let replicas = match factor {
+                0 => members.to_vec(),
+                _ => planned[&id].iter().copied().collect(),
+            };
             let kind = CommandKind::CreateShard(CreateShard {
                 id,
-                replicas: replicas.to_vec(),
+                replicas,
+                factor,
             });
             self.propose(kind).await?;
         }
@@ -418,7 +522,51 @@ impl Node {
 
     /// Searches a tenant's committed events.
     pub async fn search(&self, tenant: &str, request: SearchRequest) -> Result<SearchResponse> {
-        self.group_of(tenant).await?.search(tenant, request).await
+        match self
+            .search_with(tenant, request, SearchOptions::default())
+            .await?
+        {
+            SearchOutcome::Found(response) => Ok(response),
+            SearchOutcome::NotYetSearchable => Err(Error::Unavailable(
+                "not searchable yet, though nothing was waited for".into(),
+            )),
+        }
+    }
+
+    /// Searches a tenant's committed events as `options` say: on this node's replica, or on a
+    /// node that holds one.
+    pub async fn search_with(
+        &self,
+        tenant: &str,
+        request: SearchRequest,
+        options: SearchOptions,
+    ) -> Result<SearchOutcome> {
+        let group = match self.route(tenant).await? {
+            Route::Local(group) => group,
+            Route::Remote(shard) if !options.local_only => {
+                let index = options.min_index.unwrap_or(0);
+                let found = self
+                    .remote()?
+                    .search(&shard, tenant, &request, index, options.wait)
+                    .await?;
+                return Ok(match found {
+                    RemoteSearch::Found(response) => SearchOutcome::Found(response),
+                    RemoteSearch::NotYetSearchable => SearchOutcome::NotYetSearchable,
+                });
+            }
+            Route::Remote(shard) => {
+                return Err(Error::Unavailable(format!(
+                    "read=local: this node holds no replica of shard {}, which holds tenant {tenant:?}; nodes {:?} do",
+                    shard.id, shard.replicas
+                )))
+            }
+        };
+        if let Some(index) = options.min_index {
+            if !group.wait_searchable(tenant, index, options.wait).await? {
+                return Ok(SearchOutcome::NotYetSearchable);
+            }
+        }
+        Ok(SearchOutcome::Found(group.search(tenant, request).await?))
     }
 
     /// Waits until every event of `tenant` committed at Raft index `index` or below is
@@ -482,6 +630,28 @@ impl Node {
             .collect()
     }
 
+    /// Every shard and where it is, with the metadata group (for unplaced tenants) first.
+    fn placement(&self) -> Result<Vec<ShardPlacement>> {
+        let metadata = &self.meta.metadata;
+        let mut placed: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        for tenant in metadata.tenants()? {
+            placed.entry(tenant.shard).or_default().push(tenant.name);
+        }
+        let mut out = vec![ShardPlacement {
+            id: 0,
+            replicas: None,
+            tenants: placed.remove(&0).unwrap_or_default(),
+        }];
+        for shard in metadata.shards()? {
+            out.push(ShardPlacement {
+                id: shard.id,
+                replicas: (shard.factor > 0).then_some(shard.replicas),
+                tenants: placed.remove(&shard.id).unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
     /// Membership, leadership and replication progress, as this node sees them.
     pub fn cluster_status(&self) -> Result<ClusterStatus> {
         Ok(ClusterStatus {
@@ -497,6 +667,7 @@ impl Node {
             tenants: self.tenant_names()?,
             indexes: self.indexes_status(),
             groups: self.group_statuses(),
+            shards: self.placement()?,
         })
     }
 
@@ -571,6 +742,19 @@ impl Node {
             return Err(Error::InvalidMember(
                 "the last voter cannot be removed".into(),
             ));
+        }
+        let held: Vec<u64> = self
+            .meta
+            .metadata
+            .shards()?
+            .iter()
+            .filter(|s| s.factor > 0 && s.replicas.contains(&id))
+            .map(|s| s.id)
+            .collect();
+        if !held.is_empty() {
+            return Err(Error::InvalidMember(format!(
+                "node {id} holds replicas of shards {held:?}, placed with a replication factor; moving replicas off a node is not supported yet, so removing it would leave them short"
+            )));
         }
         let kind = CommandKind::RemoveMember(RemoveMember { id });
         self.propose(kind).await.map(|_| ())
@@ -676,6 +860,8 @@ async fn receive(
     mut inbound: tokio::sync::mpsc::Receiver<Inbound>,
     router: Arc<Router>,
     groups: Groups,
+    transport: Arc<Transport>,
+    remote: Arc<Remote>,
 ) {
     let group = |id: u64| {
         groups
@@ -729,13 +915,22 @@ async fn receive(
                     mirror.on_offer(offer);
                 }
             }
+            Some(Inbound::ShardRequest {
+                group: id,
+                from,
+                request,
+            }) => {
+                let served = remote::serve(group(id), transport.clone(), from, id, request);
+                tokio::spawn(served);
+            }
+            Some(Inbound::ShardReply(reply)) => remote.on_reply(reply),
             _ => {}
         }
     }
 }
 
-/// Starts the event shards the metadata group records, on every node (each shard is on every
-/// member for now: its members are the metadata group's). A node among the replicas a shard
+/// Starts the event shards the metadata group records that this node should hold: every shard
+/// placed on every member, and those placed on this node. A node among the replicas a shard
 /// was made with bootstraps its group with them; any other waits for the shard's leader to add
 /// it, as a node joining the cluster does.
 struct ShardKeeper {
@@ -771,7 +966,7 @@ impl ShardKeeper {
                 .read()
                 .expect("groups lock poisoned")
                 .contains_key(&shard.id);
-            if running {
+            if running || !shard.is_on(self.options.node_id) {
                 continue;
             }
             match self.start(&shard).await {
@@ -803,7 +998,13 @@ impl ShardKeeper {
             dir,
             metadata: Metadata::open_shard(&db, shard.id)?,
             db,
-            members: self.meta.metadata.clone(),
+            members: match shard.factor {
+                0 => Wanted::Cluster(self.meta.metadata.clone()),
+                _ => Wanted::Shard {
+                    metadata: self.meta.metadata.clone(),
+                    id: shard.id,
+                },
+            },
             voters: if shard.replicas.contains(&me) {
                 shard.replicas.clone()
             } else {

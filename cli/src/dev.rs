@@ -325,7 +325,8 @@ async fn propose_credentials(
     }
     if let Some(members) = &args.cluster.initial_cluster {
         let ids: Vec<u64> = members.0.iter().map(|(id, _)| *id).collect();
-        node.ensure_shards(args.cluster.shards, &ids).await?;
+        node.ensure_shards(args.cluster.shards, &ids, args.cluster.replication_factor)
+            .await?;
     }
     for (tenant, token) in &credentials.tenants {
         node.create_tenant_with_token(tenant, token).await?;

@@ -165,6 +165,13 @@ struct ClusterArgs {
     /// tenant's events in the metadata group.
     #[arg(long, default_value_t = 0, requires = "initial_cluster")]
     shards: u64,
+    /// With --shards: how many nodes hold a replica of each shard (placed balanced over the
+    /// initial members, no two on one node; 3 survives one node down, 5 two). 0 puts every
+    /// shard on every member, including members that join later. Publishes and searches on a
+    /// node without a replica are served by one with it. Replicas are not moved yet: a node
+    /// holding some cannot be removed, and nodes that join hold none.
+    #[arg(long, default_value_t = 0, requires = "shards")]
+    replication_factor: u64,
     /// How a follower keeps its tenant indexes: `copy` the leader's index files after each of
     /// the leader's commits (one replica's worth of indexing CPU for the whole cluster; a
     /// follower's `read=local` searches lag the leader's by about one commit interval), or

@@ -120,6 +120,176 @@ fn tenants_placed_in_event_shards_are_served_by_every_replica() {
     }
 }
 
+/// Three shards on two of three nodes each: every node takes publishes and searches for every
+/// tenant (a node without a replica has one that holds it serve them), `read=local` answers
+/// only where a replica is, each node runs only the groups placed on it, and a node holding
+/// replicas cannot be removed while replicas cannot move.
+#[test]
+fn with_a_replication_factor_each_shard_is_on_two_nodes_and_any_node_serves_it() {
+    let running = start_three(&["--shards", "3", "--replication-factor", "2"]);
+    let Running {
+        ref http,
+        ref bases,
+        ref creds,
+        ..
+    } = running;
+    let admin = creds["admin_token"].as_str().unwrap();
+    let mut tokens = vec![(
+        "default".to_owned(),
+        creds["tenants"]["default"].as_str().unwrap().to_owned(),
+    )];
+    for name in ["globex", "initech"] {
+        let created: Value = http
+            .post(format!("{}/v1/tenants", bases[1]))
+            .bearer_auth(admin)
+            .json(&json!({"name": name}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        tokens.push((
+            name.to_owned(),
+            created["token"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let status: Value = http
+        .get(format!("{}/v1/cluster", bases[0]))
+        .bearer_auth(admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        status["shards"]["1"],
+        json!(["default"]),
+        "one tenant per shard: {status}"
+    );
+
+    // Which nodes run which groups: the metadata group everywhere, each shard on the two nodes
+    // it is placed on, every node two shards.
+    let placed = &status["shard_replicas"];
+    let holders: Vec<Vec<usize>> = (0..=3)
+        .map(|shard| {
+            placed[shard.to_string()]
+                .as_array()
+                .map(|nodes| {
+                    nodes
+                        .iter()
+                        .map(|n| n.as_u64().unwrap() as usize - 1)
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    for (shard, nodes) in holders.iter().enumerate().skip(1) {
+        assert_eq!(nodes.len(), 2, "shard {shard} on {nodes:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (i, base) in bases.iter().enumerate() {
+        let wanted: Vec<u64> = std::iter::once(0)
+            .chain((1..=3u64).filter(|s| holders[*s as usize].contains(&i)))
+            .collect();
+        assert_eq!(wanted.len(), 3, "node {} holds two shards: {placed}", i + 1);
+        loop {
+            let status: Value = http
+                .get(format!("{base}/v1/cluster"))
+                .bearer_auth(admin)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            let groups: Vec<u64> = status["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g["id"].as_u64().unwrap())
+                .collect();
+            if groups == wanted {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} runs groups {groups:?}, not {wanted:?}",
+                i + 1
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    // Every node takes every tenant's writes and reads its own writes back at once.
+    for (t, (tenant, token)) in tokens.iter().enumerate() {
+        let shard = t + 1;
+        for (i, base) in bases.iter().enumerate() {
+            let events: Vec<Value> = (0..200)
+                .map(|n| json!({"id": format!("{tenant}-{i}-{n}"), "message": "placed"}))
+                .collect();
+            let answer: Value = http
+                .post(format!("{base}/v1/events"))
+                .bearer_auth(token)
+                .json(&events)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            let index = answer["commit_index"].as_u64().expect("a commit index");
+            let reader = &bases[(i + 1) % 3];
+            let body: Value = http
+                .get(format!("{reader}/v1/search"))
+                .bearer_auth(token)
+                .query(&[("q", "*"), ("limit", "1")])
+                .query(&[("min_index", index)])
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            assert_eq!(
+                body["total"],
+                200 * (i as u64 + 1),
+                "{tenant} (shard {shard}, on nodes {:?}): published through node {}, read on {reader}: {body}",
+                holders[shard],
+                i + 1
+            );
+        }
+        for (i, base) in bases.iter().enumerate() {
+            if holders[shard].contains(&i) {
+                wait_local_total(http, base, token, 600);
+            } else {
+                let response = http
+                    .get(format!("{base}/v1/search"))
+                    .bearer_auth(token)
+                    .query(&[("q", "*"), ("read", "local")])
+                    .send()
+                    .unwrap();
+                assert_eq!(response.status(), 503);
+                let body: Value = response.json().unwrap();
+                assert!(
+                    body["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("holds no replica"),
+                    "{body}"
+                );
+            }
+        }
+    }
+
+    // Replicas do not move yet, so a node holding some stays.
+    let response = http
+        .delete(format!("{}/v1/cluster/nodes/3", bases[0]))
+        .bearer_auth(admin)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 409);
+    let body: Value = response.json().unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not supported yet"),
+        "{body}"
+    );
+}
+
 /// Three nodes still running after [`forwarded_writes_are_served_everywhere`].
 struct Running {
     http: reqwest::blocking::Client,
@@ -130,8 +300,9 @@ struct Running {
     _dirs: Vec<tempfile::TempDir>,
 }
 
-/// Runs the scenario on three nodes, bootstrapped with `shards` event shards.
-fn forwarded_writes_are_served_everywhere(follower_indexes: &str, shards: u64) -> Running {
+/// Starts three nodes bootstrapped together with `extra` flags; returns once every one's HTTP
+/// API listens.
+fn start_three(extra: &[&str]) -> Running {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let raft_ports: Vec<u16> = (0..3).map(|_| common::free_addr().port()).collect();
     let cluster = (0..3)
@@ -154,13 +325,10 @@ fn forwarded_writes_are_served_everywhere(follower_indexes: &str, shards: u64) -
                 "127.0.0.1:0",
                 "--commit-interval-ms",
                 "100",
-                "--follower-indexes",
-                follower_indexes,
-                "--shards",
-                &shards.to_string(),
                 "--data-dir",
             ])
             .arg(dir.path())
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.path().with_extension("log")).unwrap())
             .spawn()
@@ -186,8 +354,27 @@ fn forwarded_writes_are_served_everywhere(follower_indexes: &str, shards: u64) -
     let creds: Value =
         serde_json::from_slice(&std::fs::read(dirs[0].path().join("credentials.json")).unwrap())
             .unwrap();
-    let token = creds["tenants"]["default"].as_str().unwrap().to_owned();
     let http = common::client(Duration::from_secs(30));
+    Running {
+        http,
+        bases,
+        creds,
+        _procs: procs,
+        _dirs: dirs,
+    }
+}
+
+/// Runs the scenario on three nodes, bootstrapped with `shards` event shards.
+fn forwarded_writes_are_served_everywhere(follower_indexes: &str, shards: u64) -> Running {
+    let shards = shards.to_string();
+    let running = start_three(&["--follower-indexes", follower_indexes, "--shards", &shards]);
+    let Running {
+        ref http,
+        ref bases,
+        ref creds,
+        ..
+    } = running;
+    let token = creds["tenants"]["default"].as_str().unwrap().to_owned();
 
     // A follower: its /healthz says it does not lead.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -225,8 +412,8 @@ fn forwarded_writes_are_served_everywhere(follower_indexes: &str, shards: u64) -
         assert_eq!(response.status(), 200, "{}", response.text().unwrap());
     }
 
-    for base in &bases {
-        wait_local_total(&http, base, &token, total);
+    for base in bases {
+        wait_local_total(http, base, &token, total);
     }
 
     // Read your writes: publish through one node, search another at once with the commit index
@@ -272,13 +459,7 @@ fn forwarded_writes_are_served_everywhere(follower_indexes: &str, shards: u64) -
     assert!(response.headers().contains_key("retry-after"));
     let body: Value = response.json().unwrap();
     assert_eq!(body["error"]["code"], "not_yet_searchable", "{body}");
-    Running {
-        http,
-        bases,
-        creds,
-        _procs: procs,
-        _dirs: dirs,
-    }
+    running
 }
 
 /// Waits until `base` answers `read=local` searches with `total` events (30 s at most).

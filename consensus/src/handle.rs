@@ -183,7 +183,9 @@ impl<O: Send + 'static> RaftHandle<O> {
             Inbound::SnapshotPull { .. }
             | Inbound::SnapshotPiece { .. }
             | Inbound::MirrorRequest { .. }
-            | Inbound::MirrorOffer { .. } => return,
+            | Inbound::MirrorOffer { .. }
+            | Inbound::ShardRequest { .. }
+            | Inbound::ShardReply(_) => return,
         };
         let _ = self.requests.try_send(request);
     }

@@ -54,7 +54,9 @@ impl Router {
             Inbound::SnapshotPull { .. }
             | Inbound::SnapshotPiece { .. }
             | Inbound::MirrorRequest { .. }
-            | Inbound::MirrorOffer { .. } => return Some(inbound),
+            | Inbound::MirrorOffer { .. }
+            | Inbound::ShardRequest { .. }
+            | Inbound::ShardReply(_) => return Some(inbound),
         };
         let deliver = self
             .groups

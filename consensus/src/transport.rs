@@ -64,6 +64,39 @@ pub struct Envelope {
     /// The answer to a [`MirrorRequest`].
     #[prost(message, optional, tag = "8")]
     pub mirror_offer: Option<MirrorOffer>,
+    /// A request for an event shard this node does not hold, to a node that does.
+    #[prost(message, optional, tag = "9")]
+    pub shard_request: Option<ShardRequest>,
+    /// The answer to a [`ShardRequest`].
+    #[prost(message, optional, tag = "10")]
+    pub shard_reply: Option<ShardReply>,
+}
+
+/// A publish or search for a tenant whose shard (the envelope's group) the asking node does not
+/// hold; a node that does serves it as if asked itself. What it carries is the actor layer's
+/// business: this layer only matches answers to questions.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ShardRequest {
+    /// Chosen by the asking node; the reply carries it back.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// The request, encoded by the asking node.
+    #[prost(bytes = "vec", tag = "2")]
+    pub body: Vec<u8>,
+}
+
+/// The answer to a [`ShardRequest`].
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ShardReply {
+    /// The request's id.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// The answer, encoded by the serving node (empty on error).
+    #[prost(bytes = "vec", tag = "2")]
+    pub body: Vec<u8>,
+    /// Why the request failed (empty on success).
+    #[prost(string, tag = "3")]
+    pub error: String,
 }
 
 /// A follower that copies the leader's tenant indexes instead of indexing itself asks for
@@ -180,6 +213,17 @@ pub enum Inbound {
         /// What it holds.
         request: MirrorRequest,
     },
+    /// Node `from` asks this node to serve a request for shard `group`.
+    ShardRequest {
+        /// The shard's Raft group id.
+        group: u64,
+        /// The asking node.
+        from: u64,
+        /// The request.
+        request: ShardRequest,
+    },
+    /// The answer to a shard request this node made.
+    ShardReply(ShardReply),
     /// The answer to a mirror request this node made.
     MirrorOffer {
         /// Raft group id.
@@ -521,6 +565,18 @@ async fn read_connection(
                 }
                 if let Some(offer) = envelope.mirror_offer {
                     messages.push(Inbound::MirrorOffer { group, offer });
+                    continue;
+                }
+                if let Some(request) = envelope.shard_request {
+                    messages.push(Inbound::ShardRequest {
+                        group,
+                        from: frame.from,
+                        request,
+                    });
+                    continue;
+                }
+                if let Some(reply) = envelope.shard_reply {
+                    messages.push(Inbound::ShardReply(reply));
                     continue;
                 }
                 messages.push(match (envelope.forward, envelope.forward_reply) {

@@ -52,6 +52,10 @@ pub struct CreateShard {
     /// The nodes that bootstrap its group.
     #[prost(uint64, repeated, tag = "2")]
     pub replicas: Vec<u64>,
+    /// How many nodes hold a replica: 0 for every member (a node that joins the cluster joins
+    /// the shard too), else the shard stays on `replicas`.
+    #[prost(uint64, tag = "3")]
+    pub factor: u64,
 }
 
 /// See [`CommandKind::CreateTenant`].

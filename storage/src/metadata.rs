@@ -46,6 +46,16 @@ pub struct ShardRecord {
     pub id: u64,
     /// The nodes that bootstrapped its group.
     pub replicas: Vec<u64>,
+    /// How many nodes hold a replica: 0 for every member, else just `replicas`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub factor: u64,
+}
+
+impl ShardRecord {
+    /// Whether node `id` should hold a replica, given the cluster's live members.
+    pub fn is_on(&self, id: u64) -> bool {
+        self.factor == 0 || self.replicas.contains(&id)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -231,6 +241,7 @@ impl Metadata {
                         let record = ShardRecord {
                             id: c.id,
                             replicas: c.replicas.clone(),
+                            factor: c.factor,
                         };
                         state.insert(shard_key(c.id), to_json(&record))?;
                         ApplyOutcome::Applied
@@ -508,6 +519,7 @@ mod tests {
             Command::new(CommandKind::CreateShard(crate::command::CreateShard {
                 id,
                 replicas: vec![1, 2, 3],
+                factor: 0,
             }))
         };
         meta.apply(1, &shard(1)).unwrap();

@@ -16,7 +16,7 @@ use crate::{Error, Result, TenantIndex};
 pub const MAX_LIMIT: usize = 10_000;
 
 /// A search of one tenant's events.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct SearchRequest {
     /// tantivy query syntax; empty or `*` matches everything.
     pub query: String,
@@ -31,7 +31,7 @@ pub struct SearchRequest {
 }
 
 /// One page of results, newest first.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct SearchResponse {
     /// How many events match the query and time range (all pages).
     pub total: u64,

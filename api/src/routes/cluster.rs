@@ -42,15 +42,22 @@ pub(crate) async fn status(
     }));
     let groups: Vec<Value> = status.groups.iter().map(group_json).collect();
     let shards: serde_json::Map<String, Value> = status
-        .groups
+        .shards
         .iter()
-        .map(|g| (g.id.to_string(), json!(g.tenants)))
+        .map(|s| (s.id.to_string(), json!(s.tenants)))
+        .collect();
+    // Shards placed on some nodes only; the others are on every member.
+    let replicas: serde_json::Map<String, Value> = status
+        .shards
+        .iter()
+        .filter_map(|s| Some((s.id.to_string(), json!(s.replicas.as_ref()?))))
         .collect();
     Ok(Json(json!({
         "node_id": status.node_id,
         "nodes": nodes,
         "groups": groups,
         "shards": shards,
+        "shard_replicas": replicas,
         "indexes": {
             "follower_indexes": if status.indexes.copy_follower_indexes { "copy" } else { "index" },
             "indexing_here": status.indexes.indexing_here,

@@ -4,6 +4,7 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use meniscus_actors::{SearchOptions, SearchOutcome};
 use meniscus_storage::{SearchHit, SearchRequest, MAX_LIMIT};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
@@ -82,23 +83,25 @@ pub(crate) async fn search(
         limit,
         cursor: params.cursor,
     };
-    if let Some(index) = params.min_index {
-        if !state
-            .node
-            .wait_searchable(&tenant, index, MIN_INDEX_WAIT)
-            .await?
-        {
+    let options = SearchOptions {
+        min_index: params.min_index,
+        wait: MIN_INDEX_WAIT,
+        local_only: params.read.is_some(),
+    };
+    let response = match state.node.search_with(&tenant, request, options).await? {
+        SearchOutcome::Found(response) => response,
+        SearchOutcome::NotYetSearchable => {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not_yet_searchable",
                 format!(
-                    "this node has not made the writes up to commit index {index} searchable within {} s; retry, or ask another node",
+                    "the writes up to commit index {} were not searchable within {} s; retry, or ask another node",
+                    params.min_index.unwrap_or(0),
                     MIN_INDEX_WAIT.as_secs()
                 ),
             ));
         }
-    }
-    let response = state.node.search(&tenant, request).await?;
+    };
     Ok(Json(SearchBody {
         total: response.total,
         events: response.hits,

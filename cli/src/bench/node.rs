@@ -63,7 +63,7 @@ impl BenchNode {
         let node = started.remove(leader);
         if nodes > 1 && shards > 0 {
             let ids: Vec<u64> = (1..=nodes as u64).collect();
-            node.ensure_shards(shards, &ids)
+            node.ensure_shards(shards, &ids, 0)
                 .await
                 .context("making the event shards")?;
         }
