@@ -37,14 +37,32 @@ impl Wanted {
         }
     }
 
-    /// The members the group should have, as [`next_step`] reads them.
-    pub(crate) fn members(&self) -> meniscus_storage::Result<Vec<MemberRecord>> {
+    /// The members the group (now as `status` says) should have, as [`next_step`] reads
+    /// them. A shard's replica that moves is replaced, not just removed: each node that should
+    /// hold one and is not in the group yet takes the place of a voter that should not, so the
+    /// group keeps its voters while the newcomer catches up.
+    pub(crate) fn members(
+        &self,
+        status: &RaftStatus,
+    ) -> meniscus_storage::Result<Vec<MemberRecord>> {
         let mut members = self.metadata().members()?;
         if let Wanted::Shard { metadata, id } = self {
             let shard = metadata.shards()?.into_iter().find(|s| s.id == *id);
+            let on = |member: &MemberRecord| {
+                !member.removed && shard.as_ref().is_some_and(|s| s.is_on(member.id))
+            };
+            let mut leaving: Vec<u64> = members
+                .iter()
+                .filter(|m| !on(m) && status.voters.contains(&m.id))
+                .map(|m| m.id)
+                .collect();
             for member in &mut members {
-                if !shard.as_ref().is_some_and(|s| s.is_on(member.id)) {
+                if !on(member) {
                     member.removed = true;
+                    member.replaces = None;
+                } else if !status.voters.contains(&member.id) {
+                    member.replaces = leaving.pop();
+                } else {
                     member.replaces = None;
                 }
             }
@@ -162,7 +180,8 @@ fn change(changes: Vec<ConfChangeSingle>) -> ConfChangeV2 {
 
 /// One reconciliation round on this node (does nothing unless it leads).
 pub(crate) async fn reconcile(wanted: &Wanted, raft: &RaftHandle<ApplyOutcome>) {
-    let members = match wanted.members() {
+    let status = raft.status();
+    let members = match wanted.members(&status) {
         Ok(members) => members,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the members");
@@ -172,7 +191,7 @@ pub(crate) async fn reconcile(wanted: &Wanted, raft: &RaftHandle<ApplyOutcome>) 
     if members.is_empty() {
         return;
     }
-    let Some(step) = next_step(&raft.status(), &members) else {
+    let Some(step) = next_step(&status, &members) else {
         return;
     };
     let proposal = match step {

@@ -1,6 +1,6 @@
 //! [`Node`]: one Meniscus node's storage, consensus and actors, wired together.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -11,7 +11,8 @@ use meniscus_consensus::{RaftStatus, Router};
 use meniscus_event::Event;
 use meniscus_storage::{
     tokens, AddAdminToken, AddMember, ApplyOutcome, CommandKind, CreateShard, CreateTenant,
-    Metadata, Principal, RemoveMember, RotateToken, SearchRequest, SearchResponse, ShardRecord,
+    Metadata, PlaceShard, Principal, RemoveMember, RotateToken, SearchRequest, SearchResponse,
+    ShardRecord,
 };
 use raft::eraftpb::MessageType;
 use time::OffsetDateTime;
@@ -87,6 +88,8 @@ pub struct Node {
     /// task.
     shards: Option<Arc<ShardKeeper>>,
     keeper: Option<tokio::task::JoinHandle<()>>,
+    /// On the metadata leader, moves shard replicas as nodes join and leave.
+    placer: Option<tokio::task::JoinHandle<()>>,
     transport: Option<Arc<Transport>>,
     /// Requests to other nodes for shards this one does not hold.
     remote: Option<Arc<Remote>>,
@@ -238,6 +241,7 @@ impl Node {
         let router = Arc::new(Router::new());
         router.add(0, meta.raft.clone());
         let mut keeper = None;
+        let mut placer = None;
         let mut shards = None;
         let mut remote = None;
         if let (Some(inbound), Some(transport)) = (inbound, &transport) {
@@ -256,11 +260,12 @@ impl Node {
                 groups: groups.clone(),
                 router,
                 transport: Some(transport.clone()),
-                starting: tokio::sync::Mutex::new(()),
+                starting: tokio::sync::Mutex::new(HashMap::new()),
             });
             // Shards known now run before the node says it started; later ones as they come.
             keeping.start_missing().await;
             keeper = Some(tokio::spawn(keeping.clone().run()));
+            placer = Some(tokio::spawn(place_shards(meta.clone())));
             shards = Some(keeping);
         }
         Ok(Node {
@@ -268,6 +273,7 @@ impl Node {
             groups,
             shards,
             keeper,
+            placer,
             transport,
             remote,
             raft_addr,
@@ -743,19 +749,6 @@ impl Node {
                 "the last voter cannot be removed".into(),
             ));
         }
-        let held: Vec<u64> = self
-            .meta
-            .metadata
-            .shards()?
-            .iter()
-            .filter(|s| s.factor > 0 && s.replicas.contains(&id))
-            .map(|s| s.id)
-            .collect();
-        if !held.is_empty() {
-            return Err(Error::InvalidMember(format!(
-                "node {id} holds replicas of shards {held:?}, placed with a replication factor; moving replicas off a node is not supported yet, so removing it would leave them short"
-            )));
-        }
         let kind = CommandKind::RemoveMember(RemoveMember { id });
         self.propose(kind).await.map(|_| ())
     }
@@ -836,8 +829,8 @@ impl Node {
 
     /// Stops taking writes, commits every index, and stops the actors.
     pub async fn shutdown(&self) -> Result<()> {
-        if let Some(keeper) = &self.keeper {
-            keeper.abort();
+        for task in self.keeper.iter().chain(&self.placer) {
+            task.abort();
         }
         let groups = self.all_groups();
         for group in &groups {
@@ -939,9 +932,15 @@ struct ShardKeeper {
     groups: Groups,
     router: Arc<Router>,
     transport: Option<Arc<Transport>>,
-    /// Held while shards start: one start per shard.
-    starting: tokio::sync::Mutex<()>,
+    /// Held while shards start or stop: one at a time per shard. With it, since when each
+    /// shard this node runs has been placed elsewhere.
+    starting: tokio::sync::Mutex<HashMap<u64, std::time::Instant>>,
 }
+
+/// How long a node keeps running a shard placed elsewhere: time for the shard's leader to move
+/// the replica (add the new one, let it catch up, remove this one), which this node may never
+/// hear of once it is out of the group.
+const PLACED_ELSEWHERE_GRACE: Duration = Duration::from_secs(60);
 
 impl ShardKeeper {
     async fn run(self: Arc<Self>) {
@@ -952,7 +951,7 @@ impl ShardKeeper {
     }
 
     async fn start_missing(&self) {
-        let _starting = self.starting.lock().await;
+        let mut placed_elsewhere = self.starting.lock().await;
         let shards = match self.meta.metadata.shards() {
             Ok(shards) => shards,
             Err(e) => {
@@ -960,6 +959,7 @@ impl ShardKeeper {
                 return;
             }
         };
+        self.stop_moved(&shards, &mut placed_elsewhere).await;
         for shard in shards {
             let running = self
                 .groups
@@ -985,6 +985,58 @@ impl ShardKeeper {
         }
     }
 
+    /// Stops, and removes the data of, each shard group this node runs that was placed
+    /// elsewhere a while ago and that this node does not lead.
+    async fn stop_moved(
+        &self,
+        shards: &[ShardRecord],
+        placed_elsewhere: &mut HashMap<u64, std::time::Instant>,
+    ) {
+        let me = self.options.node_id;
+        let running: Vec<Arc<Group>> = self
+            .groups
+            .read()
+            .expect("groups lock poisoned")
+            .values()
+            .filter(|g| g.id != 0)
+            .cloned()
+            .collect();
+        for group in running {
+            let elsewhere = shards
+                .iter()
+                .find(|s| s.id == group.id)
+                .is_some_and(|s| !s.is_on(me));
+            if !elsewhere {
+                placed_elsewhere.remove(&group.id);
+                continue;
+            }
+            let since = *placed_elsewhere
+                .entry(group.id)
+                .or_insert_with(std::time::Instant::now);
+            let status = group.raft.status();
+            let out = !status.voters.contains(&me) && !status.learners.contains(&me);
+            if status.leader == me || (!out && since.elapsed() < PLACED_ELSEWHERE_GRACE) {
+                continue;
+            }
+            self.router.remove(group.id);
+            self.groups
+                .write()
+                .expect("groups lock poisoned")
+                .remove(&group.id);
+            group.begin_shutdown();
+            if let Err(e) = group.finish_shutdown().await {
+                tracing::warn!(shard = group.id, error = %e, "stopping a moved shard");
+            }
+            placed_elsewhere.remove(&group.id);
+            let dir = shard_dir(&self.options.data_dir, group.id);
+            drop(group);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(shard = dir.display().to_string(), error = %e, "removing a moved shard's data");
+            }
+            tracing::info!(dir = %dir.display(), "stopped a shard placed on other nodes and removed its data");
+        }
+    }
+
     async fn start(&self, shard: &ShardRecord) -> Result<Arc<Group>> {
         let me = self.options.node_id;
         let dir = shard_dir(&self.options.data_dir, shard.id);
@@ -1005,8 +1057,10 @@ impl ShardKeeper {
                     id: shard.id,
                 },
             },
-            voters: if shard.replicas.contains(&me) {
-                shard.replicas.clone()
+            // The founders bootstrap it, all with the same first configuration; any other
+            // node waits for the shard's leader to add it.
+            voters: if shard.founders.contains(&me) {
+                shard.founders.clone()
             } else {
                 Vec::new()
             },
@@ -1014,6 +1068,58 @@ impl ShardKeeper {
         Ok(Arc::new(
             Group::start(&self.options, spec, self.transport.clone()).await?,
         ))
+    }
+}
+
+/// How often the metadata leader compares where shards are with where they should be.
+const PLACE_EVERY: Duration = Duration::from_secs(1);
+
+/// On the metadata group's leader: keeps every shard placed with a replication factor on that
+/// many live members, balanced, moving as few replicas as it can (see [`placement::plan`]) —
+/// onto a node that joins, off one that leaves. One shard moves per round; each shard's leader
+/// then carries the move out (see [`Wanted`]).
+async fn place_shards(meta: Arc<Group>) {
+    loop {
+        tokio::time::sleep(PLACE_EVERY).await;
+        let status = meta.raft.status();
+        if status.leader != status.id {
+            continue;
+        }
+        let (Ok(members), Ok(shards)) = (meta.metadata.members(), meta.metadata.shards()) else {
+            continue;
+        };
+        let nodes: BTreeSet<u64> = members
+            .iter()
+            .filter(|m| !m.removed)
+            .map(|m| m.id)
+            .collect();
+        let placed: Vec<&ShardRecord> = shards.iter().filter(|s| s.factor > 0).collect();
+        let Some(factor) = placed.first().map(|s| s.factor) else {
+            continue;
+        };
+        if nodes.is_empty() {
+            continue;
+        }
+        let ids: Vec<u64> = placed.iter().map(|s| s.id).collect();
+        let current: placement::Assignment = placed
+            .iter()
+            .map(|s| (s.id, s.replicas.iter().copied().collect()))
+            .collect();
+        let target = placement::plan(&nodes, &ids, factor as usize, &current);
+        let Some((id, replicas)) = target
+            .iter()
+            .find(|(id, wanted)| current.get(id) != Some(wanted))
+        else {
+            continue;
+        };
+        tracing::info!(shard = id, ?replicas, "moving a shard's replicas");
+        let kind = CommandKind::PlaceShard(PlaceShard {
+            id: *id,
+            replicas: replicas.iter().copied().collect(),
+        });
+        if let Err(e) = meta.propose(kind).await {
+            tracing::info!(error = %e, "could not place a shard; will retry");
+        }
     }
 }
 

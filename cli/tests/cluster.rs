@@ -122,8 +122,8 @@ fn tenants_placed_in_event_shards_are_served_by_every_replica() {
 
 /// Three shards on two of three nodes each: every node takes publishes and searches for every
 /// tenant (a node without a replica has one that holds it serve them), `read=local` answers
-/// only where a replica is, each node runs only the groups placed on it, and a node holding
-/// replicas cannot be removed while replicas cannot move.
+/// only where a replica is, each node runs only the groups placed on it, and a node that
+/// leaves has its replicas moved to the others.
 #[test]
 fn with_a_replication_factor_each_shard_is_on_two_nodes_and_any_node_serves_it() {
     let running = start_three(&["--shards", "3", "--replication-factor", "2"]);
@@ -273,21 +273,40 @@ fn with_a_replication_factor_each_shard_is_on_two_nodes_and_any_node_serves_it()
         }
     }
 
-    // Replicas do not move yet, so a node holding some stays.
+    // Node 3 leaves: its replicas move to the two nodes left (each new one a learner until it
+    // has caught up by snapshot, then swapped in for node 3's in one joint change), which then
+    // serve every tenant from their own replicas.
     let response = http
         .delete(format!("{}/v1/cluster/nodes/3", bases[0]))
         .bearer_auth(admin)
         .send()
         .unwrap();
-    assert_eq!(response.status(), 409);
-    let body: Value = response.json().unwrap();
-    assert!(
-        body["error"]["message"]
-            .as_str()
+    assert_eq!(response.status(), 202, "{}", response.text().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status: Value = http
+            .get(format!("{}/v1/cluster", bases[0]))
+            .bearer_auth(admin)
+            .send()
             .unwrap()
-            .contains("not supported yet"),
-        "{body}"
-    );
+            .json()
+            .unwrap();
+        let moved = (1..=3).all(|s| status["shard_replicas"][s.to_string()] == json!([1, 2]));
+        if moved {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas not moved off node 3: {}",
+            status["shard_replicas"]
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for (_, token) in &tokens {
+        for base in &bases[..2] {
+            wait_local_total(http, base, token, 600);
+        }
+    }
 }
 
 /// Three nodes still running after [`forwarded_writes_are_served_everywhere`].

@@ -208,11 +208,12 @@ impl Nodes {
 
 /// Bootstraps nodes 1-3 and creates tenant `acme` through node 2; returns its token.
 fn three_nodes(c: &Cluster) -> (Nodes, String) {
-    three_nodes_with_shards(c, 0)
+    three_nodes_with_shards(c, 0, 0)
 }
 
-/// Three nodes bootstrapped with `shards` event shards; a fourth is free to join.
-fn three_nodes_with_shards(c: &Cluster, shards: u64) -> (Nodes, String) {
+/// Three nodes bootstrapped with `shards` event shards, each on `factor` nodes (0: all); a
+/// fourth is free to join.
+fn three_nodes_with_shards(c: &Cluster, shards: u64, factor: u64) -> (Nodes, String) {
     let dirs: Vec<_> = (0..4).map(|_| common::TestDir::new()).collect();
     let raft: Vec<String> = (0..4).map(|_| free_addr()).collect();
     let http: Vec<String> = (0..4).map(|_| free_addr()).collect();
@@ -231,6 +232,8 @@ fn three_nodes_with_shards(c: &Cluster, shards: u64) -> (Nodes, String) {
                 initial.clone(),
                 "--shards".into(),
                 shards.to_string(),
+                "--replication-factor".into(),
+                factor.to_string(),
             ];
             let http = http[i].clone();
             std::thread::spawn(move || start(&dir, &http, &args))
@@ -319,7 +322,7 @@ fn joins_and_leaves(shards: u64) {
         http: common::client(Duration::from_secs(60)),
     };
     let groups = shards as usize + 1;
-    let (nodes, token) = three_nodes_with_shards(&c, shards);
+    let (nodes, token) = three_nodes_with_shards(&c, shards, 0);
     let Nodes {
         dirs,
         raft,
@@ -431,6 +434,95 @@ fn joins_and_leaves(shards: u64) {
         json!({"0": [], "1": ["default"], "2": ["acme"]})
     };
     assert_eq!(status["shards"], placed);
+}
+
+/// Three shards on two of three nodes each: a node that joins takes over replicas (balanced:
+/// six replicas on four nodes), by snapshot, and serves them from its own copy; the node that
+/// gave each one up stops running it.
+#[test]
+fn a_joining_node_takes_over_shard_replicas() {
+    let c = Cluster {
+        http: common::client(Duration::from_secs(60)),
+    };
+    let (nodes, token) = three_nodes_with_shards(&c, 3, 2);
+    let Nodes {
+        dirs,
+        raft,
+        http,
+        base,
+        procs: mut nodes,
+    } = nodes;
+    for from in (0..3_000).step_by(1_000) {
+        c.publish(&base[from / 1_000], &token, from, 1_000);
+    }
+    nodes[3] = Some(start(
+        dirs[3].path(),
+        &http[3],
+        &[
+            "--node-id".into(),
+            "4".into(),
+            "--raft".into(),
+            raft[3].clone(),
+            "--join".into(),
+            base[0].clone(),
+        ],
+    ));
+    // Balanced: every node holds one or two of the six replicas, node 4 included.
+    let mut placed = Value::Null;
+    c.wait_for("replicas placed on node 4", Duration::from_secs(60), || {
+        placed = c.status(&base[0])["shard_replicas"].clone();
+        let held = |node: u64| {
+            (1..=3)
+                .filter(|s| {
+                    placed[s.to_string()]
+                        .as_array()
+                        .is_some_and(|r| r.contains(&json!(node)))
+                })
+                .count()
+        };
+        (1..=4).all(|n| (1..=2).contains(&held(n)))
+    });
+    let acme_shard = c.status(&base[0])["shards"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, tenants)| tenants.as_array().unwrap().contains(&json!("acme")))
+        .map(|(id, _)| id.clone())
+        .unwrap();
+    // Every node that should hold a replica runs the shard, every other does not; acme's
+    // holders serve all of its events from their own copies, node 4 too when it is one.
+    c.wait_for(
+        "each node to run the shards placed on it",
+        Duration::from_secs(120),
+        || {
+            (1..=4u64).all(|node| {
+                let running: Vec<u64> = c
+                    .groups(&base[node as usize - 1])
+                    .iter()
+                    .filter_map(|g| g["id"].as_u64())
+                    .filter(|id| *id != 0)
+                    .collect();
+                let wanted: Vec<u64> = (1..=3u64)
+                    .filter(|s| {
+                        placed[s.to_string()]
+                            .as_array()
+                            .is_some_and(|r| r.contains(&json!(node)))
+                    })
+                    .collect();
+                running == wanted
+            })
+        },
+    );
+    for node in placed[&acme_shard].as_array().unwrap() {
+        let i = node.as_u64().unwrap() as usize - 1;
+        c.wait_total(&base[i], &token, 3_000, Duration::from_secs(60));
+    }
+    // Node 4 takes writes for acme like any other node.
+    c.publish(&base[3], &token, 3_000, 500);
+    for node in placed[&acme_shard].as_array().unwrap() {
+        let i = node.as_u64().unwrap() as usize - 1;
+        c.wait_total(&base[i], &token, 3_500, Duration::from_secs(60));
+    }
 }
 
 /// Forwards every connection to `listen` on to `target` (both ways) from now on; with a rate,

@@ -8,7 +8,7 @@ use crate::Result;
 #[derive(Clone, PartialEq, Message)]
 pub struct Command {
     /// The command itself.
-    #[prost(oneof = "CommandKind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
+    #[prost(oneof = "CommandKind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
     pub kind: Option<CommandKind>,
 }
 
@@ -41,6 +41,21 @@ pub enum CommandKind {
     /// placed in it. Every replica starts it when it applies this.
     #[prost(message, tag = "8")]
     CreateShard(CreateShard),
+    /// Move a shard's replicas: the nodes that should hold one from now on. The shard's leader
+    /// adds the new ones (learners until caught up) and removes the others.
+    #[prost(message, tag = "9")]
+    PlaceShard(PlaceShard),
+}
+
+/// See [`CommandKind::PlaceShard`].
+#[derive(Clone, PartialEq, Message)]
+pub struct PlaceShard {
+    /// The shard.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// The nodes that should hold a replica.
+    #[prost(uint64, repeated, tag = "2")]
+    pub replicas: Vec<u64>,
 }
 
 /// See [`CommandKind::CreateShard`].

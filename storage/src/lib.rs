@@ -32,7 +32,7 @@ pub use checkpoint::{
 };
 pub use command::{
     AddAdminToken, AddMember, AppendEvents, Command, CommandKind, CompactLog, CreateShard,
-    CreateTenant, RemoveMember, RotateToken,
+    CreateTenant, PlaceShard, RemoveMember, RotateToken,
 };
 pub use error::{Error, Result};
 pub use index_store::IndexStore;

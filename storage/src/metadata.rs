@@ -44,11 +44,14 @@ fn is_zero(v: &u64) -> bool {
 pub struct ShardRecord {
     /// Its id, which is its Raft group's id.
     pub id: u64,
-    /// The nodes that bootstrapped its group.
+    /// The nodes that should hold a replica now (with `factor` 0: the ones it was made on).
     pub replicas: Vec<u64>,
     /// How many nodes hold a replica: 0 for every member, else just `replicas`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub factor: u64,
+    /// The nodes that bootstrapped its group (its first voters).
+    #[serde(default)]
+    pub founders: Vec<u64>,
 }
 
 impl ShardRecord {
@@ -242,10 +245,21 @@ impl Metadata {
                             id: c.id,
                             replicas: c.replicas.clone(),
                             factor: c.factor,
+                            founders: c.replicas.clone(),
                         };
                         state.insert(shard_key(c.id), to_json(&record))?;
                         ApplyOutcome::Applied
                     }
+                    Some(CommandKind::PlaceShard(c)) => match state.get(shard_key(c.id))? {
+                        Some(value) => {
+                            let mut record: ShardRecord =
+                                from_json(&value).map_err(ConflictableTransactionError::Abort)?;
+                            record.replicas = c.replicas.clone();
+                            state.insert(shard_key(c.id), to_json(&record))?;
+                            ApplyOutcome::Applied
+                        }
+                        None => ApplyOutcome::Applied,
+                    },
                     Some(CommandKind::AddMember(c)) => {
                         let record = MemberRecord {
                             id: c.id,
