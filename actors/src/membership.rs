@@ -355,4 +355,66 @@ mod tests {
         leader_replaced[1].replaces = Some(1);
         assert_eq!(step(&caught_up, &leader_replaced), Some(("handover", 2)));
     }
+
+    #[test]
+    fn a_moved_shard_replica_is_swapped_in_once_caught_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let metadata = Metadata::open(&db).unwrap();
+        let mut index = 0;
+        let mut apply = |kind: meniscus_storage::CommandKind| {
+            index += 1;
+            metadata
+                .apply(index, &meniscus_storage::Command::new(kind))
+                .unwrap();
+        };
+        for id in 1..=4 {
+            apply(meniscus_storage::CommandKind::AddMember(
+                meniscus_storage::AddMember {
+                    id,
+                    raft_addr: format!("127.0.0.1:{}", 7000 + id),
+                    replaces: 0,
+                },
+            ));
+        }
+        apply(meniscus_storage::CommandKind::CreateShard(
+            meniscus_storage::CreateShard {
+                id: 1,
+                replicas: vec![1, 2, 3],
+                factor: 3,
+            },
+        ));
+        // Node 4 joined; the shard moves from node 3 to it.
+        apply(meniscus_storage::CommandKind::PlaceShard(
+            meniscus_storage::PlaceShard {
+                id: 1,
+                replicas: vec![1, 2, 4],
+            },
+        ));
+        let wanted = Wanted::Shard {
+            metadata: metadata.clone(),
+            id: 1,
+        };
+        let all = [(1, 1_000), (2, 1_000), (3, 1_000)];
+        let before = status(&[1, 2, 3], &[], &all);
+        let members = wanted.members(&before).unwrap();
+        assert_eq!(step(&before, &members), Some(("learner", 4)));
+        let behind = status(&[1, 2, 3], &[4], &[(1, 1_000), (3, 1_000), (4, 10)]);
+        let members = wanted.members(&behind).unwrap();
+        assert_eq!(
+            step(&behind, &members),
+            None,
+            "node 3 stays until 4 caught up"
+        );
+        let caught_up = status(&[1, 2, 3], &[4], &[(1, 1_000), (3, 1_000), (4, 995)]);
+        let members = wanted.members(&caught_up).unwrap();
+        assert_eq!(step(&caught_up, &members), Some(("replace", 34)));
+        let after = status(&[1, 2, 4], &[], &[(1, 1_000), (2, 1_000), (4, 1_000)]);
+        let members = wanted.members(&after).unwrap();
+        assert_eq!(step(&after, &members), None);
+        // The whole cluster is wanted for a shard on every member, and for the metadata group.
+        let everywhere = Wanted::Cluster(metadata.clone());
+        let members = everywhere.members(&after).unwrap();
+        assert_eq!(step(&after, &members), Some(("learner", 3)));
+    }
 }
