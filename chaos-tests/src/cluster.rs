@@ -29,6 +29,8 @@ pub struct ClusterSpec {
     pub follower_indexes: String,
     /// `--shards` the first nodes bootstrap with.
     pub shards: u64,
+    /// `--replication-factor` of those shards (0: every node).
+    pub replication_factor: u64,
     /// Whether node-to-node traffic goes through a fault-injecting proxy per directed link
     /// (see [`Network`]); without, nodes dial each other directly.
     pub proxies: bool,
@@ -44,6 +46,7 @@ impl ClusterSpec {
             commit_interval_ms: 100,
             follower_indexes: "copy".into(),
             shards: 0,
+            replication_factor: 0,
             proxies: false,
         }
     }
@@ -111,6 +114,7 @@ impl Cluster {
             commit_interval_ms: spec.commit_interval_ms,
             follower_indexes: spec.follower_indexes.clone(),
             shards: spec.shards,
+            replication_factor: spec.replication_factor,
         };
         Ok(Cluster {
             nodes,
@@ -345,6 +349,17 @@ impl Cluster {
                 let status = self.status(n).ok()?;
                 let groups = status["groups"].as_array().cloned().unwrap_or_default();
                 groups.iter().find_map(|group| {
+                    // A shard placed on some nodes only has those as its members.
+                    let placed = &status["shard_replicas"][group["id"].to_string()];
+                    let wanted: Vec<u64> = match placed.as_array() {
+                        Some(nodes) => {
+                            let mut nodes: Vec<u64> =
+                                nodes.iter().filter_map(|v| v.as_u64()).collect();
+                            nodes.sort_unstable();
+                            nodes
+                        }
+                        None => wanted.clone(),
+                    };
                     let mut has: Vec<u64> = ["voters", "learners"]
                         .iter()
                         .flat_map(|key| group[*key].as_array().cloned().unwrap_or_default())
@@ -363,6 +378,30 @@ impl Cluster {
         if let Some(network) = &mut self.network {
             network.remove(id);
         }
+    }
+
+    /// For each tenant placed in a shard that is on some nodes only, those nodes (by a live
+    /// node's view); tenants whose events every node holds are not listed.
+    pub fn tenant_holders(&self) -> std::collections::HashMap<String, Vec<u64>> {
+        let mut out = std::collections::HashMap::new();
+        let Some(status) = self.live().into_iter().find_map(|n| self.status(n).ok()) else {
+            return out;
+        };
+        let Some(shards) = status["shards"].as_object() else {
+            return out;
+        };
+        for (shard, tenants) in shards {
+            let Some(nodes) = status["shard_replicas"][shard].as_array() else {
+                continue;
+            };
+            let nodes: Vec<u64> = nodes.iter().filter_map(|v| v.as_u64()).collect();
+            for tenant in tenants.as_array().into_iter().flatten() {
+                if let Some(name) = tenant.as_str() {
+                    out.insert(name.to_owned(), nodes.clone());
+                }
+            }
+        }
+        out
     }
 
     /// `GET /v1/cluster` on node `id`.

@@ -26,6 +26,8 @@ pub struct NodeSettings {
     pub follower_indexes: String,
     /// `--shards`, for the first nodes (which bootstrap).
     pub shards: u64,
+    /// `--replication-factor`, with `--shards`.
+    pub replication_factor: u64,
 }
 
 /// A node process that may be running, killed, or paused.
@@ -145,7 +147,11 @@ impl NodeProcess {
         match &self.membership {
             Membership::Initial(members) => command
                 .args(["--initial-cluster", members])
-                .args(["--shards", &settings.shards.to_string()]),
+                .args(["--shards", &settings.shards.to_string()])
+                .args([
+                    "--replication-factor",
+                    &settings.replication_factor.to_string(),
+                ]),
             Membership::Join { url, advertise } => command
                 .args(["--join", url])
                 .args(["--raft-advertise", &advertise.to_string()]),

@@ -54,6 +54,8 @@ pub struct ChaosConfig {
     pub follower_indexes: String,
     /// Event shards the cluster is bootstrapped with (0: events travel in the metadata group).
     pub shards: u64,
+    /// How many nodes hold each shard (0: every node).
+    pub replication_factor: u64,
     /// How long replicas may take to hold every acknowledged event after the faults healed.
     pub converge_timeout: Duration,
 }
@@ -76,6 +78,7 @@ impl ChaosConfig {
             commit_interval_ms: 100,
             follower_indexes: "copy".into(),
             shards: 0,
+            replication_factor: 0,
             converge_timeout: Duration::from_secs(120),
         }
     }
@@ -183,6 +186,7 @@ pub fn run(config: &ChaosConfig) -> Result<ChaosReport> {
         commit_interval_ms: config.commit_interval_ms,
         follower_indexes: config.follower_indexes.clone(),
         shards: config.shards,
+        replication_factor: config.replication_factor,
         proxies: true,
     };
     let mut cluster = match &config.dir {
@@ -798,6 +802,7 @@ impl Run {
         let deadline = Instant::now() + timeout;
         let mut totals = ReplicaReport::default();
         let client = self.cluster.client().clone();
+        let holders = self.cluster.tenant_holders();
         for node in self.cluster.nodes().iter().filter(|n| !n.is_removed()) {
             let url = node.url();
             match wait_listed(&client, &url, self.cluster.admin_token(), tenants, deadline) {
@@ -808,6 +813,13 @@ impl Run {
                 )),
             }
             for tenant in tenants {
+                // A shard placed on some nodes: only they hold its tenants' events.
+                if holders
+                    .get(&tenant.name)
+                    .is_some_and(|nodes| !nodes.contains(&node.id))
+                {
+                    continue;
+                }
                 let acked = log.acked.get(&tenant.name).map_or(0, HashSet::len);
                 let report = loop {
                     let report = check_replica(&client, &url, tenant, log);

@@ -46,6 +46,9 @@ pub struct ChaosArgs {
     /// Event shards the cluster is bootstrapped with (see `meniscus start --shards`).
     #[arg(long, default_value_t = 0)]
     shards: u64,
+    /// With --shards: how many nodes hold each shard (0: every node).
+    #[arg(long, default_value_t = 0, requires = "shards")]
+    replication_factor: u64,
 }
 
 /// Runs the schedule; prints the one-line summary; fails on any loss, duplicate or leak.
@@ -59,6 +62,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     config.publishers = args.publishers.max(1);
     config.relp_publishers = args.relp_publishers;
     config.shards = args.shards;
+    config.replication_factor = args.replication_factor;
     config.follower_indexes = match args.follower_indexes {
         crate::FollowerIndexes::Index => "index",
         crate::FollowerIndexes::Copy => "copy",
