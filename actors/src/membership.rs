@@ -37,6 +37,40 @@ impl Wanted {
         }
     }
 
+    /// For a shard this node leads after it was removed from the cluster: the voter to hand
+    /// leadership to. This node keeps its replica until the shard is placed elsewhere, but it
+    /// no longer hears of placements (the metadata group dropped it), so the move must be led
+    /// by another node.
+    fn hand_over(&self, status: &RaftStatus) -> Option<u64> {
+        let Wanted::Shard { metadata, .. } = self else {
+            return None;
+        };
+        if status.leader != status.id {
+            return None;
+        }
+        let removed = metadata
+            .members()
+            .ok()?
+            .iter()
+            .any(|m| m.id == status.id && m.removed);
+        if !removed {
+            return None;
+        }
+        let matched = |id: u64| {
+            status
+                .replicas
+                .iter()
+                .find(|r| r.id == id)
+                .map_or(0, |r| r.matched)
+        };
+        status
+            .voters
+            .iter()
+            .copied()
+            .filter(|v| *v != status.id)
+            .max_by_key(|v| matched(*v))
+    }
+
     /// The members the group (now as `status` says) should have, as [`next_step`] reads
     /// them. A shard's replica that moves is replaced, not just removed: each node that should
     /// hold one and is not in the group yet takes the place of a voter that should not, so the
@@ -48,8 +82,13 @@ impl Wanted {
         let mut members = self.metadata().members()?;
         if let Wanted::Shard { metadata, id } = self {
             let shard = metadata.shards()?.into_iter().find(|s| s.id == *id);
-            let on = |member: &MemberRecord| {
-                !member.removed && shard.as_ref().is_some_and(|s| s.is_on(member.id))
+            // A shard placed with a factor follows its placement alone: a node removed from
+            // the cluster keeps its replica until the metadata leader has placed it elsewhere
+            // and the newcomer has caught up (replicas move off before they go).
+            let on = |member: &MemberRecord| match &shard {
+                Some(s) if s.factor > 0 => s.replicas.contains(&member.id),
+                Some(_) => !member.removed,
+                None => false,
             };
             let mut leaving: Vec<u64> = members
                 .iter()
@@ -60,10 +99,13 @@ impl Wanted {
                 if !on(member) {
                     member.removed = true;
                     member.replaces = None;
-                } else if !status.voters.contains(&member.id) {
-                    member.replaces = leaving.pop();
                 } else {
-                    member.replaces = None;
+                    member.removed = false;
+                    member.replaces = if status.voters.contains(&member.id) {
+                        None
+                    } else {
+                        leaving.pop()
+                    };
                 }
             }
         }
@@ -189,6 +231,14 @@ pub(crate) async fn reconcile(wanted: &Wanted, raft: &RaftHandle<ApplyOutcome>) 
         }
     };
     if members.is_empty() {
+        return;
+    }
+    if let Some(to) = wanted.hand_over(&status) {
+        tracing::info!(
+            to,
+            "this node left the cluster: handing a shard's leadership over"
+        );
+        raft.transfer_leader(to);
         return;
     }
     let Some(step) = next_step(&status, &members) else {
@@ -384,7 +434,22 @@ mod tests {
                 factor: 3,
             },
         ));
-        // Node 4 joined; the shard moves from node 3 to it.
+        // Node 3 leaves the cluster: its replica stays until the shard is placed elsewhere.
+        apply(meniscus_storage::CommandKind::RemoveMember(
+            meniscus_storage::RemoveMember { id: 3 },
+        ));
+        let placed = Wanted::Shard {
+            metadata: metadata.clone(),
+            id: 1,
+        };
+        let full = status(&[1, 2, 3], &[], &[(1, 1_000), (2, 1_000), (3, 1_000)]);
+        let members = placed.members(&full).unwrap();
+        assert_eq!(
+            step(&full, &members),
+            None,
+            "not removed before it is replaced"
+        );
+        // The metadata leader places it on node 4 instead.
         apply(meniscus_storage::CommandKind::PlaceShard(
             meniscus_storage::PlaceShard {
                 id: 1,
@@ -412,9 +477,9 @@ mod tests {
         let after = status(&[1, 2, 4], &[], &[(1, 1_000), (2, 1_000), (4, 1_000)]);
         let members = wanted.members(&after).unwrap();
         assert_eq!(step(&after, &members), None);
-        // The whole cluster is wanted for a shard on every member, and for the metadata group.
+        // The metadata group (and a shard on every member) drops a removed member at once.
         let everywhere = Wanted::Cluster(metadata.clone());
-        let members = everywhere.members(&after).unwrap();
-        assert_eq!(step(&after, &members), Some(("learner", 3)));
+        let members = everywhere.members(&full).unwrap();
+        assert_eq!(step(&full, &members), Some(("remove", 3)));
     }
 }
