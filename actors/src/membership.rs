@@ -56,19 +56,7 @@ impl Wanted {
         if !removed {
             return None;
         }
-        let matched = |id: u64| {
-            status
-                .replicas
-                .iter()
-                .find(|r| r.id == id)
-                .map_or(0, |r| r.matched)
-        };
-        status
-            .voters
-            .iter()
-            .copied()
-            .filter(|v| *v != status.id)
-            .max_by_key(|v| matched(*v))
+        most_up_to_date_voter_but(status, status.id)
     }
 
     /// The members the group (now as `status` says) should have, as [`next_step`] reads
@@ -143,13 +131,7 @@ pub(crate) fn next_step(status: &RaftStatus, members: &[MemberRecord]) -> Option
         return Some(Step::LeaveJoint);
     }
     let in_group = |id: u64| status.voters.contains(&id) || status.learners.contains(&id);
-    let matched = |id: u64| {
-        status
-            .replicas
-            .iter()
-            .find(|r| r.id == id)
-            .map_or(0, |r| r.matched)
-    };
+    let matched = |id: u64| matched(status, id);
     // Nothing matched yet: the learner has not even installed its snapshot, however short
     // the log is.
     let caught_up = |id: u64| matched(id) > 0 && matched(id) + CAUGHT_UP_SLACK >= status.commit;
@@ -160,15 +142,7 @@ pub(crate) fn next_step(status: &RaftStatus, members: &[MemberRecord]) -> Option
             .find(|m| !m.removed && m.replaces == Some(id))
             .map(|m| m.id)
     };
-    let hand_over = |leaving: u64| {
-        status
-            .voters
-            .iter()
-            .copied()
-            .filter(|v| *v != leaving)
-            .max_by_key(|v| matched(*v))
-            .map(Step::HandOver)
-    };
+    let hand_over = |leaving: u64| most_up_to_date_voter_but(status, leaving).map(Step::HandOver);
     for member in members {
         let id = member.id;
         if member.removed {
@@ -203,6 +177,25 @@ pub(crate) fn next_step(status: &RaftStatus, members: &[MemberRecord]) -> Option
         }
     }
     None
+}
+
+/// The highest index the leader knows member `id` has stored.
+fn matched(status: &RaftStatus, id: u64) -> u64 {
+    status
+        .replicas
+        .iter()
+        .find(|r| r.id == id)
+        .map_or(0, |r| r.matched)
+}
+
+/// The voter other than `leaving` that has stored the most: the one to hand leadership to.
+fn most_up_to_date_voter_but(status: &RaftStatus, leaving: u64) -> Option<u64> {
+    status
+        .voters
+        .iter()
+        .copied()
+        .filter(|v| *v != leaving)
+        .max_by_key(|v| matched(status, *v))
 }
 
 fn single(kind: ConfChangeType, id: u64) -> ConfChangeSingle {
