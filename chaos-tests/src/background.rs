@@ -163,7 +163,7 @@ impl Searcher {
             while !flag.load(Ordering::Relaxed) {
                 let url = &nodes.url(i);
                 let token = tokens.get(&names[i % names.len()]).unwrap_or_default();
-                match client.local_total(url, &token, "chaos") {
+                match client.total(url, &token, "chaos") {
                     Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
                     Err(_) => bad.fetch_add(1, Ordering::Relaxed),
                 };

@@ -78,11 +78,21 @@ impl Client {
 
     /// How many events of the tenant match `query` on node `base`'s own replica.
     pub fn local_total(&self, base: &str, token: &str, query: &str) -> Result<u64> {
+        self.search_total(base, token, &[("q", query), ("limit", "1"), ("read", "local")])
+    }
+
+    /// How many events of the tenant match `query`, asking node `base` (which has a node
+    /// holding the tenant's shard answer, if it holds none).
+    pub fn total(&self, base: &str, token: &str, query: &str) -> Result<u64> {
+        self.search_total(base, token, &[("q", query), ("limit", "1")])
+    }
+
+    fn search_total(&self, base: &str, token: &str, params: &[(&str, &str)]) -> Result<u64> {
         let response = self
             .http
             .get(format!("{base}/v1/search"))
             .bearer_auth(token)
-            .query(&[("q", query), ("limit", "1"), ("read", "local")])
+            .query(params)
             .send()?;
         let body = json_of(response)?;
         body["total"]

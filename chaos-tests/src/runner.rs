@@ -762,8 +762,9 @@ impl Run {
         let mut verdicts = Vec::new();
         for node in self.cluster.nodes().iter().filter(|n| !n.is_removed()) {
             let url = node.url();
-            let old = client.local_total(&url, &rotated.old, "*");
-            let new = client.local_total(&url, &rotated.new, "*");
+            // Not `read=local`: the node answers (or refuses) for a shard it may not hold.
+            let old = client.total(&url, &rotated.old, "*");
+            let new = client.total(&url, &rotated.new, "*");
             let old_refused = matches!(old, Err(Error::Status { status: 401, .. }));
             if !old_refused {
                 self.problems.push(format!(
