@@ -386,6 +386,9 @@ impl Group {
         });
         match self.propose(kind).await? {
             (_, ApplyOutcome::UnknownTenant) => Err(Error::UnknownTenant(tenant.to_owned())),
+            (_, ApplyOutcome::PlacedElsewhere) => Err(Error::Unavailable(format!(
+                "tenant {tenant:?} was placed in a shard this node had not learnt of yet; retry"
+            ))),
             (index, _) => Ok(index),
         }
     }

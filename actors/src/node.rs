@@ -285,7 +285,13 @@ impl Node {
     /// node holds no replica of) another node. A shard made a moment ago may not run here yet:
     /// it is started now rather than on the keeper's next round.
     async fn route(&self, tenant: &str) -> Result<Route> {
-        let shard = self.meta.metadata.tenant(tenant)?.map_or(0, |t| t.shard);
+        let mut record = self.meta.metadata.tenant(tenant)?;
+        if record.is_none() && self.clustered {
+            // Made elsewhere a moment ago, maybe: catch up with the metadata group first.
+            self.wait_read_index().await?;
+            record = self.meta.metadata.tenant(tenant)?;
+        }
+        let shard = record.map_or(0, |t| t.shard);
         if shard == 0 {
             return Ok(Route::Local(self.meta.clone()));
         }

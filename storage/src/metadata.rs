@@ -82,6 +82,10 @@ pub enum ApplyOutcome {
     UnknownTenant,
     /// Not a metadata command: the caller routes it (event batches go to the tenant's indexer).
     NotMetadata,
+    /// Events of a tenant whose events another group carries (a node that had not yet learnt
+    /// the tenant's shard proposed them here): refused, so none are stored where no search
+    /// looks.
+    PlacedElsewhere,
 }
 
 /// A node added to (or removed from) the cluster after it was bootstrapped.
@@ -226,8 +230,18 @@ impl Metadata {
                         }
                     }
                     Some(CommandKind::AppendEvents(c)) => {
-                        if tenants.get(c.tenant.as_bytes())?.is_some() {
+                        let placed = match tenants.get(c.tenant.as_bytes())? {
+                            Some(value) => Some(
+                                from_json::<TenantRecord>(&value)
+                                    .map_err(ConflictableTransactionError::Abort)?
+                                    .shard,
+                            ),
+                            None => None,
+                        };
+                        if placed == Some(self.group) {
                             ApplyOutcome::NotMetadata
+                        } else if placed.is_some() {
+                            ApplyOutcome::PlacedElsewhere
                         } else if self.group != 0 {
                             let record = TenantRecord {
                                 name: c.tenant.clone(),
@@ -558,10 +572,19 @@ mod tests {
             ["legacy"],
             "the metadata group carries unplaced tenants only"
         );
-        // The metadata group refuses events of a tenant it does not know; a shard learns it.
+        // The metadata group refuses events of a tenant it does not know, or of one placed in a
+        // shard; a shard learns its tenants.
         assert_eq!(
             meta.apply(5, &append("nobody")).unwrap(),
             ApplyOutcome::UnknownTenant
+        );
+        assert_eq!(
+            meta.apply(6, &append("acme")).unwrap(),
+            ApplyOutcome::PlacedElsewhere
+        );
+        assert_eq!(
+            meta.apply(7, &append("legacy")).unwrap(),
+            ApplyOutcome::NotMetadata
         );
         let shard_db = sled::open(dir.path().join("shard")).unwrap();
         let shard_meta = Metadata::open_shard(&shard_db, 2).unwrap();
