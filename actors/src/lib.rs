@@ -7,7 +7,10 @@
 //!      └─ Indexer (adds committed events to the tenant's tantivy index; stops when idle)
 //! ```
 //!
-//! Committed entries reach the actors through the [`Applier`], the Raft group's state machine.
+//! A node runs the metadata Raft group and the event shard groups placed on it; each group
+//! (`group::Group`) has its own log, state machine, tree of tenant actors, snapshots and
+//! background tasks. Committed entries reach the actors through the [`Applier`], the group's
+//! state machine.
 //! Everything an actor holds in memory can be rebuilt from the Raft log, so a failed actor is
 //! simply restarted: it catches up from its index's last commit. A panic in one tenant's actor
 //! restarts that actor only.
