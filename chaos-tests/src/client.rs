@@ -78,7 +78,11 @@ impl Client {
 
     /// How many events of the tenant match `query` on node `base`'s own replica.
     pub fn local_total(&self, base: &str, token: &str, query: &str) -> Result<u64> {
-        self.search_total(base, token, &[("q", query), ("limit", "1"), ("read", "local")])
+        self.search_total(
+            base,
+            token,
+            &[("q", query), ("limit", "1"), ("read", "local")],
+        )
     }
 
     /// How many events of the tenant match `query`, asking node `base` (which has a node

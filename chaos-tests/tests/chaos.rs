@@ -28,10 +28,23 @@ fn chaos(nodes: usize, seed: u64, duration: Duration) {
 /// `follower_indexes`: `copy` (followers copy the leader's indexes) or `index` (every
 /// replica indexes every event); `shards`: event shards the cluster is bootstrapped with.
 fn chaos_with(nodes: usize, seed: u64, duration: Duration, follower_indexes: &str, shards: u64) {
+    chaos_placed(nodes, seed, duration, follower_indexes, shards, 0);
+}
+
+/// As [`chaos_with`], each shard on `factor` nodes (0: all).
+fn chaos_placed(
+    nodes: usize,
+    seed: u64,
+    duration: Duration,
+    follower_indexes: &str,
+    shards: u64,
+    factor: u64,
+) {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut config = ChaosConfig::new(nodes, seed, duration, find_binary().unwrap());
     config.follower_indexes = follower_indexes.into();
     config.shards = shards;
+    config.replication_factor = factor;
     let started = Instant::now();
     let report = run(&config).unwrap();
     for window in &report.windows {
@@ -78,8 +91,9 @@ fn five_nodes_lose_nothing_under_a_short_chaos_schedule() {
     // minority holding the leader, a power loss, an isolated leader.
     let seed = seed_or(99);
     assert_covers_every_kind(5, 99, SHORT);
-    // Every replica indexing, the other way a cluster may run (the 3-node run copies).
-    chaos_with(5, seed, SHORT, "index", 0);
+    // Every replica indexing, the other way a cluster may run (the 3-node run copies); three
+    // shards on three of the five nodes each, moved as nodes join and leave.
+    chaos_placed(5, seed, SHORT, "index", 3, 3);
 }
 
 /// `MENISCUS_CHAOS_MINUTES=30 cargo test --release -p chaos-tests --test chaos long -- --nocapture`
