@@ -12,9 +12,14 @@ use crate::answers::Answers;
 use crate::group::Group;
 use crate::{Error, Result};
 
-/// How long a node waits for another to serve a publish or search (a publish waits for its
-/// commit there; a search may wait for its writes).
-const REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a node waits for another to serve a publish (it waits for its commit there). A
+/// publish that timed out is not sent to another node: it may have been committed.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a node waits for another to serve a search, beyond the time the search may wait
+/// for its writes; then it asks the next node holding the shard (a search can be repeated).
+const SEARCH_TIMEOUT: Duration = Duration::from_secs(3);
+/// Rounds over the nodes holding a shard that a search makes before it fails.
+const SEARCH_ROUNDS: usize = 2;
 
 /// What a [`ShardRequest`] carries.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -89,7 +94,10 @@ impl Remote {
             batch,
             ..Default::default()
         };
-        Ok(self.call(shard, call).await?.commit_index)
+        Ok(self
+            .call(shard, call, PUBLISH_TIMEOUT, 1, false)
+            .await?
+            .commit_index)
     }
 
     /// Searches through a node holding `shard`, after waiting up to `wait` for the shard's
@@ -109,7 +117,9 @@ impl Remote {
             wait_ms: wait.as_millis() as u64,
             ..Default::default()
         };
-        let answer = self.call(shard, call).await?;
+        let answer = self
+            .call(shard, call, wait + SEARCH_TIMEOUT, SEARCH_ROUNDS, true)
+            .await?;
         if answer.not_yet_searchable {
             return Ok(RemoteSearch::NotYetSearchable);
         }
@@ -118,16 +128,26 @@ impl Remote {
         Ok(RemoteSearch::Found(response))
     }
 
-    /// Sends `call` to each node holding `shard` in turn until one serves it.
-    async fn call(&self, shard: &ShardRecord, call: ShardCall) -> Result<ShardAnswer> {
+    /// Sends `call` to each node holding `shard` in turn (for `rounds` rounds) until one serves
+    /// it, waiting up to `timeout` for each; with `repeatable`, also past one that did not
+    /// answer in time.
+    async fn call(
+        &self,
+        shard: &ShardRecord,
+        call: ShardCall,
+        timeout: Duration,
+        rounds: usize,
+        repeatable: bool,
+    ) -> Result<ShardAnswer> {
         let body = call.encode_to_vec();
         let mut last = format!("no node holds shard {}", shard.id);
-        for node in shard
+        let nodes: Vec<u64> = shard
             .replicas
             .iter()
             .copied()
             .filter(|n| *n != self.node_id)
-        {
+            .collect();
+        for node in nodes.iter().copied().cycle().take(nodes.len() * rounds) {
             let send = |id| {
                 let envelope = Envelope {
                     group: shard.id,
@@ -139,7 +159,7 @@ impl Remote {
                 };
                 self.transport.send_envelope(node, envelope);
             };
-            match self.answers.ask(send, REMOTE_TIMEOUT).await {
+            match self.answers.ask(send, timeout).await {
                 Some(reply) if reply.error.is_empty() => {
                     return ShardAnswer::decode(reply.body.as_slice()).map_err(|e| {
                         Error::Actor(format!("a shard answer that does not parse: {e}"))
@@ -150,7 +170,15 @@ impl Remote {
                     Error::Unavailable(message) => last = format!("node {node}: {message}"),
                     other => return Err(other),
                 },
-                None => last = format!("node {node} did not answer within {REMOTE_TIMEOUT:?}"),
+                None if repeatable => {
+                    last = format!("node {node} did not answer within {timeout:?}")
+                }
+                None => {
+                    return Err(Error::Unavailable(format!(
+                        "node {node}, which holds shard {}, did not answer within {timeout:?}; the write may or may not be stored: retry it with the same ids",
+                        shard.id
+                    )))
+                }
             }
         }
         Err(Error::Unavailable(last))

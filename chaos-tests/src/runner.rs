@@ -762,9 +762,20 @@ impl Run {
         let mut verdicts = Vec::new();
         for node in self.cluster.nodes().iter().filter(|n| !n.is_removed()) {
             let url = node.url();
-            // Not `read=local`: the node answers (or refuses) for a shard it may not hold.
+            // Not `read=local`: the node answers (or refuses) for a shard it may not hold, through
+            // a node that holds it, which may have just restarted: the new token gets a few
+            // tries for an answer that is not about tokens.
             let old = client.total(&url, &rotated.old, "*");
-            let new = client.total(&url, &rotated.new, "*");
+            let mut new = client.total(&url, &rotated.new, "*");
+            let retry_until = Instant::now() + Duration::from_secs(20);
+            while new
+                .as_ref()
+                .is_err_and(|e| !matches!(e, Error::Status { status: 401, .. }))
+                && Instant::now() < retry_until
+            {
+                std::thread::sleep(Duration::from_millis(500));
+                new = client.total(&url, &rotated.new, "*");
+            }
             let old_refused = matches!(old, Err(Error::Status { status: 401, .. }));
             if !old_refused {
                 self.problems.push(format!(
