@@ -421,6 +421,11 @@ impl Cluster {
     /// The nodes are asked at once: one that is partitioned away costs a client timeout, and
     /// asking them in turn would spend that once per unreachable node between fault steps.
     pub fn leader_and_term(&self) -> Option<(u64, u64)> {
+        self.group_leader_and_term(0)
+    }
+
+    /// As [`Cluster::leader_and_term`], for Raft group `group` (0: metadata; else a shard).
+    pub fn group_leader_and_term(&self, group: u64) -> Option<(u64, u64)> {
         let asked: Vec<(u64, String)> = self
             .live()
             .into_iter()
@@ -433,7 +438,11 @@ impl Cluster {
                 .map(|(id, url)| {
                     scope.spawn(move || {
                         let status = client.get_json(url, "/v1/cluster", token).ok()?;
-                        let group = &status["groups"][0];
+                        let group = status["groups"]
+                            .as_array()?
+                            .iter()
+                            .find(|g| g["id"].as_u64() == Some(group))?
+                            .clone();
                         let term = group["term"].as_u64()?;
                         (group["leader"].as_u64() == Some(*id)).then_some((*id, term))
                     })
@@ -448,9 +457,14 @@ impl Cluster {
 
     /// Waits until a live node leads; returns its id.
     pub fn wait_leader(&self, timeout: Duration) -> Result<u64> {
+        self.wait_group_leader(0, timeout)
+    }
+
+    /// As [`Cluster::wait_leader`], for Raft group `group`.
+    pub fn wait_group_leader(&self, group: u64, timeout: Duration) -> Result<u64> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(id) = self.leader() {
+            if let Some((id, _)) = self.group_leader_and_term(group) {
                 return Ok(id);
             }
             if Instant::now() > deadline {
