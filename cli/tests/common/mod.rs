@@ -643,10 +643,9 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A loopback address with a port that was free a moment ago.
+/// A loopback address with a port that was free a moment ago, below the kernel's ephemeral
+/// range: a node killed and started again on it must not find it taken by some outgoing
+/// connection meanwhile.
 pub fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    chaos_tests::node::fixed_addr("127.0.0.1").unwrap()
 }
