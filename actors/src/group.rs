@@ -19,7 +19,7 @@ use raft::Storage;
 
 use crate::membership::{self, Wanted};
 use crate::mirror::Mirror;
-use crate::node::{GroupStatus, IndexesStatus, NodeOptions};
+use crate::node::{GroupStatus, IndexesStatus, NodeOptions, SearchOutcome};
 use crate::snapshot::SnapshotSourceRef;
 use crate::tenant_supervisor::TenantStatus;
 use crate::{
@@ -436,6 +436,23 @@ impl Group {
         }
     }
 
+    /// Searches once the writes up to `min_index` (if any) are searchable here, waiting up to
+    /// `wait` for them.
+    pub(crate) async fn search_when_searchable(
+        &self,
+        tenant: &str,
+        request: SearchRequest,
+        min_index: Option<u64>,
+        wait: Duration,
+    ) -> Result<SearchOutcome> {
+        if let Some(index) = min_index {
+            if !self.wait_searchable(tenant, index, wait).await? {
+                return Ok(SearchOutcome::NotYetSearchable);
+            }
+        }
+        Ok(SearchOutcome::Found(self.search(tenant, request).await?))
+    }
+
     /// Commits every running tenant index, making everything acknowledged so far searchable.
     pub async fn flush(&self) -> Result<()> {
         self.supervisor
@@ -512,13 +529,12 @@ impl Group {
         ));
     }
 
-    /// The group's state, as this node sees it, carrying `tenants`.
-    pub(crate) fn status(&self, tenants: Vec<String>) -> GroupStatus {
+    /// The group's state, as this node sees it.
+    pub(crate) fn status(&self) -> GroupStatus {
         GroupStatus {
             id: self.id,
             raft: self.raft.status(),
             log_first_index: self.log_first_index(),
-            tenants,
         }
     }
 

@@ -69,7 +69,7 @@ impl Wanted {
     ) -> meniscus_storage::Result<Vec<MemberRecord>> {
         let mut members = self.metadata().members()?;
         if let Wanted::Shard { metadata, id } = self {
-            let shard = metadata.shards()?.into_iter().find(|s| s.id == *id);
+            let shard = metadata.shard(*id)?;
             // A shard placed with a factor follows its placement alone: a node removed from
             // the cluster keeps its replica until the metadata leader has placed it elsewhere
             // and the newcomer has caught up (replicas move off before they go).

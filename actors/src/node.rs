@@ -140,8 +140,6 @@ pub struct GroupStatus {
     pub raft: RaftStatus,
     /// The first index still in this node's copy of its log.
     pub log_first_index: u64,
-    /// The tenants placed in it (whose events it carries), in name order.
-    pub tenants: Vec<String>,
 }
 
 /// What [`Node::cluster_status`] reports.
@@ -259,7 +257,7 @@ impl Node {
                 meta: meta.clone(),
                 groups: groups.clone(),
                 router,
-                transport: Some(transport.clone()),
+                transport: transport.clone(),
                 starting: tokio::sync::Mutex::new(HashMap::new()),
             });
             // Shards known now run before the node says it started; later ones as they come.
@@ -301,9 +299,7 @@ impl Node {
         let record = self
             .meta
             .metadata
-            .shards()?
-            .into_iter()
-            .find(|s| s.id == shard)
+            .shard(shard)?
             .ok_or_else(|| Error::Unavailable(format!("shard {shard} is not recorded yet")))?;
         if !record.is_on(self.meta.raft.status().id) {
             return Ok(Route::Remote(record));
@@ -394,17 +390,14 @@ impl Node {
 
     /// The shard with the fewest tenants, the lowest id on a tie; 0 when there are none.
     fn least_used_shard(&self) -> Result<u64> {
-        let metadata = &self.meta.metadata;
-        let mut tenants: BTreeMap<u64, usize> = metadata
+        let placed = self.tenants_by_shard()?;
+        let tenants: BTreeMap<u64, usize> = self
+            .meta
+            .metadata
             .shards()?
             .into_iter()
-            .map(|shard| (shard.id, 0))
+            .map(|shard| (shard.id, placed.get(&shard.id).map_or(0, Vec::len)))
             .collect();
-        for tenant in metadata.tenants()? {
-            if let Some(count) = tenants.get_mut(&tenant.shard) {
-                *count += 1;
-            }
-        }
         Ok(placement::shard_for_new_tenant(&tenants).unwrap_or(0))
     }
 
@@ -573,12 +566,9 @@ impl Node {
                 )))
             }
         };
-        if let Some(index) = options.min_index {
-            if !group.wait_searchable(tenant, index, options.wait).await? {
-                return Ok(SearchOutcome::NotYetSearchable);
-            }
-        }
-        Ok(SearchOutcome::Found(group.search(tenant, request).await?))
+        group
+            .search_when_searchable(tenant, request, options.min_index, options.wait)
+            .await
     }
 
     /// Waits until every event of `tenant` committed at Raft index `index` or below is
@@ -630,31 +620,32 @@ impl Node {
         self.meta.indexes_status()
     }
 
-    /// Every group this node runs, the metadata group (0) first, with the tenants placed in it.
+    /// Every group this node runs, the metadata group (0) first.
     pub fn group_statuses(&self) -> Vec<GroupStatus> {
-        let mut placed: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-        for tenant in self.meta.metadata.tenants().unwrap_or_default() {
-            placed.entry(tenant.shard).or_default().push(tenant.name);
-        }
         self.all_groups()
             .iter()
-            .map(|group| group.status(placed.remove(&group.id).unwrap_or_default()))
+            .map(|group| group.status())
             .collect()
+    }
+
+    /// Tenant names by the shard they are placed in (0: the metadata group), in name order.
+    fn tenants_by_shard(&self) -> Result<BTreeMap<u64, Vec<String>>> {
+        let mut placed: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        for tenant in self.meta.metadata.tenants()? {
+            placed.entry(tenant.shard).or_default().push(tenant.name);
+        }
+        Ok(placed)
     }
 
     /// Every shard and where it is, with the metadata group (for unplaced tenants) first.
     fn placement(&self) -> Result<Vec<ShardPlacement>> {
-        let metadata = &self.meta.metadata;
-        let mut placed: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-        for tenant in metadata.tenants()? {
-            placed.entry(tenant.shard).or_default().push(tenant.name);
-        }
+        let mut placed = self.tenants_by_shard()?;
         let mut out = vec![ShardPlacement {
             id: 0,
             replicas: None,
             tenants: placed.remove(&0).unwrap_or_default(),
         }];
-        for shard in metadata.shards()? {
+        for shard in self.meta.metadata.shards()? {
             out.push(ShardPlacement {
                 id: shard.id,
                 replicas: (shard.factor > 0).then_some(shard.replicas),
@@ -937,7 +928,7 @@ struct ShardKeeper {
     meta: Arc<Group>,
     groups: Groups,
     router: Arc<Router>,
-    transport: Option<Arc<Transport>>,
+    transport: Arc<Transport>,
     /// Held while shards start or stop: one at a time per shard. With it, since when each
     /// shard this node runs has been placed elsewhere.
     starting: tokio::sync::Mutex<HashMap<u64, std::time::Instant>>,
@@ -1072,7 +1063,7 @@ impl ShardKeeper {
             },
         };
         Ok(Arc::new(
-            Group::start(&self.options, spec, self.transport.clone()).await?,
+            Group::start(&self.options, spec, Some(self.transport.clone())).await?,
         ))
     }
 }

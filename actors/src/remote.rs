@@ -10,6 +10,7 @@ use prost::Message as _;
 
 use crate::answers::Answers;
 use crate::group::Group;
+use crate::node::SearchOutcome;
 use crate::{Error, Result};
 
 /// How long a node waits for another to serve a publish (it waits for its commit there). A
@@ -233,23 +234,21 @@ async fn serve_call(group: &Group, body: &[u8]) -> Result<ShardAnswer> {
     }
     let request: SearchRequest = serde_json::from_str(&call.search)
         .map_err(|e| Error::Actor(format!("bad search request: {e}")))?;
-    if call.min_index > 0 {
-        let wait = Duration::from_millis(call.wait_ms);
-        if !group
-            .wait_searchable(&call.tenant, call.min_index, wait)
-            .await?
-        {
-            return Ok(ShardAnswer {
-                not_yet_searchable: true,
-                ..Default::default()
-            });
-        }
+    let min_index = (call.min_index > 0).then_some(call.min_index);
+    let wait = Duration::from_millis(call.wait_ms);
+    match group
+        .search_when_searchable(&call.tenant, request, min_index, wait)
+        .await?
+    {
+        SearchOutcome::Found(response) => Ok(ShardAnswer {
+            search: serde_json::to_string(&response).map_err(|e| Error::Actor(e.to_string()))?,
+            ..Default::default()
+        }),
+        SearchOutcome::NotYetSearchable => Ok(ShardAnswer {
+            not_yet_searchable: true,
+            ..Default::default()
+        }),
     }
-    let response = group.search(&call.tenant, request).await?;
-    Ok(ShardAnswer {
-        search: serde_json::to_string(&response).map_err(|e| Error::Actor(e.to_string()))?,
-        ..Default::default()
-    })
 }
 
 /// Errors travel as `kind: message`, so the asking node answers its client as the serving node

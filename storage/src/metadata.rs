@@ -353,6 +353,14 @@ impl Metadata {
             .transpose()
     }
 
+    /// Shard `id`'s record.
+    pub fn shard(&self, id: u64) -> Result<Option<ShardRecord>> {
+        self.state
+            .get(shard_key(id))?
+            .map(|v| from_json(&v))
+            .transpose()
+    }
+
     /// Every event shard, by id.
     pub fn shards(&self) -> Result<Vec<ShardRecord>> {
         self.state
@@ -560,6 +568,8 @@ mod tests {
         meta.apply(4, &create("legacy", "t2")).unwrap();
         let ids: Vec<u64> = meta.shards().unwrap().iter().map(|s| s.id).collect();
         assert_eq!(ids, [1, 2]);
+        assert_eq!(meta.shard(2).unwrap().unwrap().replicas, [1, 2, 3]);
+        assert_eq!(meta.shard(3).unwrap(), None);
         assert_eq!(meta.tenant("acme").unwrap().unwrap().shard, 2);
         let here: Vec<String> = meta
             .tenants_here()

@@ -84,7 +84,6 @@ fn write_groups(body: &mut String, groups: &[GroupStatus]) {
             let _ = writeln!(body, "{name}{{group=\"{}\"}} {}", group.id, read(group));
         }
     }
-    let replicas = |g: &GroupStatus| g.raft.replicas.clone();
     if groups.iter().all(|g| g.raft.replicas.is_empty()) {
         return;
     }
@@ -94,7 +93,7 @@ fn write_groups(body: &mut String, groups: &[GroupStatus]) {
          # TYPE meniscus_raft_replica_lag gauge"
     );
     for group in groups {
-        for r in replicas(group) {
+        for r in &group.raft.replicas {
             let lag = group.raft.commit.saturating_sub(r.matched);
             let _ = writeln!(
                 body,
@@ -109,7 +108,7 @@ fn write_groups(body: &mut String, groups: &[GroupStatus]) {
          # TYPE meniscus_raft_replica_active gauge"
     );
     for group in groups {
-        for r in replicas(group) {
+        for r in &group.raft.replicas {
             let _ = writeln!(
                 body,
                 "meniscus_raft_replica_active{{group=\"{}\",replica=\"{}\"}} {}",
