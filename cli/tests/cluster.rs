@@ -49,13 +49,7 @@ fn tenants_placed_in_event_shards_are_served_by_every_replica() {
         let events: Vec<Value> = (0..300)
             .map(|n| json!({"id": format!("g-{i}-{n}"), "message": "sharded"}))
             .collect();
-        let response = http
-            .post(format!("{base}/v1/events"))
-            .bearer_auth(&token)
-            .json(&events)
-            .send()
-            .unwrap();
-        assert_eq!(response.status(), 200, "{}", response.text().unwrap());
+        publish(&http, base, &token, &events);
     }
     for base in &bases {
         wait_local_total(&http, base, &token, 900);
@@ -223,14 +217,7 @@ fn with_a_replication_factor_each_shard_is_on_two_nodes_and_any_node_serves_it()
             let events: Vec<Value> = (0..200)
                 .map(|n| json!({"id": format!("{tenant}-{i}-{n}"), "message": "placed"}))
                 .collect();
-            let answer: Value = http
-                .post(format!("{base}/v1/events"))
-                .bearer_auth(token)
-                .json(&events)
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
+            let answer = publish(http, base, token, &events);
             let index = answer["commit_index"].as_u64().expect("a commit index");
             let reader = &bases[(i + 1) % 3];
             let body: Value = http
@@ -422,13 +409,7 @@ fn forwarded_writes_are_served_everywhere(follower_indexes: &str, shards: u64) -
         let events: Vec<Value> = (0..1000)
             .map(|i| json!({"id": format!("ev-{}", batch * 1000 + i), "message": "clustered", "host": format!("web-{}", i % 5)}))
             .collect();
-        let response = http
-            .post(format!("{}/v1/events", bases[follower]))
-            .bearer_auth(&token)
-            .json(&events)
-            .send()
-            .unwrap();
-        assert_eq!(response.status(), 200, "{}", response.text().unwrap());
+        publish(http, &bases[follower], &token, &events);
     }
 
     for base in bases {
@@ -443,14 +424,7 @@ fn forwarded_writes_are_served_everywhere(follower_indexes: &str, shards: u64) -
         let events: Vec<Value> = (0..50)
             .map(|i| json!({"id": format!("ryw-{round}-{i}"), "message": "read your writes"}))
             .collect();
-        let answer: Value = http
-            .post(format!("{}/v1/events", bases[to]))
-            .bearer_auth(&token)
-            .json(&events)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let answer = publish(http, &bases[to], &token, &events);
         let index = answer["commit_index"].as_u64().expect("a commit index");
         let response = http
             .get(format!("{}/v1/search", bases[from]))
@@ -479,6 +453,20 @@ fn forwarded_writes_are_served_everywhere(follower_indexes: &str, shards: u64) -
     let body: Value = response.json().unwrap();
     assert_eq!(body["error"]["code"], "not_yet_searchable", "{body}");
     running
+}
+
+/// Publishes `events` through `base`; returns the answer, which must be a 200.
+fn publish(http: &reqwest::blocking::Client, base: &str, token: &str, events: &[Value]) -> Value {
+    let response = http
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(token)
+        .json(events)
+        .send()
+        .unwrap();
+    let status = response.status();
+    let body = response.text().unwrap();
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
 }
 
 /// Waits until `base` answers `read=local` searches with `total` events (30 s at most).
@@ -607,13 +595,7 @@ fn with_copied_indexes_a_new_leader_indexes_the_rest_and_a_killed_node_catches_u
                 // an event but add one, and the totals below would show it.
                 .map(|i| json!({"message": format!("copied {i}")}))
                 .collect();
-            let response = http
-                .post(format!("{base}/v1/events"))
-                .bearer_auth(&token)
-                .json(&events)
-                .send()
-                .unwrap();
-            assert_eq!(response.status(), 200, "{}", response.text().unwrap());
+            publish(&http, base, &token, &events);
         }
     };
     let wait_total = |base: &str, total: u64| wait_local_total(&http, base, &token, total);

@@ -23,6 +23,17 @@ fn free_addr() -> String {
     common::free_addr().to_string()
 }
 
+/// The flags of node 4, listening for Raft on `raft`, joining through the member at `through`
+/// (an HTTP base URL), with `extra` flags.
+fn joiner_args(raft: &str, through: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["--node-id", "4", "--raft", raft, "--join", through]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
 /// Starts `meniscus start` with `args`; returns once its HTTP API listens.
 fn start(dir: &Path, http: &str, args: &[String]) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_meniscus"))
@@ -350,14 +361,7 @@ fn joins_and_leaves(shards: u64) {
     nodes[3] = Some(start(
         dirs[3].path(),
         &http[3],
-        &[
-            "--node-id".into(),
-            "4".into(),
-            "--raft".into(),
-            raft[3].clone(),
-            "--join".into(),
-            base[0].clone(),
-        ],
+        &joiner_args(&raft[3], &base[0], &[]),
     ));
     c.wait_total(&base[3], &token, events as u64, Duration::from_secs(300));
     eprintln!(
@@ -458,14 +462,7 @@ fn a_joining_node_takes_over_shard_replicas() {
     nodes[3] = Some(start(
         dirs[3].path(),
         &http[3],
-        &[
-            "--node-id".into(),
-            "4".into(),
-            "--raft".into(),
-            raft[3].clone(),
-            "--join".into(),
-            base[0].clone(),
-        ],
+        &joiner_args(&raft[3], &base[0], &[]),
     ));
     // Balanced: every node holds one or two of the six replicas, node 4 included.
     let mut placed = Value::Null;
@@ -576,16 +573,11 @@ fn a_joiner_killed_before_its_first_snapshot_catches_up_after_restart() {
 
     // The cluster records node 4 at an address that nothing listens on yet.
     let announced = free_addr();
-    let args = [
-        "--node-id".to_owned(),
-        "4".into(),
-        "--raft".into(),
-        nodes.raft[3].clone(),
-        "--raft-advertise".into(),
-        announced.clone(),
-        "--join".into(),
-        nodes.base[0].clone(),
-    ];
+    let args = joiner_args(
+        &nodes.raft[3],
+        &nodes.base[0],
+        &["--raft-advertise", &announced],
+    );
     let first = start(nodes.dirs[3].path(), &nodes.http[3], &args);
     c.wait_for("node 4 to be a member", Duration::from_secs(30), || {
         let group = c.group(&nodes.base[0]);
@@ -668,16 +660,11 @@ fn a_node_replaces_a_voter_in_one_joint_change_while_writes_go_on() {
     nodes.procs[3] = Some(start(
         nodes.dirs[3].path(),
         &nodes.http[3],
-        &[
-            "--node-id".into(),
-            "4".into(),
-            "--raft".into(),
-            nodes.raft[3].clone(),
-            "--join".into(),
-            nodes.base[live[0]].clone(),
-            "--replace".into(),
-            old.to_string(),
-        ],
+        &joiner_args(
+            &nodes.raft[3],
+            &nodes.base[live[0]],
+            &["--replace", &old.to_string()],
+        ),
     ));
     c.wait_for_explained(
         &format!("node 4 to replace node {old}"),
@@ -738,16 +725,11 @@ fn a_joiner_on_a_slow_link_needs_one_snapshot_while_writes_go_on() {
     nodes.procs[3] = Some(start(
         nodes.dirs[3].path(),
         &nodes.http[3],
-        &[
-            "--node-id".into(),
-            "4".into(),
-            "--raft".into(),
-            nodes.raft[3].clone(),
-            "--raft-advertise".into(),
-            announced,
-            "--join".into(),
-            nodes.base[0].clone(),
-        ],
+        &joiner_args(
+            &nodes.raft[3],
+            &nodes.base[0],
+            &["--raft-advertise", &announced],
+        ),
     ));
     c.wait_for("node 4 to become a voter", Duration::from_secs(120), || {
         ids(&c.group(&nodes.base[0])["voters"]) == [1, 2, 3, 4]
