@@ -571,21 +571,6 @@ impl Node {
             .await
     }
 
-    /// Waits until every event of `tenant` committed at Raft index `index` or below is
-    /// searchable on this node (read your writes: `index` is what a publish answered), for at
-    /// most `timeout`. Returns whether it is.
-    pub async fn wait_searchable(
-        &self,
-        tenant: &str,
-        index: u64,
-        timeout: Duration,
-    ) -> Result<bool> {
-        self.group_of(tenant)
-            .await?
-            .wait_searchable(tenant, index, timeout)
-            .await
-    }
-
     /// Commits every running tenant index, making everything acknowledged so far searchable.
     pub async fn flush(&self) -> Result<()> {
         for group in self.all_groups() {
