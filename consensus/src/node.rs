@@ -18,6 +18,10 @@ use crate::logger::raft_logger;
 use crate::transport::{Envelope, Forward, ForwardReply, Transport};
 use crate::{Committed, Error, RaftHandle, RaftStatus, ReplicaProgress, Result};
 
+/// Ticks a loop that fell behind replays at once; beyond that, time is lost rather than a
+/// burst of ticks starting elections in a node that was merely paused.
+const MAX_CATCH_UP_TICKS: u32 = 20;
+
 /// How one Raft group runs.
 #[derive(Debug, Clone)]
 pub struct RaftConfig {
@@ -107,6 +111,9 @@ impl RaftNode {
             id: config.id,
             election_tick: config.election_ticks,
             heartbeat_tick: config.heartbeat_ticks,
+            // Randomised timeouts in [1, 1.5) election timeouts rather than raft-rs's [1, 2):
+            // a lost leader is replaced sooner, and pre-vote keeps split votes rare.
+            max_election_tick: config.election_ticks + config.election_ticks.div_ceil(2),
             applied: applied.min(state.hard_state.commit),
             max_size_per_msg: 1024 * 1024,
             max_inflight_msgs: 256,
@@ -274,9 +281,14 @@ impl<M: StateMachine> Driver<M> {
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
             self.start_reads();
-            if last_tick.elapsed() >= tick {
-                self.raw.tick();
-                last_tick = Instant::now();
+            // One tick per interval that has passed, not one per loop: a slow Ready (a long
+            // fsync under load) must not stretch the election timeout in wall-clock time.
+            let behind = (last_tick.elapsed().as_nanos() / tick.as_nanos().max(1)) as u32;
+            if behind > 0 {
+                for _ in 0..behind.min(MAX_CATCH_UP_TICKS) {
+                    self.raw.tick();
+                }
+                last_tick += tick * behind;
             }
             self.on_ready()?;
             self.expire_forwards();
