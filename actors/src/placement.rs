@@ -5,10 +5,15 @@
 //! more than any other; and a change moves as few replicas as it can, because every move is a
 //! snapshot shipped over the network and a joint configuration change.
 //!
-//! The shard groups that this plans for are not wired in yet: today one Raft group holds every
-//! tenant on every node (see the README's cluster section).
-
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Event shards a cluster is bootstrapped with unless told otherwise: a few, so that their
+/// leaders (and the work of leading) spread over three to five nodes.
+pub const DEFAULT_SHARDS: u64 = 4;
+
+/// Replicas of each shard unless told otherwise: three survive one node down, on clusters of
+/// any size (fewer members hold one each).
+pub const DEFAULT_REPLICATION_FACTOR: u64 = 3;
 
 /// Shard id -> the nodes holding a replica of it.
 pub type Assignment = BTreeMap<u64, BTreeSet<u64>>;

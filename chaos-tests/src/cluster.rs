@@ -27,10 +27,10 @@ pub struct ClusterSpec {
     pub commit_interval_ms: u64,
     /// `--follower-indexes` of every node.
     pub follower_indexes: String,
-    /// `--shards` the first nodes bootstrap with.
-    pub shards: u64,
-    /// `--replication-factor` of those shards (0: every node).
-    pub replication_factor: u64,
+    /// `--shards` the first nodes bootstrap with (`None`: the binary's default).
+    pub shards: Option<u64>,
+    /// `--replication-factor` of those shards (0: every node; `None`: the binary's default).
+    pub replication_factor: Option<u64>,
     /// Whether node-to-node traffic goes through a fault-injecting proxy per directed link
     /// (see [`Network`]); without, nodes dial each other directly.
     pub proxies: bool,
@@ -45,8 +45,8 @@ impl ClusterSpec {
             binary,
             commit_interval_ms: 100,
             follower_indexes: "copy".into(),
-            shards: 0,
-            replication_factor: 0,
+            shards: None,
+            replication_factor: None,
             proxies: false,
         }
     }
@@ -402,6 +402,21 @@ impl Cluster {
             }
         }
         out
+    }
+
+    /// The Raft group carrying `tenant`'s events (0: the metadata group), by a live node's view.
+    pub fn group_of(&self, tenant: &str) -> Option<u64> {
+        let status = self.live().into_iter().find_map(|n| self.status(n).ok())?;
+        status["shards"]
+            .as_object()?
+            .iter()
+            .find_map(|(shard, tenants)| {
+                tenants
+                    .as_array()?
+                    .iter()
+                    .any(|t| t.as_str() == Some(tenant))
+                    .then(|| shard.parse().ok())?
+            })
     }
 
     /// `GET /v1/cluster` on node `id`.

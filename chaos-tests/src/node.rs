@@ -24,10 +24,10 @@ pub struct NodeSettings {
     pub commit_interval_ms: u64,
     /// `--follower-indexes` (`index` or `copy`).
     pub follower_indexes: String,
-    /// `--shards`, for the first nodes (which bootstrap).
-    pub shards: u64,
-    /// `--replication-factor`, with `--shards`.
-    pub replication_factor: u64,
+    /// `--shards`, for the first nodes (which bootstrap); `None` leaves the binary's default.
+    pub shards: Option<u64>,
+    /// `--replication-factor`, likewise.
+    pub replication_factor: Option<u64>,
 }
 
 /// A node process that may be running, killed, or paused.
@@ -145,17 +145,21 @@ impl NodeProcess {
         let mut command = Command::new(&settings.binary);
         command.args(["start", "--node-id", &self.id.to_string()]);
         match &self.membership {
-            Membership::Initial(members) => command
-                .args(["--initial-cluster", members])
-                .args(["--shards", &settings.shards.to_string()])
-                .args([
-                    "--replication-factor",
-                    &settings.replication_factor.to_string(),
-                ]),
-            Membership::Join { url, advertise } => command
-                .args(["--join", url])
-                .args(["--raft-advertise", &advertise.to_string()]),
-        };
+            Membership::Initial(members) => {
+                command.args(["--initial-cluster", members]);
+                if let Some(shards) = settings.shards {
+                    command.args(["--shards", &shards.to_string()]);
+                }
+                if let Some(factor) = settings.replication_factor {
+                    command.args(["--replication-factor", &factor.to_string()]);
+                }
+            }
+            Membership::Join { url, advertise } => {
+                command
+                    .args(["--join", url])
+                    .args(["--raft-advertise", &advertise.to_string()]);
+            }
+        }
         let mut child = command
             .args(["--http", &self.http.to_string()])
             .args(["--raft", &self.raft.to_string()])

@@ -52,10 +52,11 @@ pub struct ChaosConfig {
     pub commit_interval_ms: u64,
     /// `--follower-indexes` of every node.
     pub follower_indexes: String,
-    /// Event shards the cluster is bootstrapped with (0: events travel in the metadata group).
-    pub shards: u64,
-    /// How many nodes hold each shard (0: every node).
-    pub replication_factor: u64,
+    /// Event shards the cluster is bootstrapped with (0: events travel in the metadata group;
+    /// `None`: the binary's default).
+    pub shards: Option<u64>,
+    /// How many nodes hold each shard (0: every node; `None`: the binary's default).
+    pub replication_factor: Option<u64>,
     /// How long replicas may take to hold every acknowledged event after the faults healed.
     pub converge_timeout: Duration,
 }
@@ -77,8 +78,8 @@ impl ChaosConfig {
             batch: 20,
             commit_interval_ms: 100,
             follower_indexes: "copy".into(),
-            shards: 0,
-            replication_factor: 0,
+            shards: None,
+            replication_factor: None,
             converge_timeout: Duration::from_secs(120),
         }
     }

@@ -21,30 +21,27 @@ fn seed_or(default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The binary's defaults: followers copy the leader's indexes; event shards placed on three
+/// nodes each.
 fn chaos(nodes: usize, seed: u64, duration: Duration) {
-    chaos_with(nodes, seed, duration, "copy", 0);
+    chaos_with(nodes, seed, duration, "copy", None);
 }
 
 /// `follower_indexes`: `copy` (followers copy the leader's indexes) or `index` (every
-/// replica indexes every event); `shards`: event shards the cluster is bootstrapped with.
-fn chaos_with(nodes: usize, seed: u64, duration: Duration, follower_indexes: &str, shards: u64) {
-    chaos_placed(nodes, seed, duration, follower_indexes, shards, 0);
-}
-
-/// As [`chaos_with`], each shard on `factor` nodes (0: all).
-fn chaos_placed(
+/// replica indexes every event); `shards`: how many event shards the cluster is bootstrapped
+/// with and how many nodes hold each (0: all), or `None` for the binary's defaults.
+fn chaos_with(
     nodes: usize,
     seed: u64,
     duration: Duration,
     follower_indexes: &str,
-    shards: u64,
-    factor: u64,
+    shards: Option<(u64, u64)>,
 ) {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut config = ChaosConfig::new(nodes, seed, duration, find_binary().unwrap());
     config.follower_indexes = follower_indexes.into();
-    config.shards = shards;
-    config.replication_factor = factor;
+    config.shards = shards.map(|(count, _)| count);
+    config.replication_factor = shards.map(|(_, factor)| factor);
     let started = Instant::now();
     let report = run(&config).unwrap();
     for window in &report.windows {
@@ -81,8 +78,9 @@ fn three_nodes_lose_nothing_under_a_short_chaos_schedule() {
     // 16% frame loss on the leader's links, an isolated leader.
     let seed = seed_or(53);
     assert_covers_every_kind(3, 53, SHORT);
-    // Tenants' events in two event shards beside the metadata group.
-    chaos_with(3, seed, SHORT, "copy", 2);
+    // The defaults: tenants' events in event shards beside the metadata group, each shard on
+    // three nodes, so a node that joins takes replicas over.
+    chaos(3, seed, SHORT);
 }
 
 #[test]
@@ -93,7 +91,7 @@ fn five_nodes_lose_nothing_under_a_short_chaos_schedule() {
     assert_covers_every_kind(5, 99, SHORT);
     // Every replica indexing, the other way a cluster may run (the 3-node run copies); three
     // shards on three of the five nodes each, moved as nodes join and leave.
-    chaos_placed(5, seed, SHORT, "index", 3, 3);
+    chaos_with(5, seed, SHORT, "index", Some((3, 3)));
 }
 
 /// `MENISCUS_CHAOS_MINUTES=30 cargo test --release -p chaos-tests --test chaos long -- --nocapture`

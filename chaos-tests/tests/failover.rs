@@ -8,15 +8,10 @@ use chaos_tests::{check_replica, find_binary, Cluster, ClusterSpec, TenantLoad, 
 /// The tests of this file time elections: they run one at a time, not side by side.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// `nodes` nodes as `meniscus start` makes them by default: tenants' events in event shards
+/// of three replicas each, beside the metadata group.
 fn start(nodes: usize) -> Cluster {
     Cluster::start(&ClusterSpec::new(nodes, find_binary().unwrap())).unwrap()
-}
-
-/// `nodes` nodes with one event shard beside the metadata group.
-fn start_sharded(nodes: usize) -> Cluster {
-    let mut spec = ClusterSpec::new(nodes, find_binary().unwrap());
-    spec.shards = 1;
-    Cluster::start(&spec).unwrap()
 }
 
 fn tenants(cluster: &Cluster, names: &[&str]) -> Vec<TenantLoad> {
@@ -74,24 +69,26 @@ fn assert_converged(cluster: &Cluster, tenants: &[TenantLoad], log: &chaos_tests
     }
 }
 
-#[test]
-fn killing_the_leader_during_publishing_loses_nothing() {
-    kill_a_leader_during_publishing(start(3), 0);
-}
-
-/// The same for the leader of the event shard that carries the tenant's events (the metadata
-/// group's leader may be another node, or the same).
+/// The leader of the event shard that carries the tenant's events (acceptance 2).
 #[test]
 fn killing_a_shards_leader_during_publishing_loses_nothing() {
-    kill_a_leader_during_publishing(start_sharded(3), 1);
+    kill_a_leader_during_publishing(start(3), Some("acme"));
 }
 
-/// Kills group `group`'s leader while three publishers write to every node; a new leader is
-/// elected within 3 s, writes go on, the killed node comes back and catches up, and every
-/// live node holds every acknowledged event once.
-fn kill_a_leader_during_publishing(mut cluster: Cluster, group: u64) {
+/// The metadata group's leader (it may lead the tenant's shard too, or not).
+#[test]
+fn killing_the_metadata_leader_during_publishing_loses_nothing() {
+    kill_a_leader_during_publishing(start(3), None);
+}
+
+/// Kills the leader of the group carrying `tenant`'s events (`None`: of the metadata group)
+/// while three publishers write to every node; a new leader is elected within 3 s, writes go
+/// on, the killed node comes back and catches up, and every live node holds every
+/// acknowledged event once.
+fn kill_a_leader_during_publishing(mut cluster: Cluster, tenant: Option<&str>) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tenants = tenants(&cluster, &["acme"]);
+    let group = tenant.map_or(0, |t| cluster.group_of(t).expect("the tenant is placed"));
     let workload = Workload::start(cluster.client(), urls(&cluster), &tenants, 3, 50);
     wait_acks(&workload, 2_000, Duration::from_secs(60));
 
@@ -132,20 +129,36 @@ fn kill_a_leader_during_publishing(mut cluster: Cluster, group: u64) {
     assert_converged(&cluster, &tenants, &log);
 }
 
+/// Acceptance 3: five nodes, every shard on all five (replication factor 5); two are killed
+/// and writes and searches go on; they come back and every replica converges.
 #[test]
 fn five_nodes_survive_losing_two() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut cluster = start(5);
+    let mut spec = ClusterSpec::new(5, find_binary().unwrap());
+    spec.replication_factor = Some(5);
+    let mut cluster = Cluster::start(&spec).unwrap();
     let tenants = tenants(&cluster, &["acme", "globex"]);
     let workload = Workload::start(cluster.client(), urls(&cluster), &tenants, 2, 50);
     wait_acks(&workload, 1_000, Duration::from_secs(60));
 
-    // The leader and one more: the worst pair to lose.
+    // The worst pair to lose: the metadata group's leader and the leader of acme's shard (or
+    // another node when one node leads both).
     let leader = cluster.wait_leader(Duration::from_secs(5)).unwrap();
-    let other = leader % 5 + 1;
+    let shard = cluster.group_of("acme").expect("acme is placed");
+    let shard_leader = cluster
+        .wait_group_leader(shard, Duration::from_secs(5))
+        .unwrap();
+    let other = if shard_leader == leader {
+        leader % 5 + 1
+    } else {
+        shard_leader
+    };
     cluster.node_mut(leader).kill();
     cluster.node_mut(other).kill();
     cluster.wait_leader(Duration::from_secs(10)).unwrap();
+    cluster
+        .wait_group_leader(shard, Duration::from_secs(10))
+        .unwrap();
     wait_acks(&workload, 2_000, Duration::from_secs(30));
     // Searches keep working on the survivors.
     for id in cluster.live() {

@@ -43,12 +43,13 @@ pub struct ChaosArgs {
     /// (followers copy the leader's index files).
     #[arg(long, value_enum, default_value_t = crate::FollowerIndexes::Copy)]
     follower_indexes: crate::FollowerIndexes,
-    /// Event shards the cluster is bootstrapped with (see `meniscus start --shards`).
-    #[arg(long, default_value_t = 0)]
-    shards: u64,
-    /// With --shards: how many nodes hold each shard (0: every node).
-    #[arg(long, default_value_t = 0, requires = "shards")]
-    replication_factor: u64,
+    /// Event shards the cluster is bootstrapped with (see `meniscus start --shards`; the same
+    /// default).
+    #[arg(long)]
+    shards: Option<u64>,
+    /// How many nodes hold each shard (0: every node; see `meniscus start`, the same default).
+    #[arg(long)]
+    replication_factor: Option<u64>,
 }
 
 /// Runs the schedule; prints the one-line summary; fails on any loss, duplicate or leak.

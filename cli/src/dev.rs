@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use meniscus_actors::{ClusterOptions, Node, NodeOptions};
+use meniscus_actors::{placement, ClusterOptions, Node, NodeOptions};
 use meniscus_api::syslog::{
     RelpSyslog, Shutdown, SyslogConfig, TcpSyslog, TlsSettings, TlsSyslog, UdpSyslog,
 };
@@ -271,10 +271,10 @@ async fn bootstrap(node: &Node, args: &DevArgs) -> anyhow::Result<()> {
     }
     if node.has_admin()? {
         let made = node.shard_ids()?.len() as u64;
-        if args.cluster.initial_cluster.is_some() && made != args.cluster.shards {
+        if let Some(asked) = args.cluster.shards.filter(|asked| *asked != made) {
             tracing::warn!(
                 shards = made,
-                asked = args.cluster.shards,
+                asked,
                 "--shards only counts when the cluster is bootstrapped; it keeps the shards it was made with"
             );
         }
@@ -325,8 +325,12 @@ async fn propose_credentials(
     }
     if let Some(members) = &args.cluster.initial_cluster {
         let ids: Vec<u64> = members.0.iter().map(|(id, _)| *id).collect();
-        node.ensure_shards(args.cluster.shards, &ids, args.cluster.replication_factor)
-            .await?;
+        let shards = args.cluster.shards.unwrap_or(placement::DEFAULT_SHARDS);
+        let factor = args
+            .cluster
+            .replication_factor
+            .unwrap_or(placement::DEFAULT_REPLICATION_FACTOR);
+        node.ensure_shards(shards, &ids, factor).await?;
     }
     for (tenant, token) in &credentials.tenants {
         node.create_tenant_with_token(tenant, token).await?;

@@ -159,19 +159,20 @@ struct ClusterArgs {
     /// Seconds between Raft log compactions.
     #[arg(long, default_value_t = 30)]
     compact_interval_secs: u64,
-    /// Event shards made at bootstrap (with --initial-cluster): each is a Raft group of its
-    /// own that carries the events of the tenants placed in it, while the metadata group
-    /// carries tenants and tokens. New tenants go to the shard with the fewest. 0 keeps every
-    /// tenant's events in the metadata group.
-    #[arg(long, default_value_t = 0, requires = "initial_cluster")]
-    shards: u64,
-    /// With --shards: how many nodes hold a replica of each shard (placed balanced over the
-    /// initial members, no two on one node; 3 survives one node down, 5 two). 0 puts every
-    /// shard on every member, including members that join later. Publishes and searches on a
-    /// node without a replica are served by one with it. Replicas are not moved yet: a node
-    /// holding some cannot be removed, and nodes that join hold none.
-    #[arg(long, default_value_t = 0, requires = "shards")]
-    replication_factor: u64,
+    /// Event shards made at bootstrap (with --initial-cluster) [default: 4]: each is a Raft
+    /// group of its own that carries the events of the tenants placed in it, while the
+    /// metadata group carries tenants and tokens. New tenants go to the shard with the fewest.
+    /// 0 keeps every tenant's events in the metadata group. A cluster keeps the shards it was
+    /// bootstrapped with.
+    #[arg(long, requires = "initial_cluster")]
+    shards: Option<u64>,
+    /// How many nodes hold a replica of each shard [default: 3]: placed balanced over the
+    /// members, no two on one node (3 survives one node down, 5 two; fewer members hold one
+    /// each). 0 puts every shard on every member. Replicas move to nodes that join and off
+    /// nodes that are removed. Publishes and searches on a node without a replica are served
+    /// by one with it.
+    #[arg(long, requires = "initial_cluster")]
+    replication_factor: Option<u64>,
     /// How a follower keeps its tenant indexes: `copy` the leader's index files after each of
     /// the leader's commits (one replica's worth of indexing CPU for the whole cluster; a
     /// follower's `read=local` searches lag the leader's by about one commit interval), or

@@ -111,9 +111,6 @@ impl RaftNode {
             id: config.id,
             election_tick: config.election_ticks,
             heartbeat_tick: config.heartbeat_ticks,
-            // Randomised timeouts in [1, 1.5) election timeouts rather than raft-rs's [1, 2):
-            // a lost leader is replaced sooner, and pre-vote keeps split votes rare.
-            max_election_tick: config.election_ticks + config.election_ticks.div_ceil(2),
             applied: applied.min(state.hard_state.commit),
             max_size_per_msg: 1024 * 1024,
             max_inflight_msgs: 256,

@@ -104,17 +104,19 @@ pub struct BenchArgs {
     /// directory). Put it on the disk you want to measure: on tmpfs fsync costs nothing.
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Also run every batch size on a cluster of this many nodes in this process (every event
-    /// replicated to all, published to the leader), and report its throughput as a ratio of
-    /// the single node's.
+    /// Also run every batch size on a cluster of this many nodes in this process (made as
+    /// `meniscus start` makes one: event shards with three replicas each; events published to
+    /// the leader of the benchmark tenant's shard), and report its throughput as a ratio of the
+    /// single node's.
     #[arg(long, default_value_t = 1)]
     nodes: usize,
     /// With --nodes: how the followers keep their indexes (see `meniscus start --help`).
     #[arg(long, value_enum, default_value_t = crate::FollowerIndexes::Copy)]
     follower_indexes: crate::FollowerIndexes,
-    /// With --nodes: event shards the cluster is made with (see `meniscus start --help`); the
-    /// benchmark's tenant is placed in the first.
-    #[arg(long, default_value_t = 0)]
+    /// With --nodes: event shards the cluster is made with (see `meniscus start --help`; 0:
+    /// events travel in the metadata group, replicated to every node); the benchmark's tenant
+    /// is placed in the first.
+    #[arg(long, default_value_t = meniscus_actors::placement::DEFAULT_SHARDS)]
     shards: u64,
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]

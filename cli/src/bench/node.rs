@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use meniscus_actors::{ClusterOptions, IndexerSettings, Node, NodeOptions};
+use meniscus_actors::{placement, ClusterOptions, IndexerSettings, Node, NodeOptions};
 use meniscus_api::ApiConfig;
 use tokio::net::TcpListener;
 
@@ -59,14 +59,18 @@ impl BenchNode {
                 started.push(Arc::new(node));
             }
         }
-        let leader = wait_for_leader(&started).await?;
-        let node = started.remove(leader);
+        let mut leader = wait_for_leader(&started, 0).await?;
         if nodes > 1 && shards > 0 {
             let ids: Vec<u64> = (1..=nodes as u64).collect();
-            node.ensure_shards(shards, &ids, 0)
+            started[leader]
+                .ensure_shards(shards, &ids, placement::DEFAULT_REPLICATION_FACTOR)
                 .await
                 .context("making the event shards")?;
+            // The bench tenant, the first, goes to shard 1: publish to its leader, as the
+            // single-node runs publish to theirs.
+            leader = wait_for_leader(&started, 1).await?;
         }
+        let node = started.remove(leader);
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -102,14 +106,23 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
-async fn wait_for_leader(nodes: &[Arc<Node>]) -> anyhow::Result<usize> {
+/// The index in `nodes` of the one leading Raft group `group`.
+async fn wait_for_leader(nodes: &[Arc<Node>], group: u64) -> anyhow::Result<usize> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(i) = nodes.iter().position(|n| n.is_writable()) {
+        let leads = |node: &Arc<Node>| {
+            node.group_statuses()
+                .iter()
+                .any(|g| g.id == group && g.raft.leader == g.raft.id)
+        };
+        if let Some(i) = nodes.iter().position(leads) {
             return Ok(i);
         }
         if Instant::now() > deadline {
-            anyhow::bail!("no leader among the benchmark's {} nodes", nodes.len());
+            anyhow::bail!(
+                "no leader of group {group} among the benchmark's {} nodes",
+                nodes.len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
