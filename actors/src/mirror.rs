@@ -25,13 +25,11 @@ use prost::Message as _;
 use ractor::ActorRef;
 
 use crate::answers::Answers;
-use crate::snapshot::{Manifest, ManifestFile};
+use crate::snapshot::{another_leader_than, Manifest, ManifestFile};
 use crate::{NodeContext, NodeMsg, SnapshotStore};
 
 /// How long a follower waits for the leader's offer.
 const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a copy in progress checks that its source still leads.
-const LEADER_CHECK_EVERY: Duration = Duration::from_millis(100);
 
 /// One node's side of index copying: serving copies as leader, taking them as follower.
 pub struct Mirror {
@@ -161,7 +159,7 @@ impl Mirror {
         }
         let offer = tokio::select! {
             offer = self.ask(status.leader, held) => offer?,
-            () = self.leader_changes_from(status.leader) => {
+            () = another_leader_than(&self.raft, status.leader) => {
                 return Err(format!("node {} stopped leading before it offered", status.leader));
             }
         };
@@ -205,7 +203,10 @@ impl Mirror {
         // leader. Only the download is given up: it writes nothing but the work directory.
         tokio::select! {
             fetched = self.snapshots.fetch_files(manifest, &wanted, &self.work) => fetched?,
-            () = self.leader_changes_from(manifest.node) => {
+            // Not while nobody leads: a follower whose heartbeats queue behind this very copy
+            // on a slow link loses sight of the leader now and then, and giving up each time
+            // would never let it finish.
+            () = another_leader_than(&self.raft, manifest.node) => {
                 return Err(format!(
                     "node {} stopped leading while this node copied from it",
                     manifest.node
@@ -229,13 +230,6 @@ impl Mirror {
             tracing::debug!(tenant, raft_index, "copied the leader's index");
         }
         Ok(())
-    }
-
-    /// Returns once this node sees a leader other than `leader` (or none).
-    async fn leader_changes_from(&self, leader: u64) {
-        while self.raft.status().leader == leader {
-            tokio::time::sleep(LEADER_CHECK_EVERY).await;
-        }
     }
 
     async fn ask(&self, leader: u64, held: BTreeMap<String, u64>) -> Result<MirrorOffer, String> {

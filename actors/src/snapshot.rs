@@ -647,7 +647,7 @@ fn remove_incoming(dir: &Path, up_to: u64) {
 
 /// Returns once this node knows of a leader other than `node`. While nobody leads, `node`
 /// may still come back.
-async fn another_leader_than(raft: &RaftHandle<ApplyOutcome>, node: u64) {
+pub(crate) async fn another_leader_than(raft: &RaftHandle<ApplyOutcome>, node: u64) {
     loop {
         let leader = raft.status().leader;
         if leader != 0 && leader != node {
