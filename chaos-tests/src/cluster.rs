@@ -404,6 +404,22 @@ impl Cluster {
         out
     }
 
+    /// The event shards (Raft groups other than the metadata group), by a live node's view.
+    pub fn shard_ids(&self) -> Vec<u64> {
+        let Some(status) = self.live().into_iter().find_map(|n| self.status(n).ok()) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<u64> = status["shards"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(id, _)| id.parse().ok())
+            .filter(|id| *id != 0)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// The Raft group carrying `tenant`'s events (0: the metadata group), by a live node's view.
     pub fn group_of(&self, tenant: &str) -> Option<u64> {
         let status = self.live().into_iter().find_map(|n| self.status(n).ok())?;

@@ -222,6 +222,22 @@ impl Fault {
             Fault::AddNode | Fault::RemoveNode { .. } => FaultKind::Membership,
         }
     }
+
+    /// Whether it strikes "the leader" (resolved when the step starts).
+    pub fn targets_leader(&self) -> bool {
+        let targets: Vec<Target> = match self {
+            Fault::Kill { nodes } => nodes.clone(),
+            Fault::Split { minority } => minority.clone(),
+            Fault::Pause { node }
+            | Fault::Isolate { node }
+            | Fault::OneWay { node, .. }
+            | Fault::RemoveNode { node }
+            | Fault::Bridge { bridge: node } => vec![*node],
+            Fault::Delay { node, .. } => node.iter().copied().collect(),
+            Fault::PowerLoss | Fault::AddNode => Vec::new(),
+        };
+        targets.contains(&Target::Leader)
+    }
 }
 
 fn list(targets: &[Target]) -> String {
@@ -522,6 +538,24 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn faults_that_name_the_leader_say_so() {
+        let leader = Fault::Kill {
+            nodes: vec![Target::Node(2), Target::Leader],
+        };
+        assert!(leader.targets_leader());
+        assert!(Fault::Bridge {
+            bridge: Target::Leader
+        }
+        .targets_leader());
+        assert!(!Fault::Pause {
+            node: Target::Node(1)
+        }
+        .targets_leader());
+        assert!(!Fault::PowerLoss.targets_leader());
+        assert!(!Fault::AddNode.targets_leader());
+    }
 
     #[test]
     fn the_same_seed_gives_the_same_plan() {

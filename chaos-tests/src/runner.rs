@@ -220,8 +220,10 @@ pub fn run(config: &ChaosConfig) -> Result<ChaosReport> {
         endpoints,
         timeline,
         problems: Vec::new(),
-        // The plan's own randomness is spent; this one only picks partition styles.
+        // The plan's own randomness is spent; these only pick partition styles and whose
+        // leader "the leader" is.
         style: crate::plan::Rng::new(config.seed ^ 0x5EED),
+        groups: crate::plan::Rng::new(config.seed ^ 0x6E0D),
     };
     let report = run.execute(config, &plan);
     match report {
@@ -255,6 +257,7 @@ struct Run {
     timeline: Timeline,
     problems: Vec<String>,
     style: crate::plan::Rng,
+    groups: crate::plan::Rng,
 }
 
 /// How to undo a fault.
@@ -473,10 +476,18 @@ impl Run {
 
     /// Inflicts one step, holds it, undoes it; records both ends in the timeline.
     fn inflict_and_undo(&mut self, index: usize, count: usize, step: &Step) -> Result<Done> {
-        let leader = self.cluster.leader();
+        let group = if step.fault.targets_leader() {
+            self.pick_group()
+        } else {
+            0
+        };
+        let leader = self.cluster.group_leader_and_term(group).map(|(id, _)| id);
         let started = Instant::now();
         let (what, undo) = self.inflict(&step.fault, leader);
-        let what = format!("{what}  [{}]", step.fault);
+        let what = match group {
+            0 => format!("{what}  [{}]", step.fault),
+            shard => format!("{what}  [{}; the leader of shard {shard}]", step.fault),
+        };
         self.timeline
             .event(leader, &format!("start {}/{count}: {what}", index + 1))?;
         if let Some(network) = self.cluster.network() {
@@ -485,7 +496,7 @@ impl Run {
         }
         std::thread::sleep(step.hold);
         self.undo(undo);
-        let leader = self.cluster.leader();
+        let leader = self.cluster.group_leader_and_term(group).map(|(id, _)| id);
         self.timeline
             .event(leader, &format!("end   {}/{count}: {what}", index + 1))?;
         Ok(Done {
@@ -493,6 +504,17 @@ impl Run {
             started,
             what,
         })
+    }
+
+    /// The Raft group whose leader a step's "the leader" is: the metadata group's half the
+    /// time, else a random event shard's (each holds some tenants' events; the metadata group
+    /// holds tokens and placement).
+    fn pick_group(&mut self) -> u64 {
+        let shards = self.cluster.shard_ids();
+        if shards.is_empty() || self.groups.percent(50) {
+            return 0;
+        }
+        shards[self.groups.below(shards.len() as u64) as usize]
     }
 
     /// Resolves a target: "the leader" is the leader now, or the lowest live node if none;
