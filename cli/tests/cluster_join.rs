@@ -219,12 +219,12 @@ impl Nodes {
 
 /// Bootstraps nodes 1-3 and creates tenant `acme` through node 2; returns its token.
 fn three_nodes(c: &Cluster) -> (Nodes, String) {
-    three_nodes_with_shards(c, 0, 0)
+    three_nodes_with_shards(c, Some((0, 0)))
 }
 
-/// Three nodes bootstrapped with `shards` event shards, each on `factor` nodes (0: all); a
-/// fourth is free to join.
-fn three_nodes_with_shards(c: &Cluster, shards: u64, factor: u64) -> (Nodes, String) {
+/// Three nodes bootstrapped with `shards` event shards, each on `factor` nodes (0: all), or
+/// the defaults for `None`; a fourth is free to join.
+fn three_nodes_with_shards(c: &Cluster, layout: Option<(u64, u64)>) -> (Nodes, String) {
     let dirs: Vec<_> = (0..4).map(|_| common::TestDir::new()).collect();
     let raft: Vec<String> = (0..4).map(|_| free_addr()).collect();
     let http: Vec<String> = (0..4).map(|_| free_addr()).collect();
@@ -236,16 +236,20 @@ fn three_nodes_with_shards(c: &Cluster, shards: u64, factor: u64) -> (Nodes, Str
     let starting: Vec<_> = (0..3)
         .map(|i| {
             let dir = dirs[i].path().to_owned();
-            let args = vec![
+            let mut args = vec![
                 "--node-id".into(),
                 (i + 1).to_string(),
                 "--initial-cluster".into(),
                 initial.clone(),
-                "--shards".into(),
-                shards.to_string(),
-                "--replication-factor".into(),
-                factor.to_string(),
             ];
+            if let Some((shards, factor)) = layout {
+                args.extend([
+                    "--shards".into(),
+                    shards.to_string(),
+                    "--replication-factor".into(),
+                    factor.to_string(),
+                ]);
+            }
             let http = http[i].clone();
             std::thread::spawn(move || start(&dir, &http, &args))
         })
@@ -333,7 +337,7 @@ fn joins_and_leaves(shards: u64) {
         http: common::client(Duration::from_secs(60)),
     };
     let groups = shards as usize + 1;
-    let (nodes, token) = three_nodes_with_shards(&c, shards, 0);
+    let (nodes, token) = three_nodes_with_shards(&c, Some((shards, 0)));
     let Nodes {
         dirs,
         raft,
@@ -448,36 +452,85 @@ fn a_joining_node_takes_over_shard_replicas() {
     let c = Cluster {
         http: common::client(Duration::from_secs(60)),
     };
-    let (nodes, token) = three_nodes_with_shards(&c, 3, 2);
-    let Nodes {
-        dirs,
-        raft,
-        http,
-        base,
-        procs: mut nodes,
-    } = nodes;
-    for from in (0..3_000).step_by(1_000) {
-        c.publish(&base[from / 1_000], &token, from, 1_000);
+    let (mut nodes, token) = three_nodes_with_shards(&c, Some((3, 2)));
+    takes_over_replicas(&c, &mut nodes, &token, 3, 2);
+}
+
+/// Acceptance 4 in the default layout (four shards on three nodes each): a fourth node takes
+/// three of the twelve replicas by snapshot; then node 2 is removed and its replicas are
+/// placed on the three left, which hold every shard again and serve it from their own copies.
+#[test]
+fn in_the_default_layout_a_joiner_takes_replicas_and_a_removed_node_gives_them_up() {
+    let c = Cluster {
+        http: common::client(Duration::from_secs(60)),
+    };
+    let (mut nodes, token) = three_nodes_with_shards(&c, None);
+    takes_over_replicas(&c, &mut nodes, &token, 4, 3);
+    let base = &nodes.base;
+
+    let response = c
+        .http
+        .delete(format!("{}/v1/cluster/nodes/2", base[0]))
+        .bearer_auth(ADMIN)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 202, "{}", response.text().unwrap());
+    let live = [1u64, 3, 4];
+    c.wait_for(
+        "node 2's replicas placed on the others",
+        Duration::from_secs(120),
+        || {
+            let placed = c.status(&base[0])["shard_replicas"].clone();
+            (1..=4).all(|s| ids(&placed[s.to_string()]) == live)
+        },
+    );
+    c.wait_for(
+        "nodes 1, 3, 4 to run every shard with the three of them as voters",
+        Duration::from_secs(120),
+        || {
+            live.iter().all(|n| {
+                let groups = c.groups(&base[*n as usize - 1]);
+                groups.len() == 5 && groups.iter().all(|g| ids(&g["voters"]) == live)
+            })
+        },
+    );
+    c.publish(&base[2], &token, 3_500, 500);
+    for n in live {
+        c.wait_total(
+            &base[n as usize - 1],
+            &token,
+            4_000,
+            Duration::from_secs(60),
+        );
     }
-    nodes[3] = Some(start(
-        dirs[3].path(),
-        &http[3],
-        &joiner_args(&raft[3], &base[0], &[]),
+}
+
+/// Publishes 3,000 events for acme, starts node 4, and waits until the `shards * factor`
+/// replicas are balanced over four nodes, each node runs exactly the shards placed on it, and
+/// acme's holders (node 4 too, when it is one) serve its events from their own copies and
+/// take more through node 4.
+fn takes_over_replicas(c: &Cluster, nodes: &mut Nodes, token: &str, shards: u64, factor: u64) {
+    let base = nodes.base.clone();
+    for from in (0..3_000).step_by(1_000) {
+        c.publish(&base[from / 1_000], token, from, 1_000);
+    }
+    nodes.procs[3] = Some(start(
+        nodes.dirs[3].path(),
+        &nodes.http[3],
+        &joiner_args(&nodes.raft[3], &base[0], &[]),
     ));
-    // Balanced: every node holds one or two of the six replicas, node 4 included.
+    // Balanced: no node holds more than one replica more than another, node 4 included.
+    let total = (shards * factor) as usize;
+    let fair = (total / 4)..=total.div_ceil(4);
+    let holds = |placed: &Value, node: u64| -> Vec<u64> {
+        (1..=shards)
+            .filter(|s| ids(&placed[s.to_string()]).contains(&node))
+            .collect()
+    };
     let mut placed = Value::Null;
     c.wait_for("replicas placed on node 4", Duration::from_secs(60), || {
         placed = c.status(&base[0])["shard_replicas"].clone();
-        let held = |node: u64| {
-            (1..=3)
-                .filter(|s| {
-                    placed[s.to_string()]
-                        .as_array()
-                        .is_some_and(|r| r.contains(&json!(node)))
-                })
-                .count()
-        };
-        (1..=4).all(|n| (1..=2).contains(&held(n)))
+        (1..=4).all(|n| fair.contains(&holds(&placed, n).len()))
     });
     let acme_shard = c.status(&base[0])["shards"]
         .as_object()
@@ -486,8 +539,7 @@ fn a_joining_node_takes_over_shard_replicas() {
         .find(|(_, tenants)| tenants.as_array().unwrap().contains(&json!("acme")))
         .map(|(id, _)| id.clone())
         .unwrap();
-    // Every node that should hold a replica runs the shard, every other does not; acme's
-    // holders serve all of its events from their own copies, node 4 too when it is one.
+    // Every node that should hold a replica runs the shard, every other does not.
     c.wait_for(
         "each node to run the shards placed on it",
         Duration::from_secs(120),
@@ -499,26 +551,28 @@ fn a_joining_node_takes_over_shard_replicas() {
                     .filter_map(|g| g["id"].as_u64())
                     .filter(|id| *id != 0)
                     .collect();
-                let wanted: Vec<u64> = (1..=3u64)
-                    .filter(|s| {
-                        placed[s.to_string()]
-                            .as_array()
-                            .is_some_and(|r| r.contains(&json!(node)))
-                    })
-                    .collect();
-                running == wanted
+                running == holds(&placed, node)
             })
         },
     );
-    for node in placed[&acme_shard].as_array().unwrap() {
-        let i = node.as_u64().unwrap() as usize - 1;
-        c.wait_total(&base[i], &token, 3_000, Duration::from_secs(60));
+    let holders = ids(&placed[&acme_shard]);
+    for node in &holders {
+        c.wait_total(
+            &base[*node as usize - 1],
+            token,
+            3_000,
+            Duration::from_secs(60),
+        );
     }
     // Node 4 takes writes for acme like any other node.
-    c.publish(&base[3], &token, 3_000, 500);
-    for node in placed[&acme_shard].as_array().unwrap() {
-        let i = node.as_u64().unwrap() as usize - 1;
-        c.wait_total(&base[i], &token, 3_500, Duration::from_secs(60));
+    c.publish(&base[3], token, 3_000, 500);
+    for node in &holders {
+        c.wait_total(
+            &base[*node as usize - 1],
+            token,
+            3_500,
+            Duration::from_secs(60),
+        );
     }
 }
 
