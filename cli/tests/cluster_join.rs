@@ -329,10 +329,7 @@ fn a_node_joins_every_shard_by_snapshot_and_a_node_leaves_them_all() {
 }
 
 fn joins_and_leaves(shards: u64) {
-    let events: usize = std::env::var("MENISCUS_JOIN_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
+    let events = join_events(20_000);
     let c = Cluster {
         http: common::client(Duration::from_secs(60)),
     };
@@ -465,7 +462,7 @@ fn in_the_default_layout_a_joiner_takes_replicas_and_a_removed_node_gives_them_u
         http: common::client(Duration::from_secs(60)),
     };
     let (mut nodes, token) = three_nodes_with_shards(&c, None);
-    takes_over_replicas(&c, &mut nodes, &token, 4, 3);
+    let held = takes_over_replicas(&c, &mut nodes, &token, 4, 3);
     let base = &nodes.base;
 
     let response = c
@@ -494,31 +491,36 @@ fn in_the_default_layout_a_joiner_takes_replicas_and_a_removed_node_gives_them_u
             })
         },
     );
-    c.publish(&base[2], &token, 3_500, 500);
+    c.publish(&base[2], &token, held as usize, 500);
     for n in live {
-        c.wait_total(
-            &base[n as usize - 1],
-            &token,
-            4_000,
-            Duration::from_secs(60),
-        );
+        let base = &base[n as usize - 1];
+        c.wait_total(base, &token, held + 500, Duration::from_secs(120));
     }
 }
 
 /// Publishes 3,000 events for acme, starts node 4, and waits until the `shards * factor`
 /// replicas are balanced over four nodes, each node runs exactly the shards placed on it, and
 /// acme's holders (node 4 too, when it is one) serve its events from their own copies and
-/// take more through node 4.
-fn takes_over_replicas(c: &Cluster, nodes: &mut Nodes, token: &str, shards: u64, factor: u64) {
+/// take more through node 4. Returns how many acme events the cluster then holds.
+fn takes_over_replicas(
+    c: &Cluster,
+    nodes: &mut Nodes,
+    token: &str,
+    shards: u64,
+    factor: u64,
+) -> u64 {
     let base = nodes.base.clone();
-    for from in (0..3_000).step_by(1_000) {
-        c.publish(&base[from / 1_000], token, from, 1_000);
+    let events = join_events(3_000);
+    let batch = 5_000;
+    for (n, from) in (0..events).step_by(batch).enumerate() {
+        c.publish(&base[n % 3], token, from, batch.min(events - from));
     }
     nodes.procs[3] = Some(start(
         nodes.dirs[3].path(),
         &nodes.http[3],
         &joiner_args(&nodes.raft[3], &base[0], &[]),
     ));
+    let events = events as u64;
     // Balanced: no node holds more than one replica more than another, node 4 included.
     let total = (shards * factor) as usize;
     let fair = (total / 4)..=total.div_ceil(4);
@@ -556,24 +558,30 @@ fn takes_over_replicas(c: &Cluster, nodes: &mut Nodes, token: &str, shards: u64,
         },
     );
     let holders = ids(&placed[&acme_shard]);
+    let joined = Instant::now();
     for node in &holders {
-        c.wait_total(
-            &base[*node as usize - 1],
-            token,
-            3_000,
-            Duration::from_secs(60),
-        );
+        let base = &base[*node as usize - 1];
+        c.wait_total(base, token, events, Duration::from_secs(300));
     }
+    eprintln!(
+        "acme's holders {holders:?} serve its {events} events {:?} after every node ran its shards",
+        joined.elapsed()
+    );
     // Node 4 takes writes for acme like any other node.
-    c.publish(&base[3], token, 3_000, 500);
+    c.publish(&base[3], token, events as usize, 500);
     for node in &holders {
-        c.wait_total(
-            &base[*node as usize - 1],
-            token,
-            3_500,
-            Duration::from_secs(60),
-        );
+        let base = &base[*node as usize - 1];
+        c.wait_total(base, token, events + 500, Duration::from_secs(60));
     }
+    events + 500
+}
+
+/// `MENISCUS_JOIN_EVENTS`, or `default`: how many events the cluster holds when a node joins.
+fn join_events(default: usize) -> usize {
+    std::env::var("MENISCUS_JOIN_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Forwards every connection to `listen` on to `target` (both ways) from now on; with a rate,
