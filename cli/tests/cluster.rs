@@ -62,13 +62,7 @@ fn tenants_placed_in_event_shards_are_served_by_every_replica() {
     let deadline = Instant::now() + Duration::from_secs(20);
     for base in &bases {
         loop {
-            let status: Value = http
-                .get(format!("{base}/v1/cluster"))
-                .bearer_auth(admin)
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
+            let status = cluster_status(&http, base, admin);
             let groups: Vec<(u64, Value, Value)> = status["groups"]
                 .as_array()
                 .unwrap()
@@ -149,13 +143,7 @@ fn with_a_replication_factor_each_shard_is_on_two_nodes_and_any_node_serves_it()
             created["token"].as_str().unwrap().to_owned(),
         ));
     }
-    let status: Value = http
-        .get(format!("{}/v1/cluster", bases[0]))
-        .bearer_auth(admin)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let status = cluster_status(http, &bases[0], admin);
     assert_eq!(
         status["shards"]["1"],
         json!(["default"]),
@@ -188,13 +176,7 @@ fn with_a_replication_factor_each_shard_is_on_two_nodes_and_any_node_serves_it()
             .collect();
         assert_eq!(wanted.len(), 3, "node {} holds two shards: {placed}", i + 1);
         loop {
-            let status: Value = http
-                .get(format!("{base}/v1/cluster"))
-                .bearer_auth(admin)
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
+            let status = cluster_status(http, base, admin);
             let groups: Vec<u64> = status["groups"]
                 .as_array()
                 .unwrap()
@@ -274,13 +256,7 @@ fn with_a_replication_factor_each_shard_is_on_two_nodes_and_any_node_serves_it()
     assert_eq!(response.status(), 202, "{}", response.text().unwrap());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let status: Value = http
-            .get(format!("{}/v1/cluster", bases[0]))
-            .bearer_auth(admin)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let status = cluster_status(http, &bases[0], admin);
         let moved = (1..=3).all(|s| status["shard_replicas"][s.to_string()] == json!([1, 2]));
         if moved {
             break;
@@ -443,18 +419,22 @@ fn forwarded_writes_are_served_everywhere(follower_indexes: &str, shards: Option
     running
 }
 
+/// `GET /v1/cluster` on `base`.
+fn cluster_status(http: &reqwest::blocking::Client, base: &str, admin: &str) -> Value {
+    http.get(format!("{base}/v1/cluster"))
+        .bearer_auth(admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
 /// The index in the bases of a node that does not lead the Raft group carrying `tenant`'s
 /// events, once that group has a leader (node `i + 1` listens at base `i`).
 fn a_follower_of(http: &reqwest::blocking::Client, base: &str, admin: &str, tenant: &str) -> usize {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let status: Value = http
-            .get(format!("{base}/v1/cluster"))
-            .bearer_auth(admin)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let status = cluster_status(http, base, admin);
         let group = status["shards"].as_object().and_then(|shards| {
             shards.iter().find_map(|(id, tenants)| {
                 let here = tenants.as_array()?.iter().any(|t| t == tenant);
@@ -628,13 +608,7 @@ fn with_copied_indexes_a_new_leader_indexes_the_rest_and_a_killed_node_catches_u
     };
     let wait_total = |base: &str, total: u64| wait_local_total(&http, base, &token, total);
     let indexes = |base: &str| -> Value {
-        let body: Value = http
-            .get(format!("{base}/v1/cluster"))
-            .bearer_auth(&admin)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let body = cluster_status(&http, base, &admin);
         body["indexes"].clone()
     };
 

@@ -372,14 +372,7 @@ fn joins_and_leaves(shards: u64) {
     c.wait_for("node 4 to become a voter", Duration::from_secs(60), || {
         c.every_group(&base[0], groups, |g| ids(&g["voters"]) == [1, 2, 3, 4])
     });
-    for group in c.groups(&base[3]) {
-        let first = group["log_first_index"].as_u64().unwrap();
-        assert!(
-            first > 2,
-            "node 4 replayed group {}'s log from {first} instead of a snapshot",
-            group["id"]
-        );
-    }
+    assert_started_from_snapshots(&c, &base[3]);
 
     // It takes writes like any member (a follower forwards them).
     c.publish(&base[3], &token, events, 1_000);
@@ -561,14 +554,7 @@ fn takes_over_replicas(
             })
         },
     );
-    for group in c.groups(&base[3]) {
-        let first = group["log_first_index"].as_u64().unwrap();
-        assert!(
-            first > 2,
-            "node 4 replayed group {}'s log from {first} instead of a snapshot",
-            group["id"]
-        );
-    }
+    assert_started_from_snapshots(c, &base[3]);
     let holders = ids(&placed[&acme_shard]);
     for node in &holders {
         let base = &base[*node as usize - 1];
@@ -585,6 +571,18 @@ fn takes_over_replicas(
         c.wait_total(base, token, events + 500, Duration::from_secs(60));
     }
     events + 500
+}
+
+/// Every group the node at `base` runs began from a snapshot: it could not replay the log.
+fn assert_started_from_snapshots(c: &Cluster, base: &str) {
+    for group in c.groups(base) {
+        let first = group["log_first_index"].as_u64().unwrap();
+        assert!(
+            first > 2,
+            "{base} replayed group {}'s log from {first} instead of a snapshot",
+            group["id"]
+        );
+    }
 }
 
 /// Whether a `/v1/cluster` group's log holds at most `MAX_LOG_ENTRIES` below its commit index.
