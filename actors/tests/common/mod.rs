@@ -32,11 +32,10 @@ pub fn events(from: usize, n: usize) -> Vec<Event> {
         .collect()
 }
 
+/// A free loopback address whose port is below the ephemeral range: a node restarted on it
+/// never finds it taken by another node's outgoing connection.
 pub fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    chaos_tests::node::fixed_addr("127.0.0.1").unwrap()
 }
 
 pub async fn local_count(node: &Node) -> u64 {
