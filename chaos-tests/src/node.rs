@@ -232,12 +232,41 @@ impl NodeProcess {
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
+
+    /// The lines of its current log that contain every one of `words`, without the terminal
+    /// colour codes the node writes.
+    pub fn log_lines_with(&self, words: &[&str]) -> Vec<String> {
+        let text = std::fs::read_to_string(self.log_path(self.starts)).unwrap_or_default();
+        text.lines()
+            .map(without_colours)
+            .filter(|line| words.iter().all(|w| line.contains(w)))
+            .collect()
+    }
 }
 
 impl Drop for NodeProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `line` without ANSI escape sequences (`ESC [ ... letter`).
+fn without_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip up to and including the sequence's final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn signal(child: &Child, signal: libc::c_int) {

@@ -97,6 +97,9 @@ fn kill_a_leader_during_publishing(mut cluster: Cluster, tenant: Option<&str>) {
         .unwrap();
     cluster.node_mut(leader).kill();
     let killed = Instant::now();
+    let killed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let new_leader = loop {
         let found = cluster
             .wait_group_leader(group, Duration::from_secs(10))
@@ -108,14 +111,39 @@ fn kill_a_leader_during_publishing(mut cluster: Cluster, tenant: Option<&str>) {
         assert!(killed.elapsed() < Duration::from_secs(10), "no new leader");
         std::thread::sleep(Duration::from_millis(20));
     };
-    let elected = killed.elapsed();
+    let detected = killed.elapsed();
     assert_ne!(new_leader, leader);
     wait_acks(&workload, 2_000, Duration::from_secs(30));
-    eprintln!("new leader {new_leader} {elected:?} after killing {leader}");
-    assert!(
-        elected < Duration::from_secs(3),
-        "a new leader took {elected:?}"
-    );
+    // The time the new leader's own log gives, not when this harness saw it over HTTP (busy
+    // nodes answer late); the detection time stands in if the line cannot be read.
+    let group_field = format!("group={group}");
+    let elected = cluster
+        .node(new_leader)
+        .log_lines_with(&["raft: became leader", &group_field])
+        .iter()
+        .filter(|line| line.ends_with(&group_field))
+        .filter_map(|line| unix_time(line))
+        .filter(|at| *at >= killed_at)
+        .min()
+        .map_or(detected, |at| at - killed_at);
+    eprintln!("new leader {new_leader} {elected:?} after killing {leader} (seen by the test after {detected:?})");
+    if elected >= Duration::from_secs(3) {
+        // Each survivor's Raft role changes in that group: a split vote, a slow node or a
+        // late heartbeat shows here (CI keeps no data directories).
+        let mut roles = String::new();
+        for id in cluster.live() {
+            for line in cluster
+                .node(id)
+                .log_lines_with(&["raft: became", &group_field])
+            {
+                roles += &format!("node {id}: {line}\n");
+            }
+        }
+        panic!(
+            "a new leader took {elected:?} (node {leader} killed at UNIX time {:.3}):\n{roles}",
+            killed_at.as_secs_f64()
+        );
+    }
 
     cluster.restart(leader).unwrap();
     wait_acks(&workload, 1_000, Duration::from_secs(30));
@@ -131,6 +159,39 @@ fn kill_a_leader_during_publishing(mut cluster: Cluster, tenant: Option<&str>) {
 
 /// Acceptance 3: five nodes, every shard on all five (replication factor 5); two are killed
 /// and writes and searches go on; they come back and every replica converges.
+/// The UNIX time of a log line that starts with an RFC 3339 UTC timestamp
+/// (`2026-12-02T16:57:34.236387Z`).
+fn unix_time(line: &str) -> Option<Duration> {
+    let stamp = line.split_whitespace().next()?.strip_suffix('Z')?;
+    let (date, time) = stamp.split_once('T')?;
+    let mut ymd = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let mut hms = time.splitn(3, ':');
+    let (h, min) = (
+        hms.next()?.parse::<u64>().ok()?,
+        hms.next()?.parse::<u64>().ok()?,
+    );
+    let secs: f64 = hms.next()?.parse().ok()?;
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
+    Some(Duration::from_secs(days * 86_400 + h * 3_600 + min * 60) + Duration::from_secs_f64(secs))
+}
+
+#[test]
+fn unix_time_reads_log_timestamps() {
+    let line = "2026-12-02T16:57:34.236387Z  INFO raft: became leader at term 2 group=0";
+    let at = unix_time(line).unwrap();
+    assert_eq!(at.as_secs(), 1_796_230_654);
+    assert_eq!(at.subsec_micros(), 236_387);
+    assert_eq!(unix_time("1970-01-01T00:00:00Z x"), Some(Duration::ZERO));
+    assert_eq!(unix_time("not a time"), None);
+}
+
 #[test]
 fn five_nodes_survive_losing_two() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
