@@ -449,26 +449,20 @@ mod tests {
                 replicas: vec![1, 2, 4],
             },
         ));
-        let wanted = Wanted::Shard {
-            metadata: metadata.clone(),
-            id: 1,
-        };
-        let all = [(1, 1_000), (2, 1_000), (3, 1_000)];
-        let before = status(&[1, 2, 3], &[], &all);
-        let members = wanted.members(&before).unwrap();
-        assert_eq!(step(&before, &members), Some(("learner", 4)));
+        let members = placed.members(&full).unwrap();
+        assert_eq!(step(&full, &members), Some(("learner", 4)));
         let behind = status(&[1, 2, 3], &[4], &[(1, 1_000), (3, 1_000), (4, 10)]);
-        let members = wanted.members(&behind).unwrap();
+        let members = placed.members(&behind).unwrap();
         assert_eq!(
             step(&behind, &members),
             None,
             "node 3 stays until 4 caught up"
         );
         let caught_up = status(&[1, 2, 3], &[4], &[(1, 1_000), (3, 1_000), (4, 995)]);
-        let members = wanted.members(&caught_up).unwrap();
+        let members = placed.members(&caught_up).unwrap();
         assert_eq!(step(&caught_up, &members), Some(("replace", 34)));
         let after = status(&[1, 2, 4], &[], &[(1, 1_000), (2, 1_000), (4, 1_000)]);
-        let members = wanted.members(&after).unwrap();
+        let members = placed.members(&after).unwrap();
         assert_eq!(step(&after, &members), None);
         // The metadata group (and a shard on every member) drops a removed member at once.
         let everywhere = Wanted::Cluster(metadata.clone());

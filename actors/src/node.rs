@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use crate::group::{Group, GroupSpec};
 use crate::membership::Wanted;
 use crate::placement;
-use crate::remote::{self, Remote, RemoteSearch};
+use crate::remote::{self, Remote};
 use crate::tenant_supervisor::TenantStatus;
 use crate::{Error, IndexerSettings, Result};
 
@@ -318,10 +318,7 @@ impl Node {
     async fn group_of(&self, tenant: &str) -> Result<Arc<Group>> {
         match self.route(tenant).await? {
             Route::Local(group) => Ok(group),
-            Route::Remote(shard) => Err(Error::Unavailable(format!(
-                "this node holds no replica of shard {}, which holds tenant {tenant:?}; nodes {:?} do",
-                shard.id, shard.replicas
-            ))),
+            Route::Remote(shard) => Err(Error::Unavailable(no_replica_here(&shard, tenant))),
         }
     }
 
@@ -419,10 +416,7 @@ impl Node {
     pub async fn ensure_shards(&self, count: u64, members: &[u64], factor: u64) -> Result<()> {
         let existing = self.meta.metadata.shards()?;
         let ids: Vec<u64> = (1..=count).collect();
-        let current: placement::Assignment = existing
-            .iter()
-            .map(|s| (s.id, s.replicas.iter().copied().collect()))
-            .collect();
+        let current = assignment(&existing);
         let nodes: BTreeSet<u64> = members.iter().copied().collect();
         let planned = placement::plan(&nodes, &ids, factor as usize, &current);
         for id in ids {
@@ -550,19 +544,15 @@ impl Node {
             Route::Local(group) => group,
             Route::Remote(shard) if !options.local_only => {
                 let index = options.min_index.unwrap_or(0);
-                let found = self
+                return self
                     .remote()?
                     .search(&shard, tenant, &request, index, options.wait)
-                    .await?;
-                return Ok(match found {
-                    RemoteSearch::Found(response) => SearchOutcome::Found(response),
-                    RemoteSearch::NotYetSearchable => SearchOutcome::NotYetSearchable,
-                });
+                    .await;
             }
             Route::Remote(shard) => {
                 return Err(Error::Unavailable(format!(
-                    "read=local: this node holds no replica of shard {}, which holds tenant {tenant:?}; nodes {:?} do",
-                    shard.id, shard.replicas
+                    "read=local: {}",
+                    no_replica_here(&shard, tenant)
                 )))
             }
         };
@@ -1083,10 +1073,7 @@ async fn place_shards(meta: Arc<Group>) {
             continue;
         }
         let ids: Vec<u64> = placed.iter().map(|s| s.id).collect();
-        let current: placement::Assignment = placed
-            .iter()
-            .map(|s| (s.id, s.replicas.iter().copied().collect()))
-            .collect();
+        let current = assignment(placed.iter().copied());
         let target = placement::plan(&nodes, &ids, factor as usize, &current);
         let Some((id, replicas)) = target
             .iter()
@@ -1103,6 +1090,22 @@ async fn place_shards(meta: Arc<Group>) {
             tracing::info!(error = %e, "could not place a shard; will retry");
         }
     }
+}
+
+/// Where `shards`' replicas are, as [`placement::plan`] reads it.
+fn assignment<'a>(shards: impl IntoIterator<Item = &'a ShardRecord>) -> placement::Assignment {
+    shards
+        .into_iter()
+        .map(|s| (s.id, s.replicas.iter().copied().collect()))
+        .collect()
+}
+
+/// Why a node that holds no replica of `shard` cannot serve `tenant` from its own copy.
+fn no_replica_here(shard: &ShardRecord, tenant: &str) -> String {
+    format!(
+        "this node holds no replica of shard {}, which holds tenant {tenant:?}; nodes {:?} do",
+        shard.id, shard.replicas
+    )
 }
 
 /// Where shard `id` keeps its state under a node's data directory.

@@ -4,7 +4,7 @@
 //! `min(factor, nodes)` replicas on distinct live nodes; no node holds more than one replica
 //! more than any other; and a change moves as few replicas as it can, because every move is a
 //! snapshot shipped over the network and a joint configuration change.
-//!
+
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Event shards a cluster is bootstrapped with unless told otherwise: a few, so that their

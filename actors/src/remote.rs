@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meniscus_consensus::transport::{Envelope, ShardReply, ShardRequest, Transport};
-use meniscus_storage::{SearchRequest, SearchResponse, ShardRecord};
+use meniscus_storage::{SearchRequest, ShardRecord};
 use prost::Message as _;
 
 use crate::answers::Answers;
@@ -52,14 +52,6 @@ struct ShardAnswer {
     search: String,
     #[prost(bool, tag = "3")]
     not_yet_searchable: bool,
-}
-
-/// What a search served elsewhere found.
-pub(crate) enum RemoteSearch {
-    /// The page of results.
-    Found(SearchResponse),
-    /// The writes up to the asked index were not searchable within the wait.
-    NotYetSearchable,
 }
 
 /// This node's requests to other nodes' shards, waiting for their answers.
@@ -110,7 +102,7 @@ impl Remote {
         request: &SearchRequest,
         min_index: u64,
         wait: Duration,
-    ) -> Result<RemoteSearch> {
+    ) -> Result<SearchOutcome> {
         let call = ShardCall {
             tenant: tenant.to_owned(),
             search: serde_json::to_string(request).map_err(|e| Error::Actor(e.to_string()))?,
@@ -122,11 +114,11 @@ impl Remote {
             .call(shard, call, wait + SEARCH_TIMEOUT, SEARCH_ROUNDS, true)
             .await?;
         if answer.not_yet_searchable {
-            return Ok(RemoteSearch::NotYetSearchable);
+            return Ok(SearchOutcome::NotYetSearchable);
         }
         let response = serde_json::from_str(&answer.search)
             .map_err(|e| Error::Actor(format!("a search answer that does not parse: {e}")))?;
-        Ok(RemoteSearch::Found(response))
+        Ok(SearchOutcome::Found(response))
     }
 
     /// Sends `call` to each node holding `shard` in turn (for `rounds` rounds) until one serves

@@ -384,7 +384,7 @@ impl Cluster {
     /// node's view); tenants whose events every node holds are not listed.
     pub fn tenant_holders(&self) -> std::collections::HashMap<String, Vec<u64>> {
         let mut out = std::collections::HashMap::new();
-        let Some(status) = self.live().into_iter().find_map(|n| self.status(n).ok()) else {
+        let Some(status) = self.any_status() else {
             return out;
         };
         let Some(shards) = status["shards"].as_object() else {
@@ -406,7 +406,7 @@ impl Cluster {
 
     /// The event shards (Raft groups other than the metadata group), by a live node's view.
     pub fn shard_ids(&self) -> Vec<u64> {
-        let Some(status) = self.live().into_iter().find_map(|n| self.status(n).ok()) else {
+        let Some(status) = self.any_status() else {
             return Vec::new();
         };
         let mut ids: Vec<u64> = status["shards"]
@@ -422,7 +422,7 @@ impl Cluster {
 
     /// The Raft group carrying `tenant`'s events (0: the metadata group), by a live node's view.
     pub fn group_of(&self, tenant: &str) -> Option<u64> {
-        let status = self.live().into_iter().find_map(|n| self.status(n).ok())?;
+        let status = self.any_status()?;
         status["shards"]
             .as_object()?
             .iter()
@@ -433,6 +433,11 @@ impl Cluster {
                     .any(|t| t.as_str() == Some(tenant))
                     .then(|| shard.parse().ok())?
             })
+    }
+
+    /// `GET /v1/cluster` on the first live node that answers.
+    fn any_status(&self) -> Option<Value> {
+        self.live().into_iter().find_map(|n| self.status(n).ok())
     }
 
     /// `GET /v1/cluster` on node `id`.

@@ -55,7 +55,7 @@ pub struct ShardRecord {
 }
 
 impl ShardRecord {
-    /// Whether node `id` should hold a replica, given the cluster's live members.
+    /// Whether node `id` should hold a replica (every member does when `factor` is 0).
     pub fn is_on(&self, id: u64) -> bool {
         self.factor == 0 || self.replicas.contains(&id)
     }
