@@ -22,8 +22,10 @@ mod error;
 mod index_store;
 mod metadata;
 pub mod raft_log;
+mod scan;
 mod schema;
 mod search;
+mod tail;
 mod tenant_index;
 pub mod tokens;
 
@@ -39,6 +41,7 @@ pub use index_store::IndexStore;
 pub use metadata::{ApplyOutcome, MemberRecord, Metadata, Principal, ShardRecord, TenantRecord};
 pub use raft_log::{RaftLog, RaftLogError, SnapshotSource};
 pub use search::{SearchHit, SearchRequest, SearchResponse, MAX_LIMIT};
+pub use tail::SharedBatch;
 pub use tenant_index::{TenantIndex, TenantWriter};
 
 /// Checks that a tenant name is safe to use as a directory name and in URLs.

@@ -1,15 +1,23 @@
 //! Searching one tenant's index: query string, time range, newest first, cursor pagination.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::ops::Bound;
+use std::sync::Arc;
+
+use meniscus_event::wire;
 
 use serde_json::value::RawValue;
 use tantivy::collector::sort_key::NaturalComparator;
 use tantivy::collector::{Count, SortKeyComputer, TopDocs};
 use tantivy::query::{AllQuery, BooleanQuery, Query, QueryParser, RangeQuery};
 use tantivy::schema::Value;
-use tantivy::{DocId, SegmentReader, TantivyDocument, Term};
+use tantivy::{DocAddress, DocId, SegmentReader, TantivyDocument, Term};
 
+use crate::scan::ScanQuery;
 use crate::schema::{self, DEFAULT_QUERY_FIELDS};
+use crate::tail::TailEntry;
+use crate::tenant_index::{micros, SEQ_POSITION_BITS};
 use crate::{Error, Result, TenantIndex};
 
 /// Most events one page may hold.
@@ -89,27 +97,47 @@ impl SortKeyComputer for NewestFirst {
 }
 
 impl TenantIndex {
-    /// Runs a search against the last committed state of the index.
+    /// Runs a search against the last committed state of the index and, when the query can be
+    /// scanned, the applied events not yet indexed (the tail).
     pub fn search(&self, req: &SearchRequest) -> Result<SearchResponse> {
         let limit = req.limit.clamp(1, MAX_LIMIT);
         let query = self.parse_query(req)?;
         let before = req.cursor.as_deref().map(decode_cursor).transpose()?;
-        let searcher = self.reader().searcher();
+        let view = self.view();
         let collector = (
             Count,
             TopDocs::with_limit(limit).order_by(NewestFirst { before }),
         );
-        let (total, top) = searcher.search(&*query, &collector)?;
+        let (indexed_total, indexed_top) = view.searcher.search(&*query, &collector)?;
+        let mut tail_total = 0;
+        let mut tail_top = Vec::new();
+        if !view.tail.is_empty() {
+            if let Some(mut scan) = self.scan_query(req) {
+                (tail_total, tail_top) = scan_tail(&view.tail, &mut scan, before, limit)?;
+            }
+        }
+        // Newest first across both: the index's hits and the tail's, each sorted already.
+        let mut top: Vec<(SortKey, Hit)> = indexed_top
+            .into_iter()
+            .filter_map(|(key, address)| key.map(|key| (key, Hit::Indexed(address))))
+            .chain(tail_top)
+            .collect();
+        top.sort_by(|a, b| b.0.cmp(&a.0));
+        top.truncate(limit);
         let mut hits = Vec::with_capacity(top.len());
         let mut last = None;
-        for (key, address) in top {
-            let Some(key) = key else { break };
-            let doc: TantivyDocument = searcher.doc(address)?;
-            let source = doc
-                .get_first(self.fields.source)
-                .and_then(|v| v.as_bytes())
-                .ok_or_else(|| Error::Corrupt("indexed event has no _source".into()))?;
-            let json = schema::source_json(source)?;
+        for (key, hit) in top {
+            let json = match hit {
+                Hit::Indexed(address) => {
+                    let doc: TantivyDocument = view.searcher.doc(address)?;
+                    let source = doc
+                        .get_first(self.fields.source)
+                        .and_then(|v| v.as_bytes())
+                        .ok_or_else(|| Error::Corrupt("indexed event has no _source".into()))?;
+                    schema::source_json(source)?
+                }
+                Hit::Unindexed(entry, position) => unindexed_json(&entry, position)?,
+            };
             hits.push(RawValue::from_string(json).map_err(|e| Error::Corrupt(e.to_string()))?);
             last = Some(key);
         }
@@ -119,10 +147,25 @@ impl TenantIndex {
             None
         };
         Ok(SearchResponse {
-            total: total as u64,
+            total: indexed_total as u64 + tail_total,
             hits,
             next,
         })
+    }
+
+    /// Whether a search for `req` also sees the applied events not yet indexed (the tail); a
+    /// query using parts of the language scanning does not support sees indexed events only.
+    pub fn can_scan(&self, req: &SearchRequest) -> bool {
+        self.scan_query(req).is_some()
+    }
+
+    fn scan_query(&self, req: &SearchRequest) -> Option<ScanQuery> {
+        ScanQuery::compile(
+            &req.query,
+            req.from_us,
+            req.to_us,
+            self.index().tokenizers(),
+        )
     }
 
     fn parse_query(&self, req: &SearchRequest) -> Result<Box<dyn Query>> {
@@ -153,6 +196,74 @@ impl TenantIndex {
         let range: Box<dyn Query> = Box::new(RangeQuery::new(lower, upper));
         Ok(Box::new(BooleanQuery::intersection(vec![base, range])))
     }
+}
+
+/// Where a hit's event is.
+enum Hit {
+    Indexed(DocAddress),
+    /// An entry of the tail and the event's position in it.
+    Unindexed(Arc<TailEntry>, usize),
+}
+
+/// Counts the tail's matches and keeps the newest `limit` before the cursor, newest first.
+fn scan_tail(
+    tail: &[Arc<TailEntry>],
+    scan: &mut ScanQuery,
+    before: Option<SortKey>,
+    limit: usize,
+) -> Result<(u64, Vec<(SortKey, Hit)>)> {
+    // A min-heap of the newest `limit` keys seen so far.
+    let mut newest: BinaryHeap<Reverse<(SortKey, usize, usize)>> = BinaryHeap::new();
+    let mut total = 0;
+    for (entry_at, entry) in tail.iter().enumerate() {
+        let mut consider = |position: usize, ts: i64| {
+            let key = (ts, entry.raft_index << SEQ_POSITION_BITS | position as u64);
+            if before.is_some_and(|cursor| key >= cursor) {
+                return;
+            }
+            total += 1;
+            if newest.len() < limit {
+                newest.push(Reverse((key, entry_at, position)));
+            } else if newest.peek().is_some_and(|Reverse(oldest)| oldest.0 < key) {
+                newest.pop();
+                newest.push(Reverse((key, entry_at, position)));
+            }
+        };
+        if scan.matches_all() {
+            for (position, ts) in entry.timestamps()?.iter().enumerate() {
+                if scan.in_range(*ts) {
+                    consider(position, *ts);
+                }
+            }
+        } else {
+            let events = wire::decode_batch(entry.batch())
+                .map_err(|e| Error::Corrupt(format!("a batch in the tail: {e}")))?;
+            for (position, event) in events.iter().enumerate() {
+                let ts = micros(event.timestamp);
+                if scan.matches(event, ts) {
+                    consider(position, ts);
+                }
+            }
+        }
+    }
+    let top = newest
+        .into_sorted_vec()
+        .into_iter()
+        .map(|Reverse((key, entry_at, position))| {
+            (key, Hit::Unindexed(tail[entry_at].clone(), position))
+        })
+        .collect();
+    Ok((total, top))
+}
+
+/// The JSON of the event at `position` of a tail entry.
+fn unindexed_json(entry: &TailEntry, position: usize) -> Result<String> {
+    let events = wire::decode_batch_records(entry.batch())
+        .map_err(|e| Error::Corrupt(format!("a batch in the tail: {e}")))?;
+    let (event, _) = events
+        .get(position)
+        .ok_or_else(|| Error::Corrupt(format!("no event {position} in a tail batch")))?;
+    serde_json::to_string(event).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
 #[cfg(test)]

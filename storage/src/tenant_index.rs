@@ -1,14 +1,14 @@
 //! One tenant's tantivy index: its event store and search index.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use meniscus_event::{wire, Event};
 use tantivy::indexer::UserOperation;
 use tantivy::{DateTime, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::schema::{self, Fields, SOURCE_RECORD};
+use crate::tail::{SharedBatch, View, Visible};
 use crate::{Error, Result};
 
 /// Bits of `seq` that hold an event's position within its Raft entry.
@@ -19,9 +19,8 @@ pub struct TenantIndex {
     tenant: String,
     index: Index,
     reader: IndexReader,
-    /// The Raft index up to which this tenant's events are searchable: committed *and* visible
-    /// to new searches (the reader reloads after the commit).
-    searchable: Arc<AtomicU64>,
+    /// The committed index searches see, and the tail of applied events above it.
+    visible: Arc<Mutex<Visible>>,
     pub(crate) fields: Fields,
 }
 
@@ -39,16 +38,15 @@ impl TenantIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        let mut opened = TenantIndex {
+        let committed = raft_index_of_payload(index.load_metas()?.payload.as_deref())?;
+        let visible = Visible::new(reader.searcher(), committed);
+        Ok(TenantIndex {
             tenant: tenant.to_owned(),
             index,
             reader,
-            searchable: Arc::default(),
+            visible: Arc::new(Mutex::new(visible)),
             fields,
-        };
-        let committed = opened.committed_raft_index()?;
-        opened.searchable = Arc::new(AtomicU64::new(committed));
-        Ok(opened)
+        })
     }
 
     /// Makes a commit written into the directory by someone else (a copy of the leader's
@@ -56,14 +54,37 @@ impl TenantIndex {
     pub fn reload(&self) -> Result<u64> {
         self.reader.reload()?;
         let committed = self.committed_raft_index()?;
-        self.searchable.fetch_max(committed, Ordering::SeqCst);
+        lock(&self.visible).indexed(self.reader.searcher(), committed);
         Ok(committed)
     }
 
     /// The Raft index up to which every event of this tenant that this index holds is visible
     /// to searches.
     pub fn searchable_up_to(&self) -> u64 {
-        self.searchable.load(Ordering::SeqCst)
+        lock(&self.visible).indexed_up_to
+    }
+
+    /// The Raft index up to which every event of this tenant is visible to a search that can
+    /// scan the tail of unindexed events (see [`TenantIndex::can_scan`]).
+    pub fn visible_up_to(&self) -> u64 {
+        lock(&self.visible).visible_up_to()
+    }
+
+    /// Makes the tenant's events of the applied entry at `raft_index` searchable before they
+    /// are indexed. `previous` is the tenant's previous entry in the log, or a point after it
+    /// (see `tail`). Entries come in log order.
+    pub fn push_unindexed(&self, raft_index: u64, previous: u64, batch: SharedBatch) {
+        lock(&self.visible).push(raft_index, previous, batch);
+    }
+
+    /// Bytes of applied event batches waiting in the tail to be indexed.
+    pub fn unindexed_bytes(&self) -> usize {
+        lock(&self.visible).tail_bytes()
+    }
+
+    /// The index and tail one search works on.
+    pub(crate) fn view(&self) -> View {
+        lock(&self.visible).view()
     }
 
     /// The tenant's name.
@@ -90,15 +111,11 @@ impl TenantIndex {
         Ok(TenantWriter {
             writer,
             reader: self.reader.clone(),
-            searchable: self.searchable.clone(),
+            visible: self.visible.clone(),
             fields: self.fields,
             indexed_up_to: self.committed_raft_index()?,
             pending: false,
         })
-    }
-
-    pub(crate) fn reader(&self) -> &IndexReader {
-        &self.reader
     }
 
     pub(crate) fn index(&self) -> &Index {
@@ -110,7 +127,7 @@ impl TenantIndex {
 pub struct TenantWriter {
     writer: IndexWriter,
     reader: IndexReader,
-    searchable: Arc<AtomicU64>,
+    visible: Arc<Mutex<Visible>>,
     fields: Fields,
     indexed_up_to: u64,
     pending: bool,
@@ -195,8 +212,7 @@ impl TenantWriter {
         prepared.set_payload(&self.indexed_up_to.to_string());
         prepared.commit()?;
         self.reader.reload()?;
-        self.searchable
-            .fetch_max(self.indexed_up_to, Ordering::SeqCst);
+        lock(&self.visible).indexed(self.reader.searcher(), self.indexed_up_to);
         self.pending = false;
         Ok(self.indexed_up_to)
     }
@@ -212,7 +228,11 @@ pub(crate) fn raft_index_of_payload(payload: Option<&str>) -> Result<u64> {
     }
 }
 
-fn micros(t: time::OffsetDateTime) -> i64 {
+fn lock(visible: &Mutex<Visible>) -> MutexGuard<'_, Visible> {
+    visible.lock().expect("tenant index view lock poisoned")
+}
+
+pub(crate) fn micros(t: time::OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000) as i64
 }
 

@@ -1,0 +1,189 @@
+//! Events applied from the Raft log but not yet in the tenant's index: the tail.
+//!
+//! Indexing costs most of the CPU an event takes, and an index commit is what made events
+//! searchable. With the tail, an event is searchable as soon as it is applied (searches scan
+//! the tail, see `scan`), and the index may fall behind during a burst and catch up after it;
+//! the indexing queue's byte limit still bounds how far (the tail holds the same batches).
+//!
+//! The tail only counts where it continues the index without a gap: each entry names the
+//! tenant's previous entry in the log, and a search uses entries from the index's commit
+//! upwards as long as each one's predecessor is visible (indexed, or in the tail before it).
+//! After a restart, or when entries went unindexed for a while (a follower copying the
+//! leader's indexes), the chain starts again once the index has caught up to where it broke.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
+
+use meniscus_event::wire;
+use tantivy::Searcher;
+
+use crate::{Error, Result};
+
+/// An encoded event batch, shared with whoever else holds it (the indexer's queue).
+pub type SharedBatch = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// One Raft entry's events for the tenant.
+pub(crate) struct TailEntry {
+    pub raft_index: u64,
+    /// The tenant's previous entry in the log (or a point at or after it).
+    previous: u64,
+    batch: SharedBatch,
+    /// Each event's timestamp in microseconds, decoded on first use.
+    timestamps: OnceLock<std::result::Result<Vec<i64>, String>>,
+}
+
+impl TailEntry {
+    /// The encoded batch.
+    pub fn batch(&self) -> &[u8] {
+        (*self.batch).as_ref()
+    }
+
+    /// Each event's timestamp in microseconds, in batch order.
+    pub fn timestamps(&self) -> Result<&[i64]> {
+        self.timestamps
+            .get_or_init(|| {
+                wire::decode_batch(self.batch())
+                    .map(|events| {
+                        events
+                            .iter()
+                            .map(|e| crate::tenant_index::micros(e.timestamp))
+                            .collect()
+                    })
+                    .map_err(|e| e.to_string())
+            })
+            .as_deref()
+            .map_err(|e| Error::Corrupt(format!("a batch in the tail: {e}")))
+    }
+}
+
+/// What searches see: the index as last committed, and the tail above it.
+pub(crate) struct Visible {
+    pub searcher: Searcher,
+    /// The Raft index `searcher`'s commit holds events up to.
+    pub indexed_up_to: u64,
+    /// Entries above `indexed_up_to`, in log order.
+    tail: VecDeque<Arc<TailEntry>>,
+}
+
+/// A consistent view for one search.
+pub(crate) struct View {
+    pub searcher: Searcher,
+    /// Tail entries continuing the index without a gap, in log order.
+    pub tail: Vec<Arc<TailEntry>>,
+}
+
+impl Visible {
+    pub fn new(searcher: Searcher, indexed_up_to: u64) -> Visible {
+        Visible {
+            searcher,
+            indexed_up_to,
+            tail: VecDeque::new(),
+        }
+    }
+
+    /// A newly committed index state: entries it holds leave the tail.
+    pub fn indexed(&mut self, searcher: Searcher, up_to: u64) {
+        self.searcher = searcher;
+        self.indexed_up_to = self.indexed_up_to.max(up_to);
+        while self
+            .tail
+            .front()
+            .is_some_and(|e| e.raft_index <= self.indexed_up_to)
+        {
+            self.tail.pop_front();
+        }
+    }
+
+    /// Adds an applied entry of the tenant's. Entries come in log order; one at or below what
+    /// is already visible is a replay and is ignored.
+    pub fn push(&mut self, raft_index: u64, previous: u64, batch: SharedBatch) {
+        let last = self.tail.back().map_or(0, |e| e.raft_index);
+        if raft_index <= self.indexed_up_to.max(last) {
+            return;
+        }
+        self.tail.push_back(Arc::new(TailEntry {
+            raft_index,
+            previous,
+            batch,
+            timestamps: OnceLock::new(),
+        }));
+    }
+
+    /// The entries that continue the index without a gap.
+    fn chain(&self) -> impl Iterator<Item = &Arc<TailEntry>> {
+        let mut visible = self.indexed_up_to;
+        self.tail.iter().take_while(move |e| {
+            let continues = e.previous <= visible;
+            visible = e.raft_index;
+            continues
+        })
+    }
+
+    /// The Raft index up to which every event of the tenant is visible to a search that can
+    /// scan the tail.
+    pub fn visible_up_to(&self) -> u64 {
+        self.chain()
+            .last()
+            .map_or(self.indexed_up_to, |e| e.raft_index)
+    }
+
+    /// Bytes of batches in the tail.
+    pub fn tail_bytes(&self) -> usize {
+        self.tail.iter().map(|e| e.batch().len()).sum()
+    }
+
+    pub fn view(&self) -> View {
+        View {
+            searcher: self.searcher.clone(),
+            tail: self.chain().cloned().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch() -> SharedBatch {
+        Arc::new(Vec::<u8>::new())
+    }
+
+    fn visible() -> Visible {
+        let index = tantivy::Index::create_in_ram(crate::schema::build().0);
+        Visible::new(index.reader().unwrap().searcher(), 10)
+    }
+
+    #[test]
+    fn the_tail_counts_only_where_it_continues_the_index() {
+        let mut v = visible();
+        v.push(12, 10, batch());
+        v.push(15, 12, batch());
+        assert_eq!(v.visible_up_to(), 15);
+        // Entry 17 was applied but never reached the tail: 20 does not continue it.
+        v.push(20, 17, batch());
+        v.push(21, 20, batch());
+        assert_eq!(v.visible_up_to(), 15);
+        assert_eq!(v.view().tail.len(), 2);
+        // The index catches up past the gap: the rest of the tail continues it.
+        let searcher = v.searcher.clone();
+        v.indexed(searcher, 17);
+        assert_eq!(v.visible_up_to(), 21);
+        let indexes: Vec<u64> = v.view().tail.iter().map(|e| e.raft_index).collect();
+        assert_eq!(indexes, [20, 21]);
+    }
+
+    #[test]
+    fn replays_and_indexed_entries_are_not_kept() {
+        let mut v = visible();
+        v.push(9, 5, batch());
+        v.push(11, 9, batch());
+        v.push(11, 9, batch());
+        v.push(13, 11, batch());
+        assert_eq!(v.view().tail.len(), 2);
+        let searcher = v.searcher.clone();
+        v.indexed(searcher, 13);
+        assert!(v.view().tail.is_empty());
+        assert_eq!(v.visible_up_to(), 13);
+        assert_eq!(v.tail_bytes(), 0);
+    }
+}
