@@ -286,11 +286,11 @@ mod tests {
             received_at: t,
             timestamp: t,
             host: Some(format!("web-{}", i % 3)),
-            app: (i % 4 != 0).then(|| "sshd".to_owned()),
+            app: (!i.is_multiple_of(4)).then(|| "sshd".to_owned()),
             procid: None,
-            msgid: (i % 5 == 0).then(|| "ID47".to_owned()),
+            msgid: i.is_multiple_of(5).then(|| "ID47".to_owned()),
             facility: None,
-            severity: Some(if i % 2 == 0 {
+            severity: Some(if i.is_multiple_of(2) {
                 Severity::Err
             } else {
                 Severity::Info
@@ -313,7 +313,7 @@ mod tests {
                 transport: "syslog-tcp".into(),
                 peer: None,
             },
-            id_from_publisher: i % 3 != 0,
+            id_from_publisher: !i.is_multiple_of(3),
         }
     }
 

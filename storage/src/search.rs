@@ -122,7 +122,7 @@ impl TenantIndex {
             .filter_map(|(key, address)| key.map(|key| (key, Hit::Indexed(address))))
             .chain(tail_top)
             .collect();
-        top.sort_by(|a, b| b.0.cmp(&a.0));
+        top.sort_by_key(|(key, _)| Reverse(*key));
         top.truncate(limit);
         let mut hits = Vec::with_capacity(top.len());
         let mut last = None;
