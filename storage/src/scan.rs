@@ -301,7 +301,7 @@ mod tests {
                 word(1),
                 word(2),
                 word(3),
-                if i % 6 == 0 {
+                if i.is_multiple_of(6) {
                     "x".repeat(45)
                 } else {
                     word(4).into()
