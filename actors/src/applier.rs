@@ -83,10 +83,11 @@ impl StateMachine for Applier {
                 self.progress.record(&append.tenant, index);
             }
             Some(CommandKind::AppendEvents(append)) if dispatch => {
-                self.progress.record(&append.tenant, index);
+                let previous = self.progress.record(&append.tenant, index);
                 let message = NodeMsg::Entry {
                     tenant: append.tenant,
                     index,
+                    previous,
                     batch: self.progress.queue(append.batch),
                 };
                 self.supervisor

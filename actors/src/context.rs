@@ -18,6 +18,9 @@ pub struct IndexerSettings {
     pub memory_budget_bytes: usize,
     /// tantivy indexing threads per tenant.
     pub threads: usize,
+    /// How much nicer than the rest of the process indexing runs (0: as nice): ingest and
+    /// searches come first, and the index catches up when the CPU is free (see `writer_thread`).
+    pub nice: i32,
     /// Restarts allowed within `restart_window` before a tenant's indexer is left stopped.
     pub max_restarts: usize,
     /// See `max_restarts`.
@@ -31,6 +34,7 @@ impl Default for IndexerSettings {
             idle_timeout: Duration::from_secs(300),
             memory_budget_bytes: 128 * 1024 * 1024,
             threads: 2,
+            nice: 10,
             max_restarts: 5,
             restart_window: Duration::from_secs(60),
         }
@@ -47,6 +51,7 @@ pub struct NodeContext {
     pub progress: Arc<DispatchProgress>,
     /// Indexer behaviour.
     pub settings: IndexerSettings,
-    /// Woken after every index commit, for searches that wait to read their writes.
-    pub index_committed: tokio::sync::Notify,
+    /// Woken when more events are searchable (an index commit, an entry in a tail of
+    /// unindexed events), for searches that wait to read their writes.
+    pub searchable_changed: tokio::sync::Notify,
 }

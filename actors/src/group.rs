@@ -219,7 +219,7 @@ impl Group {
             log: log.clone(),
             progress: progress.clone(),
             settings: options.indexer.clone(),
-            index_committed: tokio::sync::Notify::new(),
+            searchable_changed: tokio::sync::Notify::new(),
         });
         let (supervisor, _) = Actor::spawn(None, NodeSupervisor, ctx.clone())
             .await
@@ -404,17 +404,19 @@ impl Group {
 
     /// Waits until every event of `tenant` committed at Raft index `index` or below is
     /// searchable on this node (read your writes: `index` is what a publish answered), for at
-    /// most `timeout`. Returns whether it is.
+    /// most `timeout`. Returns whether it is. With `scanning`, events applied but not yet
+    /// indexed count as searchable (a search whose query can scan them sees them).
     pub async fn wait_searchable(
         &self,
         tenant: &str,
         index: u64,
         timeout: Duration,
+        scanning: bool,
     ) -> Result<bool> {
         let tenant_index = self.ctx.indexes.get(tenant)?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let committed = self.ctx.index_committed.notified();
+            let committed = self.ctx.searchable_changed.notified();
             tokio::pin!(committed);
             committed.as_mut().enable();
             // Every entry up to `index` must have been applied here; of those, the tenant's
@@ -422,7 +424,12 @@ impl Group {
             // later entries belong to other tenants).
             if self.raft.status().applied >= index {
                 let wanted = index.min(self.ctx.progress.last_entry_of(tenant));
-                if tenant_index.searchable_up_to() >= wanted {
+                let visible = if scanning {
+                    tenant_index.visible_up_to()
+                } else {
+                    tenant_index.searchable_up_to()
+                };
+                if visible >= wanted {
                     return Ok(true);
                 }
             }
@@ -446,7 +453,8 @@ impl Group {
         wait: Duration,
     ) -> Result<SearchOutcome> {
         if let Some(index) = min_index {
-            if !self.wait_searchable(tenant, index, wait).await? {
+            let scanning = self.ctx.indexes.get(tenant)?.can_scan(&request);
+            if !self.wait_searchable(tenant, index, wait, scanning).await? {
                 return Ok(SearchOutcome::NotYetSearchable);
             }
         }

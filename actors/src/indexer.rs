@@ -8,6 +8,7 @@ use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use raft::{GetEntriesContext, Storage};
 
+use crate::writer_thread::WriterThread;
 use crate::{NodeContext, QueuedBatch};
 
 /// Entries read from the log per step while catching up.
@@ -39,8 +40,10 @@ pub struct IndexerState {
     tenant: String,
     ctx: Arc<NodeContext>,
     index: Arc<TenantIndex>,
-    /// `None` only while a blocking call holds it.
+    /// `None` only while a call on `thread` holds it.
     writer: Option<TenantWriter>,
+    /// Where the writer's calls run.
+    thread: WriterThread,
     last_activity: Instant,
     /// When the index was last committed: ticks that queued up behind slow work must not
     /// commit again before the interval has passed.
@@ -60,7 +63,7 @@ fn err(e: impl std::fmt::Display) -> ActorProcessingErr {
     e.to_string().into()
 }
 
-/// Runs `f` on the writer on the blocking pool: tantivy calls can take milliseconds.
+/// Runs `f` on the writer on the indexer's thread: tantivy calls can take milliseconds.
 async fn with_writer<T: Send + 'static>(
     state: &mut IndexerState,
     f: impl FnOnce(&mut TenantWriter) -> Result<T, ActorProcessingErr> + Send + 'static,
@@ -69,12 +72,14 @@ async fn with_writer<T: Send + 'static>(
         .writer
         .take()
         .ok_or_else(|| err("writer lost by an earlier failure"))?;
-    let (writer, result) = tokio::task::spawn_blocking(move || {
-        let result = f(&mut writer);
-        (writer, result)
-    })
-    .await
-    .map_err(|e| err(format!("indexing task failed: {e}")))?;
+    let (writer, result) = state
+        .thread
+        .run(move || {
+            let result = f(&mut writer);
+            (writer, result)
+        })
+        .await
+        .map_err(|e| err(format!("indexing task failed: {e}")))?;
     state.writer = Some(writer);
     result
 }
@@ -83,7 +88,7 @@ async fn with_writer<T: Send + 'static>(
 async fn commit(state: &mut IndexerState) -> Result<u64, ActorProcessingErr> {
     let committed = with_writer(state, |w| w.commit().map_err(err)).await?;
     state.last_commit = Instant::now();
-    state.ctx.index_committed.notify_waiters();
+    state.ctx.searchable_changed.notify_waiters();
     Ok(committed)
 }
 
@@ -134,15 +139,26 @@ fn catch_up(
     Ok(added)
 }
 
-/// Opens the tenant's writer. A failed predecessor's writer may still be dropping (releasing
-/// tantivy's lock) when its supervisor starts us, so a busy lock is retried for a while.
+/// Opens the tenant's writer on `thread` (tantivy's threads inherit its priority). A failed
+/// predecessor's writer may still be dropping (releasing tantivy's lock) when its supervisor
+/// starts us, so a busy lock is retried for a while.
 async fn open_writer(
-    index: &TenantIndex,
+    index: &Arc<TenantIndex>,
     settings: &crate::IndexerSettings,
+    thread: &WriterThread,
 ) -> Result<TenantWriter, ActorProcessingErr> {
     let mut attempts = 0;
     loop {
-        match index.writer(settings.memory_budget_bytes, settings.threads) {
+        let (index, budget, threads) = (
+            index.clone(),
+            settings.memory_budget_bytes,
+            settings.threads,
+        );
+        match thread
+            .run(move || index.writer(budget, threads))
+            .await
+            .map_err(err)?
+        {
             Ok(writer) => return Ok(writer),
             Err(meniscus_storage::Error::Index(tantivy::TantivyError::LockFailure(..)))
                 if attempts < 250 =>
@@ -168,12 +184,15 @@ impl Actor for Indexer {
         let IndexerArgs { tenant, ctx } = args;
         let index = ctx.indexes.get(&tenant).map_err(err)?;
         let settings = ctx.settings.clone();
-        let writer = open_writer(&index, &settings).await?;
+        // Thread names are cut to 15 bytes.
+        let thread = WriterThread::start(format!("index-{tenant}"), settings.nice).map_err(err)?;
+        let writer = open_writer(&index, &settings, &thread).await?;
         let mut state = IndexerState {
             tenant: tenant.clone(),
             ctx: ctx.clone(),
             index,
             writer: Some(writer),
+            thread,
             last_activity: Instant::now(),
             last_commit: Instant::now(),
             ticker: None,
@@ -260,7 +279,7 @@ impl Indexer {
             w.commit().map_err(err)
         })
         .await?;
-        state.ctx.index_committed.notify_waiters();
+        state.ctx.searchable_changed.notify_waiters();
         tracing::debug!(tenant = %state.tenant, committed = ?state.index.committed_raft_index().ok(), "indexer idle, stopping");
         myself.stop(Some("idle".into()));
         Ok(())

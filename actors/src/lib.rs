@@ -31,6 +31,7 @@ mod progress;
 mod remote;
 mod snapshot;
 mod tenant_supervisor;
+mod writer_thread;
 
 pub use applier::Applier;
 pub use context::{IndexerSettings, NodeContext};

@@ -226,7 +226,7 @@ impl Mirror {
         if let Some(raft_index) = adopted {
             index.reload().map_err(|e| e.to_string())?;
             self.adopted.fetch_add(1, Ordering::Relaxed);
-            self.ctx.index_committed.notify_waiters();
+            self.ctx.searchable_changed.notify_waiters();
             tracing::debug!(tenant, raft_index, "copied the leader's index");
         }
         Ok(())

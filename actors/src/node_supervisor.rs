@@ -17,6 +17,8 @@ pub enum NodeMsg {
         tenant: String,
         /// Raft index.
         index: u64,
+        /// The tenant's previous entry, or a point after it (see `DispatchProgress::record`).
+        previous: u64,
         /// The encoded batch.
         batch: QueuedBatch,
     },
@@ -89,11 +91,16 @@ impl Actor for NodeSupervisor {
             NodeMsg::Entry {
                 tenant,
                 index,
+                previous,
                 batch,
             } => {
                 let actor = state.tenant(&myself, &tenant).await?;
                 // If the supervisor just died the entry stays in the log; its successor catches up.
-                let _ = actor.cast(TenantMsg::Entry { index, batch });
+                let _ = actor.cast(TenantMsg::Entry {
+                    index,
+                    previous,
+                    batch,
+                });
             }
             NodeMsg::Start(tenant) => {
                 let actor = state.tenant(&myself, &tenant).await?;

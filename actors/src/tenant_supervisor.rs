@@ -16,6 +16,8 @@ pub enum TenantMsg {
     Entry {
         /// Raft index.
         index: u64,
+        /// The tenant's previous entry, or a point after it (see `DispatchProgress::record`).
+        previous: u64,
         /// The encoded batch.
         batch: QueuedBatch,
     },
@@ -157,7 +159,21 @@ impl Actor for TenantSupervisor {
         state: &mut TenantState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            TenantMsg::Entry { index, batch } => {
+            TenantMsg::Entry {
+                index,
+                previous,
+                batch,
+            } => {
+                // Searchable from now on, by scanning, until the indexer has committed it.
+                match state.ctx.indexes.get(&state.tenant) {
+                    Ok(tenant_index) => {
+                        tenant_index.push_unindexed(index, previous, batch.shared());
+                        state.ctx.searchable_changed.notify_waiters();
+                    }
+                    Err(e) => {
+                        tracing::warn!(tenant = %state.tenant, error = %e, "opening the index for unindexed events")
+                    }
+                }
                 let Some(indexer) = state.ensure_indexer(&myself).await else {
                     return Ok(()); // the entry is in the log; a later indexer catches up
                 };

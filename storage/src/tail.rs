@@ -42,13 +42,9 @@ impl TailEntry {
     pub fn timestamps(&self) -> Result<&[i64]> {
         self.timestamps
             .get_or_init(|| {
-                wire::decode_batch(self.batch())
-                    .map(|events| {
-                        events
-                            .iter()
-                            .map(|e| crate::tenant_index::micros(e.timestamp))
-                            .collect()
-                    })
+                // As `tenant_index::micros` makes of the decoded timestamp.
+                wire::batch_timestamps(self.batch())
+                    .map(|nanos| nanos.iter().map(|n| n / 1_000).collect())
                     .map_err(|e| e.to_string())
             })
             .as_deref()

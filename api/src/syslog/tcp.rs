@@ -110,36 +110,58 @@ struct Connection<'a, S> {
 }
 
 impl<S: AsyncRead + Unpin> Connection<'_, S> {
-    /// Reads, frames, and publishes each batch before reading further: while ingest is slow
-    /// this connection does not read, and TCP flow control holds the sender. A sender quiet
-    /// for the idle timeout is closed like one that hung up: a last unterminated line is kept.
+    /// Reads and frames the next batch while the previous one is published; a full batch
+    /// waits for that publish before it is published in turn, so at most two batches are held
+    /// and they are stored in order. While ingest is slow this connection does not read, and
+    /// TCP flow control holds the sender. A sender quiet for the idle timeout is closed like
+    /// one that hung up: a last unterminated line is kept.
     async fn run(mut self) {
         let (transport, peer) = (self.ingest.transport, self.origin.peer);
         tracing::debug!(%peer, transport, "syslog connection opened");
+        let mut publishing = Batch::default();
         let shutdown_requested = loop {
-            let read = tokio::select! {
-                r = listener::read_or_idle(self.ingest, &mut self.stream, &mut self.buf, peer) => {
-                    self.take(r)
+            let (ingest, mut shutdown) = (self.ingest, self.shutdown.clone());
+            let previous = async {
+                if !publishing.is_empty() {
+                    ingest
+                        .publish(&mut publishing, &mut shutdown, Patience::UntilShutdown)
+                        .await;
                 }
-                _ = self.shutdown.requested() => break true,
             };
-            let ended = match read {
-                Read::Data(_) => matches!(self.read_ready().await, Read::Eof | Read::Failed),
-                Read::WouldBlock => false,
-                Read::Eof | Read::Failed | Read::Idle => true,
+            let ((), read) = tokio::join!(previous, self.read_batch());
+            let Some(read) = read else {
+                break true;
             };
+            let ended = matches!(read, Read::Eof | Read::Failed | Read::Idle);
             if ended {
                 self.finish_stream();
-            }
-            self.publish().await;
-            if ended {
+                self.publish().await;
                 break false;
             }
+            std::mem::swap(&mut publishing, &mut self.batch);
         };
         if shutdown_requested {
-            self.drain().await;
+            self.drain().await; // `publishing` was published: `join!` waited for it
         }
         tracing::debug!(%peer, transport, "syslog connection closed");
+    }
+
+    /// Waits for data, then frames what is readable until the batch is full or nothing more
+    /// is ready. `None` when shutdown is requested first.
+    async fn read_batch(&mut self) -> Option<Read> {
+        let read = tokio::select! {
+            r = listener::read_or_idle(self.ingest, &mut self.stream, &mut self.buf, self.origin.peer) => {
+                self.take(r)
+            }
+            _ = self.shutdown.requested() => return None,
+        };
+        Some(match read {
+            Read::Data(_) => match self.read_ready().await {
+                end @ (Read::Eof | Read::Failed) => end,
+                _ => Read::Data(0),
+            },
+            other => other,
+        })
     }
 
     /// At shutdown: publishes what the sender has already sent — until the socket stays quiet
