@@ -509,7 +509,7 @@ impl Group {
         self.raft.is_writable()
     }
 
-    /// Bytes of committed events waiting to be indexed.
+    /// Bytes of applied events not yet committed to their index.
     pub fn indexing_backlog_bytes(&self) -> u64 {
         self.ctx.progress.queued_bytes()
     }

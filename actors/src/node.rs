@@ -771,7 +771,7 @@ impl Node {
         self.meta.is_writable()
     }
 
-    /// Bytes of committed events waiting to be indexed.
+    /// Bytes of applied events not yet committed to their index.
     pub fn indexing_backlog_bytes(&self) -> u64 {
         self.all_groups()
             .iter()

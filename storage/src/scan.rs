@@ -362,7 +362,11 @@ mod tests {
                     cursor,
                 })
                 .unwrap();
-            total.get_or_insert(resp.total);
+            assert_eq!(
+                *total.get_or_insert(resp.total),
+                resp.total,
+                "every page of {query:?} counts every match"
+            );
             ids.extend(
                 resp.hits
                     .iter()

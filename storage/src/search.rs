@@ -217,11 +217,12 @@ fn scan_tail(
     let mut total = 0;
     for (entry_at, entry) in tail.iter().enumerate() {
         let mut consider = |position: usize, ts: i64| {
+            // Every page counts every match, as the index's count does.
+            total += 1;
             let key = (ts, entry.raft_index << SEQ_POSITION_BITS | position as u64);
             if before.is_some_and(|cursor| key >= cursor) {
                 return;
             }
-            total += 1;
             if newest.len() < limit {
                 newest.push(Reverse((key, entry_at, position)));
             } else if newest.peek().is_some_and(|Reverse(oldest)| oldest.0 < key) {

@@ -34,7 +34,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         ),
         (
             "meniscus_indexing_backlog_bytes",
-            "committed event bytes waiting for indexers",
+            "bytes of applied events not yet committed to their index (searchable by scanning)",
             state.node.indexing_backlog_bytes(),
         ),
     ];
