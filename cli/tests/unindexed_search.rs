@@ -17,8 +17,8 @@ fn event(i: usize) -> Value {
         // Seconds out of publish order, so newest first is not arrival order.
         "timestamp": format!("2026-03-01T00:{:02}:{:02}Z", (i * 7) % 60, (i * 13) % 60),
         "host": format!("web-{}", i % 4),
-        "severity": if i % 3 == 0 { "err" } else { "info" },
-        "message": format!("request {i} handled by web-{} disk {}", i % 4, if i % 5 == 0 { "full" } else { "fine" }),
+        "severity": if i.is_multiple_of(3) { "err" } else { "info" },
+        "message": format!("request {i} handled by web-{} disk {}", i % 4, if i.is_multiple_of(5) { "full" } else { "fine" }),
     })
 }
 
