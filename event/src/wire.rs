@@ -206,23 +206,52 @@ pub fn decode_batch_records(bytes: &[u8]) -> Result<Vec<(Event, &[u8])>> {
     Ok(out)
 }
 
-/// Each event's timestamp in an [`EventBatch`], as Unix nanoseconds, without decoding the
-/// rest of the events (a search that only sorts and counts needs no more).
-pub fn batch_timestamps(bytes: &[u8]) -> Result<Vec<i64>> {
+/// What a search needs of an event to sort, count and deduplicate it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordKey {
+    /// The event's timestamp, Unix nanoseconds.
+    pub timestamp_nanos: i64,
+    /// The event's id when its publisher gave it (an idempotency key: a later event with the
+    /// same one replaces it).
+    pub publisher_id: Option<String>,
+}
+
+/// The [`RecordKey`] of each event in an [`EventBatch`], without decoding the rest of the
+/// events (a search that only sorts and counts needs no more).
+pub fn batch_keys(bytes: &[u8]) -> Result<Vec<RecordKey>> {
     use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext, WireType};
 
     let mut out = Vec::new();
     for_each_record(bytes, |mut record| {
-        let mut nanos = 0; // proto3 leaves a zero out
+        // proto3 leaves zeros, empty strings and `false` out.
+        let (mut nanos, mut id, mut from_publisher) = (0, "", false);
         while !record.is_empty() {
             let (tag, wire_type) = decode_key(&mut record)?;
-            if tag == 4 && wire_type == WireType::Varint {
-                nanos = decode_varint(&mut record)? as i64;
-            } else {
-                skip_field(wire_type, tag, &mut record, DecodeContext::default())?;
+            match (tag, wire_type) {
+                (4, WireType::Varint) => nanos = decode_varint(&mut record)? as i64,
+                (16, WireType::Varint) => from_publisher = decode_varint(&mut record)? != 0,
+                (1, WireType::LengthDelimited) => {
+                    let len = usize::try_from(decode_varint(&mut record)?).unwrap_or(usize::MAX);
+                    if len > record.len() {
+                        return Err(Error::InvalidField {
+                            field: "id",
+                            message: format!("{len} bytes run past the record"),
+                        });
+                    }
+                    let (bytes, rest) = record.split_at(len);
+                    id = std::str::from_utf8(bytes).map_err(|e| Error::InvalidField {
+                        field: "id",
+                        message: e.to_string(),
+                    })?;
+                    record = rest;
+                }
+                _ => skip_field(wire_type, tag, &mut record, DecodeContext::default())?,
             }
         }
-        out.push(nanos);
+        out.push(RecordKey {
+            timestamp_nanos: nanos,
+            publisher_id: from_publisher.then(|| id.to_owned()),
+        });
         Ok(())
     })?;
     Ok(out)
@@ -342,24 +371,34 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_read_alone_match_the_decoded_events() {
-        let records = [-1_500, 0, 1_700_000_000_123_456_789].map(|nanos| EventRecord {
-            timestamp_nanos: nanos,
-            message: "m".into(),
-            ..Default::default()
-        });
+    fn keys_read_alone_match_the_decoded_events() {
+        let records = [(-1_500, "a", true), (0, "", true), (1_700_000_000_123_456_789, "c", false)]
+            .map(|(nanos, id, from_publisher)| EventRecord {
+                id: id.into(),
+                timestamp_nanos: nanos,
+                id_from_publisher: from_publisher,
+                message: "m".into(),
+                ..Default::default()
+            });
         let batch = EventBatch {
             events: records.to_vec(),
         }
         .encode_to_vec();
-        let decoded: Vec<i64> = decode_batch(&batch)
+        let decoded: Vec<RecordKey> = decode_batch(&batch)
             .unwrap()
-            .iter()
-            .map(|e| e.timestamp.unix_timestamp_nanos() as i64)
+            .into_iter()
+            .map(|e| RecordKey {
+                timestamp_nanos: e.timestamp.unix_timestamp_nanos() as i64,
+                publisher_id: e.id_from_publisher.then_some(e.id),
+            })
             .collect();
-        assert_eq!(decoded, [-1_500, 0, 1_700_000_000_123_456_789]);
-        assert_eq!(batch_timestamps(&batch).unwrap(), decoded);
-        assert!(batch_timestamps(&batch[..batch.len() - 1]).is_err());
+        let stamps: Vec<i64> = decoded.iter().map(|k| k.timestamp_nanos).collect();
+        assert_eq!(stamps, [-1_500, 0, 1_700_000_000_123_456_789]);
+        assert_eq!(decoded[0].publisher_id.as_deref(), Some("a"));
+        assert_eq!(decoded[1].publisher_id.as_deref(), Some(""));
+        assert_eq!(decoded[2].publisher_id, None);
+        assert_eq!(batch_keys(&batch).unwrap(), decoded);
+        assert!(batch_keys(&batch[..batch.len() - 1]).is_err());
     }
 
     #[test]

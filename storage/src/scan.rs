@@ -321,7 +321,14 @@ mod tests {
     /// 20 indexed and the rest only in its tail.
     fn indexes() -> (tempfile::TempDir, TenantIndex, TenantIndex) {
         let dir = tempfile::tempdir().unwrap();
-        let events: Vec<Event> = (0..60).map(event).collect();
+        let mut events: Vec<Event> = (0..60).map(event).collect();
+        // Publishers' retries: ids that come again replace the earlier events, whether those
+        // are indexed (e1..e9 in `tailed`) or in the tail too (e35..e39). An earlier event
+        // whose id was generated (every third) is not replaced, as in the index.
+        for i in (45..50).chain(55..60) {
+            events[i].id = format!("e{}", if i < 50 { i - 10 } else { i - 50 });
+            events[i].id_from_publisher = true;
+        }
         let indexed = TenantIndex::open_or_create(&dir.path().join("indexed"), "acme").unwrap();
         let mut w = indexed.writer(15_000_000, 1).unwrap();
         for (n, chunk) in events.chunks(10).enumerate() {
@@ -345,10 +352,19 @@ mod tests {
         w.commit().unwrap();
         assert_eq!(tailed.searchable_up_to(), 2);
         assert_eq!(tailed.visible_up_to(), 6);
+        // 3 of e5..e9 and 3 of e35..e39 were replaced.
+        for index in [&indexed, &tailed] {
+            assert_eq!(all_ids(index, "*", 100, None).0, 54);
+        }
         (dir, indexed, tailed)
     }
 
-    fn all_ids(index: &TenantIndex, query: &str, page: usize) -> (u64, Vec<String>) {
+    fn all_ids(
+        index: &TenantIndex,
+        query: &str,
+        page: usize,
+        from_us: Option<i64>,
+    ) -> (u64, Vec<String>) {
         let mut ids = Vec::new();
         let mut cursor = None;
         let mut total = None;
@@ -356,7 +372,7 @@ mod tests {
             let resp = index
                 .search(&SearchRequest {
                     query: query.into(),
-                    from_us: Some(1_700_000_001_000_000),
+                    from_us,
                     to_us: None,
                     limit: page,
                     cursor,
@@ -384,9 +400,11 @@ mod tests {
             query: query.into(),
             ..Default::default()
         }));
-        let expected = all_ids(indexed, query, 7);
-        assert_eq!(all_ids(tailed, query, 7), expected, "query {query:?}");
-        assert_eq!(all_ids(tailed, query, 100), expected, "query {query:?}");
+        for from_us in [None, Some(1_700_000_001_000_000)] {
+            let expected = all_ids(indexed, query, 7, from_us);
+            assert_eq!(all_ids(tailed, query, 7, from_us), expected, "{query:?}");
+            assert_eq!(all_ids(tailed, query, 100, from_us), expected, "{query:?}");
+        }
     }
 
     #[test]

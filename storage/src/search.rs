@@ -1,7 +1,7 @@
 //! Searching one tenant's index: query string, time range, newest first, cursor pagination.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -10,14 +10,14 @@ use meniscus_event::wire;
 use serde_json::value::RawValue;
 use tantivy::collector::sort_key::NaturalComparator;
 use tantivy::collector::{Count, SortKeyComputer, TopDocs};
-use tantivy::query::{AllQuery, BooleanQuery, Query, QueryParser, RangeQuery};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermSetQuery};
 use tantivy::schema::Value;
 use tantivy::{DocAddress, DocId, SegmentReader, TantivyDocument, Term};
 
 use crate::scan::ScanQuery;
 use crate::schema::{self, DEFAULT_QUERY_FIELDS};
 use crate::tail::TailEntry;
-use crate::tenant_index::{micros, SEQ_POSITION_BITS};
+use crate::tenant_index::SEQ_POSITION_BITS;
 use crate::{Error, Result, TenantIndex};
 
 /// Most events one page may hold.
@@ -104,6 +104,15 @@ impl TenantIndex {
         let query = self.parse_query(req)?;
         let before = req.cursor.as_deref().map(decode_cursor).transpose()?;
         let view = self.view();
+        let mut scan = match view.tail.is_empty() {
+            true => None,
+            false => self.scan_query(req),
+        };
+        let latest = match scan {
+            Some(_) => latest_by_id(&view.tail)?,
+            None => HashMap::new(),
+        };
+        let query = self.without_replaced(query, &latest);
         let collector = (
             Count,
             TopDocs::with_limit(limit).order_by(NewestFirst { before }),
@@ -111,10 +120,9 @@ impl TenantIndex {
         let (indexed_total, indexed_top) = view.searcher.search(&*query, &collector)?;
         let mut tail_total = 0;
         let mut tail_top = Vec::new();
-        if !view.tail.is_empty() {
-            if let Some(mut scan) = self.scan_query(req) {
-                (tail_total, tail_top) = scan_tail(&view.tail, &mut scan, before, limit)?;
-            }
+        if let Some(scan) = &mut scan {
+            let limits = (before, limit);
+            (tail_total, tail_top) = scan_tail(&view.tail, scan, &latest, limits)?;
         }
         // Newest first across both: the index's hits and the tail's, each sorted already.
         let mut top: Vec<(SortKey, Hit)> = indexed_top
@@ -157,6 +165,21 @@ impl TenantIndex {
     /// query using parts of the language scanning does not support sees indexed events only.
     pub fn can_scan(&self, req: &SearchRequest) -> bool {
         self.scan_query(req).is_some()
+    }
+
+    /// `query` without the indexed events whose publisher ids come again in the tail: the
+    /// later event replaces them, as indexing it will (a delete by id).
+    fn without_replaced(&self, query: Box<dyn Query>, latest: &Latest) -> Box<dyn Query> {
+        if latest.is_empty() {
+            return query;
+        }
+        let ids = latest
+            .keys()
+            .map(|id| Term::from_field_text(self.fields.id, id));
+        Box::new(BooleanQuery::new(vec![
+            (Occur::Must, query),
+            (Occur::MustNot, Box::new(TermSetQuery::new(ids))),
+        ]))
     }
 
     fn scan_query(&self, req: &SearchRequest) -> Option<ScanQuery> {
@@ -205,45 +228,67 @@ enum Hit {
     Unindexed(Arc<TailEntry>, usize),
 }
 
+/// Each publisher id of the tail and where its last event is (Raft index, position): that
+/// event replaces every earlier one with the id.
+type Latest<'a> = HashMap<&'a str, (u64, usize)>;
+
+fn latest_by_id(tail: &[Arc<TailEntry>]) -> Result<Latest<'_>> {
+    let mut latest = HashMap::new();
+    for entry in tail {
+        for (position, key) in entry.keys()?.iter().enumerate() {
+            if let Some(id) = &key.publisher_id {
+                latest.insert(id.as_str(), (entry.raft_index, position));
+            }
+        }
+    }
+    Ok(latest)
+}
+
 /// Counts the tail's matches and keeps the newest `limit` before the cursor, newest first.
 fn scan_tail(
     tail: &[Arc<TailEntry>],
     scan: &mut ScanQuery,
-    before: Option<SortKey>,
-    limit: usize,
+    latest: &Latest,
+    (before, limit): (Option<SortKey>, usize),
 ) -> Result<(u64, Vec<(SortKey, Hit)>)> {
     // A min-heap of the newest `limit` keys seen so far.
     let mut newest: BinaryHeap<Reverse<(SortKey, usize, usize)>> = BinaryHeap::new();
     let mut total = 0;
     for (entry_at, entry) in tail.iter().enumerate() {
-        let mut consider = |position: usize, ts: i64| {
+        let keys = entry.keys()?;
+        let events = match scan.matches_all() {
+            true => None,
+            false => Some(
+                wire::decode_batch(entry.batch())
+                    .map_err(|e| Error::Corrupt(format!("a batch in the tail: {e}")))?,
+            ),
+        };
+        for (position, key) in keys.iter().enumerate() {
+            let replaced = key.publisher_id.as_deref().is_some_and(|id| {
+                latest.get(id) != Some(&(entry.raft_index, position))
+            });
+            if replaced || !scan.in_range(key.ts_us) {
+                continue;
+            }
+            if let Some(events) = &events {
+                let event = events
+                    .get(position)
+                    .ok_or_else(|| Error::Corrupt("a tail batch lost an event".into()))?;
+                if !scan.matches(event, key.ts_us) {
+                    continue;
+                }
+            }
             // Every page counts every match, as the index's count does.
             total += 1;
-            let key = (ts, entry.raft_index << SEQ_POSITION_BITS | position as u64);
-            if before.is_some_and(|cursor| key >= cursor) {
-                return;
+            let sort_key = (key.ts_us, entry.raft_index << SEQ_POSITION_BITS | position as u64);
+            if before.is_some_and(|cursor| sort_key >= cursor) {
+                continue;
             }
             if newest.len() < limit {
-                newest.push(Reverse((key, entry_at, position)));
-            } else if newest.peek().is_some_and(|Reverse(oldest)| oldest.0 < key) {
+                newest.push(Reverse((sort_key, entry_at, position)));
+            } else if newest.peek().is_some_and(|Reverse(oldest)| oldest.0 < sort_key) {
                 newest.pop();
-                newest.push(Reverse((key, entry_at, position)));
-            }
-        };
-        if scan.matches_all() {
-            for (position, ts) in entry.timestamps()?.iter().enumerate() {
-                if scan.in_range(*ts) {
-                    consider(position, *ts);
-                }
-            }
-        } else {
-            let events = wire::decode_batch(entry.batch())
-                .map_err(|e| Error::Corrupt(format!("a batch in the tail: {e}")))?;
-            for (position, event) in events.iter().enumerate() {
-                let ts = micros(event.timestamp);
-                if scan.matches(event, ts) {
-                    consider(position, ts);
-                }
+                newest.push(Reverse((sort_key, entry_at, position)));
             }
         }
     }

@@ -28,8 +28,16 @@ pub(crate) struct TailEntry {
     /// The tenant's previous entry in the log (or a point at or after it).
     previous: u64,
     batch: SharedBatch,
-    /// Each event's timestamp in microseconds, decoded on first use.
-    timestamps: OnceLock<std::result::Result<Vec<i64>, String>>,
+    /// Each event's key, decoded on first use.
+    keys: OnceLock<std::result::Result<Vec<EventKey>, String>>,
+}
+
+/// What a search needs of an event to sort, count and deduplicate it.
+pub(crate) struct EventKey {
+    /// The timestamp in microseconds, as the index sorts by it.
+    pub ts_us: i64,
+    /// The id, when its publisher gave it: a later event with the same id replaces this one.
+    pub publisher_id: Option<String>,
 }
 
 impl TailEntry {
@@ -38,13 +46,20 @@ impl TailEntry {
         (*self.batch).as_ref()
     }
 
-    /// Each event's timestamp in microseconds, in batch order.
-    pub fn timestamps(&self) -> Result<&[i64]> {
-        self.timestamps
+    /// Each event's key, in batch order.
+    pub fn keys(&self) -> Result<&[EventKey]> {
+        self.keys
             .get_or_init(|| {
-                // As `tenant_index::micros` makes of the decoded timestamp.
-                wire::batch_timestamps(self.batch())
-                    .map(|nanos| nanos.iter().map(|n| n / 1_000).collect())
+                wire::batch_keys(self.batch())
+                    .map(|keys| {
+                        keys.into_iter()
+                            .map(|k| EventKey {
+                                // As the index's `_ts_us` (see `tenant_index::micros`).
+                                ts_us: k.timestamp_nanos / 1_000,
+                                publisher_id: k.publisher_id,
+                            })
+                            .collect()
+                    })
                     .map_err(|e| e.to_string())
             })
             .as_deref()
@@ -101,7 +116,7 @@ impl Visible {
             raft_index,
             previous,
             batch,
-            timestamps: OnceLock::new(),
+            keys: OnceLock::new(),
         }));
     }
 

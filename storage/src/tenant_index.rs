@@ -232,7 +232,7 @@ fn lock(visible: &Mutex<Visible>) -> MutexGuard<'_, Visible> {
     visible.lock().expect("tenant index view lock poisoned")
 }
 
-pub(crate) fn micros(t: time::OffsetDateTime) -> i64 {
+fn micros(t: time::OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000) as i64
 }
 
