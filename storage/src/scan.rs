@@ -12,7 +12,7 @@
 //! more: a phrase), and a clause matches when all its MUST parts match, or, without MUST parts,
 //! when one of its SHOULD parts does; a MUST NOT part that matches excludes the event.
 
-use meniscus_event::Event;
+use meniscus_event::wire::RecordView;
 use tantivy::query_grammar::{self, Delimiter, Occur, UserInputAst, UserInputLeaf};
 use tantivy::tokenizer::{TextAnalyzer, TokenizerManager};
 
@@ -25,6 +25,8 @@ pub(crate) struct ScanQuery {
     /// Whether any part looks at the message's tokens.
     needs_tokens: bool,
     tokenizer: TextAnalyzer,
+    /// The message's tokens, kept between events to reuse the buffer.
+    tokens: Vec<(usize, String)>,
 }
 
 #[derive(Debug)]
@@ -72,17 +74,17 @@ impl Keyword {
     }
 
     /// The value the index holds for this field of `e`, if any.
-    fn value(self, e: &Event) -> Option<&str> {
+    fn value<'a>(self, e: &RecordView<'a>) -> Option<&'a str> {
         match self {
             // Only a publisher's id is indexed (see `tenant_index::to_document`).
-            Keyword::Id => e.id_from_publisher.then_some(e.id.as_str()),
-            Keyword::Host => e.host.as_deref(),
-            Keyword::App => e.app.as_deref(),
-            Keyword::Procid => e.procid.as_deref(),
-            Keyword::Msgid => e.msgid.as_deref(),
+            Keyword::Id => e.id_from_publisher.then_some(e.id),
+            Keyword::Host => e.host,
+            Keyword::App => e.app,
+            Keyword::Procid => e.procid,
+            Keyword::Msgid => e.msgid,
             Keyword::Severity => e.severity.map(|s| s.keyword()),
             Keyword::Facility => e.facility.map(|f| f.keyword()),
-            Keyword::Transport => Some(e.source.transport.as_str()),
+            Keyword::Transport => Some(e.transport),
         }
     }
 }
@@ -117,12 +119,13 @@ impl ScanQuery {
             to_us,
             needs_tokens,
             tokenizer,
+            tokens: Vec::new(),
         })
     }
 
     /// Whether `event` matches the query and the time range. `timestamp_us` is the event's
     /// timestamp in microseconds (what the index sorts and filters by).
-    pub(crate) fn matches(&mut self, event: &Event, timestamp_us: i64) -> bool {
+    pub(crate) fn matches(&mut self, event: &RecordView, timestamp_us: i64) -> bool {
         if self.from_us.is_some_and(|from| timestamp_us < from)
             || self.to_us.is_some_and(|to| timestamp_us >= to)
         {
@@ -131,12 +134,15 @@ impl ScanQuery {
         let Some(root) = &self.root else {
             return false;
         };
-        let mut tokens = Vec::new();
+        let mut tokens = std::mem::take(&mut self.tokens);
+        tokens.clear();
         if self.needs_tokens {
-            let mut stream = self.tokenizer.token_stream(&event.message);
+            let mut stream = self.tokenizer.token_stream(event.message);
             stream.process(&mut |t| tokens.push((t.position, t.text.clone())));
         }
-        root.matches(event, &tokens)
+        let matched = root.matches(event, &tokens);
+        self.tokens = tokens;
+        matched
     }
 
     /// Whether the query matches every event in its time range (no need to decode events).
@@ -228,7 +234,7 @@ impl Node {
         }
     }
 
-    fn matches(&self, event: &Event, tokens: &[(usize, String)]) -> bool {
+    fn matches(&self, event: &RecordView, tokens: &[(usize, String)]) -> bool {
         match self {
             Node::All => true,
             Node::Word(word) => tokens.iter().any(|(_, t)| t == word),

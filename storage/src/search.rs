@@ -256,37 +256,44 @@ fn scan_tail(
     let mut total = 0;
     for (entry_at, entry) in tail.iter().enumerate() {
         let keys = entry.keys()?;
-        let events = match scan.matches_all() {
+        let views = match scan.matches_all() {
             true => None,
             false => Some(
-                wire::decode_batch(entry.batch())
+                wire::batch_views(entry.batch())
                     .map_err(|e| Error::Corrupt(format!("a batch in the tail: {e}")))?,
             ),
         };
         for (position, key) in keys.iter().enumerate() {
-            let replaced = key.publisher_id.as_deref().is_some_and(|id| {
-                latest.get(id) != Some(&(entry.raft_index, position))
-            });
+            let replaced = key
+                .publisher_id
+                .as_deref()
+                .is_some_and(|id| latest.get(id) != Some(&(entry.raft_index, position)));
             if replaced || !scan.in_range(key.ts_us) {
                 continue;
             }
-            if let Some(events) = &events {
-                let event = events
+            if let Some(views) = &views {
+                let view = views
                     .get(position)
                     .ok_or_else(|| Error::Corrupt("a tail batch lost an event".into()))?;
-                if !scan.matches(event, key.ts_us) {
+                if !scan.matches(view, key.ts_us) {
                     continue;
                 }
             }
             // Every page counts every match, as the index's count does.
             total += 1;
-            let sort_key = (key.ts_us, entry.raft_index << SEQ_POSITION_BITS | position as u64);
+            let sort_key = (
+                key.ts_us,
+                entry.raft_index << SEQ_POSITION_BITS | position as u64,
+            );
             if before.is_some_and(|cursor| sort_key >= cursor) {
                 continue;
             }
             if newest.len() < limit {
                 newest.push(Reverse((sort_key, entry_at, position)));
-            } else if newest.peek().is_some_and(|Reverse(oldest)| oldest.0 < sort_key) {
+            } else if newest
+                .peek()
+                .is_some_and(|Reverse(oldest)| oldest.0 < sort_key)
+            {
                 newest.pop();
                 newest.push(Reverse((sort_key, entry_at, position)));
             }

@@ -50,13 +50,14 @@ impl TailEntry {
     pub fn keys(&self) -> Result<&[EventKey]> {
         self.keys
             .get_or_init(|| {
-                wire::batch_keys(self.batch())
-                    .map(|keys| {
-                        keys.into_iter()
-                            .map(|k| EventKey {
+                wire::batch_views(self.batch())
+                    .map(|views| {
+                        views
+                            .iter()
+                            .map(|v| EventKey {
                                 // As the index's `_ts_us` (see `tenant_index::micros`).
-                                ts_us: k.timestamp_nanos / 1_000,
-                                publisher_id: k.publisher_id,
+                                ts_us: v.timestamp_nanos / 1_000,
+                                publisher_id: v.id_from_publisher.then(|| v.id.to_owned()),
                             })
                             .collect()
                     })
