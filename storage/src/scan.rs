@@ -25,7 +25,7 @@ pub(crate) struct ScanQuery {
     /// Whether any part looks at the message's tokens.
     needs_tokens: bool,
     tokenizer: TextAnalyzer,
-    /// The message's tokens, kept between events to reuse the buffer.
+    /// A non-ASCII message's tokens, kept between events to reuse the buffer.
     tokens: Vec<(usize, String)>,
 }
 
@@ -134,14 +134,19 @@ impl ScanQuery {
         let Some(root) = &self.root else {
             return false;
         };
-        let mut tokens = std::mem::take(&mut self.tokens);
-        tokens.clear();
-        if self.needs_tokens {
-            let mut stream = self.tokenizer.token_stream(event.message);
-            stream.process(&mut |t| tokens.push((t.position, t.text.clone())));
+        if !self.needs_tokens {
+            return root.matches(event, &[]);
         }
+        if event.message.is_ascii() {
+            return root.matches(event, &ascii_tokens(event.message));
+        }
+        let mut owned = std::mem::take(&mut self.tokens);
+        owned.clear();
+        let mut stream = self.tokenizer.token_stream(event.message);
+        stream.process(&mut |t| owned.push((t.position, t.text.clone())));
+        let tokens: Vec<(usize, &str)> = owned.iter().map(|(p, t)| (*p, t.as_str())).collect();
         let matched = root.matches(event, &tokens);
-        self.tokens = tokens;
+        self.tokens = owned;
         matched
     }
 
@@ -234,10 +239,12 @@ impl Node {
         }
     }
 
-    fn matches(&self, event: &RecordView, tokens: &[(usize, String)]) -> bool {
+    /// `tokens` are the message's, lowercase or compared ignoring ASCII case (see
+    /// `ascii_tokens`).
+    fn matches(&self, event: &RecordView, tokens: &[(usize, &str)]) -> bool {
         match self {
             Node::All => true,
-            Node::Word(word) => tokens.iter().any(|(_, t)| t == word),
+            Node::Word(word) => tokens.iter().any(|(_, t)| t.eq_ignore_ascii_case(word)),
             Node::Phrase(words) => phrase_at_some_position(tokens, words),
             Node::Keyword(keyword, value) => keyword.value(event) == Some(value.as_str()),
             Node::Clause {
@@ -257,16 +264,32 @@ impl Node {
 }
 
 /// Whether the message's `tokens` hold `words` at the same distances from each other.
-fn phrase_at_some_position(tokens: &[(usize, String)], words: &[(usize, String)]) -> bool {
+fn phrase_at_some_position(tokens: &[(usize, &str)], words: &[(usize, String)]) -> bool {
     let Some((first_offset, first)) = words.first() else {
         return false;
     };
-    let at = |position: usize, word: &str| tokens.iter().any(|(p, t)| *p == position && t == word);
+    let at = |position: usize, word: &str| {
+        tokens
+            .iter()
+            .any(|(p, t)| *p == position && t.eq_ignore_ascii_case(word))
+    };
     tokens
         .iter()
-        .filter(|(_, t)| t == first)
+        .filter(|(_, t)| t.eq_ignore_ascii_case(first))
         .filter_map(|(p, _)| p.checked_sub(*first_offset))
         .any(|start| words.iter().all(|(offset, word)| at(start + offset, word)))
+}
+
+/// What the index's default tokenizer makes of an ASCII message, without copying it: runs of
+/// letters and digits, each one position; runs of 40 bytes or more take their position but are
+/// left out (tantivy's `RemoveLongFilter::limit(40)`); lowercasing is left to the comparison.
+fn ascii_tokens(message: &str) -> Vec<(usize, &str)> {
+    message
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|run| !run.is_empty())
+        .enumerate()
+        .filter(|(_, run)| run.len() < 40)
+        .collect()
 }
 
 /// Scanning must agree with the index: every query is run against the same events once
@@ -285,7 +308,7 @@ mod tests {
 
     fn event(i: usize) -> Event {
         let t = OffsetDateTime::from_unix_timestamp(1_700_000_000 + (i as i64 % 7)).unwrap();
-        let word = |k: usize| WORDS[(i * 7 + k * 3) % WORDS.len()];
+        let word = |k: usize| WORDS[(i * 5 + k * 3 + i / 7) % WORDS.len()];
         Event {
             id: format!("e{i}"),
             tenant: "acme".into(),
@@ -302,7 +325,12 @@ mod tests {
                 Severity::Info
             }),
             message: format!(
-                "{} {}-{} user={} {}",
+                "{}{} {}-{} user={} {}",
+                if i % 8 == 3 {
+                    "Ünïcode DİSK \u{212A}ilo full "
+                } else {
+                    ""
+                },
                 word(0),
                 word(1),
                 word(2),
@@ -450,8 +478,15 @@ mod tests {
             "x OR ok",
             "dis*",
             "disk*",
+            "kilo",
+            "ünïcode",
+            "\"ünïcode dİsk\"",
         ] {
             assert_same(&indexed, &tailed, query);
+        }
+        // Not vacuous: the Kelvin sign lowercases to k, and non-ASCII messages are found.
+        for query in ["kilo", "\"ünïcode dİsk\"", "full", "\"disk full\""] {
+            assert!(all_ids(&tailed, query, 100, None).0 > 0, "{query:?}");
         }
     }
 
