@@ -1,6 +1,7 @@
 //! Searching one tenant's index: query string, time range, newest first, cursor pagination.
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
@@ -134,6 +135,7 @@ impl TenantIndex {
         top.truncate(limit);
         let mut hits = Vec::with_capacity(top.len());
         let mut last = None;
+        let mut decoded = HashMap::new();
         for (key, hit) in top {
             let json = match hit {
                 Hit::Indexed(address) => {
@@ -144,7 +146,20 @@ impl TenantIndex {
                         .ok_or_else(|| Error::Corrupt("indexed event has no _source".into()))?;
                     schema::source_json(source)?
                 }
-                Hit::Unindexed(entry, position) => unindexed_json(&entry, position)?,
+                Hit::Unindexed(entry, position) => {
+                    // Hits come from few entries: decode each once.
+                    let events = match decoded.entry(entry.raft_index) {
+                        Entry::Occupied(e) => e.into_mut(),
+                        Entry::Vacant(e) => e
+                            .insert(wire::decode_batch(entry.batch()).map_err(|e| {
+                                Error::Corrupt(format!("a batch in the tail: {e}"))
+                            })?),
+                    };
+                    let event = events.get(position).ok_or_else(|| {
+                        Error::Corrupt(format!("no event {position} in a tail batch"))
+                    })?;
+                    serde_json::to_string(event).map_err(|e| Error::Corrupt(e.to_string()))?
+                }
             };
             hits.push(RawValue::from_string(json).map_err(|e| Error::Corrupt(e.to_string()))?);
             last = Some(key);
@@ -307,16 +322,6 @@ fn scan_tail(
         })
         .collect();
     Ok((total, top))
-}
-
-/// The JSON of the event at `position` of a tail entry.
-fn unindexed_json(entry: &TailEntry, position: usize) -> Result<String> {
-    let events = wire::decode_batch_records(entry.batch())
-        .map_err(|e| Error::Corrupt(format!("a batch in the tail: {e}")))?;
-    let (event, _) = events
-        .get(position)
-        .ok_or_else(|| Error::Corrupt(format!("no event {position} in a tail batch")))?;
-    serde_json::to_string(event).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
 #[cfg(test)]
