@@ -1,10 +1,13 @@
 //! Syslog over TCP: RFC 6587 framing (octet counting or LF, per frame), one task per connection.
 //! The same stream handling serves TLS connections once their handshake is done.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use meniscus_actors::Node;
 use meniscus_event::framing::Framer;
 use time::OffsetDateTime;
@@ -17,6 +20,9 @@ use super::{Result, Shutdown, SyslogConfig, SyslogStats};
 
 /// At shutdown, a connection is drained until it has had nothing to read for this long.
 const DRAIN_QUIET: Duration = Duration::from_millis(100);
+
+/// Batches of one connection being published at once, besides the one being read.
+const MAX_PUBLISHING: usize = 3;
 
 /// A bound syslog TCP listener. [`TcpSyslog::run`] serves it.
 pub struct TcpSyslog {
@@ -110,38 +116,55 @@ struct Connection<'a, S> {
 }
 
 impl<S: AsyncRead + Unpin> Connection<'_, S> {
-    /// Reads and frames the next batch while the previous one is published; a full batch
-    /// waits for that publish before it is published in turn, so at most two batches are held
-    /// and they are stored in order. While ingest is slow this connection does not read, and
-    /// TCP flow control holds the sender. A sender quiet for the idle timeout is closed like
-    /// one that hung up: a last unterminated line is kept.
+    /// Reads and frames the next batch while up to [`MAX_PUBLISHING`] earlier ones are
+    /// published, so the Raft log can take several in one write. While ingest is slow this
+    /// connection does not read, and TCP flow control holds the sender. Batches are proposed
+    /// in the order they were read; one retried after a refusal may land after a later one. A
+    /// sender quiet for the idle timeout is closed like one that hung up: a last unterminated
+    /// line is kept.
     async fn run(mut self) {
         let (transport, peer) = (self.ingest.transport, self.origin.peer);
         tracing::debug!(%peer, transport, "syslog connection opened");
-        let mut publishing = Batch::default();
+        let ingest = self.ingest;
+        let mut publishing: FuturesOrdered<Pin<Box<dyn Future<Output = ()> + Send + '_>>> =
+            FuturesOrdered::new();
         let shutdown_requested = loop {
-            let (ingest, mut shutdown) = (self.ingest, self.shutdown.clone());
-            let previous = async {
-                if !publishing.is_empty() {
-                    ingest
-                        .publish(&mut publishing, &mut shutdown, Patience::UntilShutdown)
-                        .await;
+            let read = {
+                let reading = self.read_batch();
+                tokio::pin!(reading);
+                loop {
+                    tokio::select! {
+                        read = &mut reading => break read,
+                        Some(()) = publishing.next(), if !publishing.is_empty() => {}
+                    }
                 }
             };
-            let ((), read) = tokio::join!(previous, self.read_batch());
             let Some(read) = read else {
                 break true;
             };
             let ended = matches!(read, Read::Eof | Read::Failed | Read::Idle);
             if ended {
                 self.finish_stream();
-                self.publish().await;
+            }
+            if !self.batch.is_empty() {
+                while publishing.len() >= MAX_PUBLISHING {
+                    publishing.next().await;
+                }
+                let mut batch = std::mem::take(&mut self.batch);
+                let mut shutdown = self.shutdown.clone();
+                publishing.push_back(Box::pin(async move {
+                    ingest
+                        .publish(&mut batch, &mut shutdown, Patience::UntilShutdown)
+                        .await;
+                }));
+            }
+            if ended {
                 break false;
             }
-            std::mem::swap(&mut publishing, &mut self.batch);
         };
+        while publishing.next().await.is_some() {}
         if shutdown_requested {
-            self.drain().await; // `publishing` was published: `join!` waited for it
+            self.drain().await;
         }
         tracing::debug!(%peer, transport, "syslog connection closed");
     }
