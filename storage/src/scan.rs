@@ -123,14 +123,8 @@ impl ScanQuery {
         })
     }
 
-    /// Whether `event` matches the query and the time range. `timestamp_us` is the event's
-    /// timestamp in microseconds (what the index sorts and filters by).
-    pub(crate) fn matches(&mut self, event: &RecordView, timestamp_us: i64) -> bool {
-        if self.from_us.is_some_and(|from| timestamp_us < from)
-            || self.to_us.is_some_and(|to| timestamp_us >= to)
-        {
-            return false;
-        }
+    /// Whether `event` matches the query (the time range is [`ScanQuery::in_range`]'s).
+    pub(crate) fn matches(&mut self, event: &RecordView) -> bool {
         let Some(root) = &self.root else {
             return false;
         };

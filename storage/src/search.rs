@@ -17,7 +17,7 @@ use tantivy::{DocAddress, DocId, SegmentReader, TantivyDocument, Term};
 
 use crate::scan::ScanQuery;
 use crate::schema::{self, DEFAULT_QUERY_FIELDS};
-use crate::tail::TailEntry;
+use crate::tail::{self, TailEntry};
 use crate::tenant_index::SEQ_POSITION_BITS;
 use crate::{Error, Result, TenantIndex};
 
@@ -150,10 +150,9 @@ impl TenantIndex {
                     // Hits come from few entries: decode each once.
                     let events = match decoded.entry(entry.raft_index) {
                         Entry::Occupied(e) => e.into_mut(),
-                        Entry::Vacant(e) => e
-                            .insert(wire::decode_batch(entry.batch()).map_err(|e| {
-                                Error::Corrupt(format!("a batch in the tail: {e}"))
-                            })?),
+                        Entry::Vacant(e) => {
+                            e.insert(wire::decode_batch(entry.batch()).map_err(tail::corrupt)?)
+                        }
                     };
                     let event = events.get(position).ok_or_else(|| {
                         Error::Corrupt(format!("no event {position} in a tail batch"))
@@ -273,10 +272,7 @@ fn scan_tail(
         let keys = entry.keys()?;
         let views = match scan.matches_all() {
             true => None,
-            false => Some(
-                wire::batch_views(entry.batch())
-                    .map_err(|e| Error::Corrupt(format!("a batch in the tail: {e}")))?,
-            ),
+            false => Some(wire::batch_views(entry.batch()).map_err(tail::corrupt)?),
         };
         for (position, key) in keys.iter().enumerate() {
             let replaced = key
@@ -290,7 +286,7 @@ fn scan_tail(
                 let view = views
                     .get(position)
                     .ok_or_else(|| Error::Corrupt("a tail batch lost an event".into()))?;
-                if !scan.matches(view, key.ts_us) {
+                if !scan.matches(view) {
                     continue;
                 }
             }

@@ -64,8 +64,13 @@ impl TailEntry {
                     .map_err(|e| e.to_string())
             })
             .as_deref()
-            .map_err(|e| Error::Corrupt(format!("a batch in the tail: {e}")))
+            .map_err(corrupt)
     }
+}
+
+/// The error for a tail batch that does not decode.
+pub(crate) fn corrupt(e: impl std::fmt::Display) -> Error {
+    Error::Corrupt(format!("a batch in the tail: {e}"))
 }
 
 /// What searches see: the index as last committed, and the tail above it.
@@ -139,11 +144,6 @@ impl Visible {
             .map_or(self.indexed_up_to, |e| e.raft_index)
     }
 
-    /// Bytes of batches in the tail.
-    pub fn tail_bytes(&self) -> usize {
-        self.tail.iter().map(|e| e.batch().len()).sum()
-    }
-
     pub fn view(&self) -> View {
         View {
             searcher: self.searcher.clone(),
@@ -196,6 +196,5 @@ mod tests {
         v.indexed(searcher, 13);
         assert!(v.view().tail.is_empty());
         assert_eq!(v.visible_up_to(), 13);
-        assert_eq!(v.tail_bytes(), 0);
     }
 }

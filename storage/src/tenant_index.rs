@@ -77,11 +77,6 @@ impl TenantIndex {
         lock(&self.visible).push(raft_index, previous, batch);
     }
 
-    /// Bytes of applied event batches waiting in the tail to be indexed.
-    pub fn unindexed_bytes(&self) -> usize {
-        lock(&self.visible).tail_bytes()
-    }
-
     /// The index and tail one search works on.
     pub(crate) fn view(&self) -> View {
         lock(&self.visible).view()
