@@ -67,6 +67,8 @@ fn a_100_mb_frame_is_skipped_with_bounded_memory_and_the_next_frame_is_stored() 
     let warm = marker("warm");
     node.send_tcp(&valid(&warm));
     node.wait_for(&warm, 1);
+    // Memory the indexer takes for its first events is not the frame's.
+    node.wait_until_indexed();
     let rss_before = node.rss_kib();
 
     const LEN: usize = 100 * 1024 * 1024;
@@ -92,7 +94,9 @@ fn a_100_mb_frame_is_skipped_with_bounded_memory_and_the_next_frame_is_stored() 
     node.wait_for(&next, 1);
 
     let grown_mib = node.rss_kib().saturating_sub(rss_before) / 1024;
-    assert!(grown_mib < 48, "memory grew by {grown_mib} MiB");
+    eprintln!("node memory grew by {grown_mib} MiB while skipping the frame");
+    // Growth is a few MiB; the bound only has to show the frame was not buffered.
+    assert!(grown_mib < 32, "memory grew by {grown_mib} MiB");
     let log = node.log();
     assert!(
         log.contains("syslog frame skipped") && log.contains("exceeds the limit"),

@@ -64,6 +64,7 @@ fn ten_thousand_idle_connections_leave_a_new_sender_served_in_bounded_memory() {
     let warm = marker("warm");
     node.send_tcp(&valid(&warm));
     node.wait_for(&warm, 1);
+    node.wait_until_indexed();
     let rss_before = node.rss_kib();
 
     let started = Instant::now();

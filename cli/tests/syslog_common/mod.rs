@@ -389,6 +389,27 @@ impl SyslogNode {
         self.wait_for_as(&self.token, query, n)
     }
 
+    /// Polls `/metrics` until every applied event is committed to its index. (An event is
+    /// searchable before it is indexed; the indexer's first commit allocates its buffers.)
+    pub fn wait_until_indexed(&self) {
+        let deadline = Instant::now() + SEARCHABLE_TIMEOUT;
+        loop {
+            let metrics = self.metrics();
+            let backlog = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("meniscus_indexing_backlog_bytes "))
+                .unwrap_or_else(|| panic!("no meniscus_indexing_backlog_bytes in:\n{metrics}"));
+            if backlog.trim() == "0" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "indexing backlog still {backlog} bytes after {SEARCHABLE_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// A TCP connection to the syslog listener.
     pub fn connect(&self) -> TcpStream {
         let stream = TcpStream::connect(self.tcp).expect("connecting to syslog-tcp");
