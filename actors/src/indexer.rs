@@ -3,16 +3,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use meniscus_storage::{Command, CommandKind, RaftLog, TenantIndex, TenantWriter};
+use meniscus_storage::{RaftLog, TenantIndex, TenantWriter};
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use raft::{GetEntriesContext, Storage};
 
+use crate::log_events;
 use crate::writer_thread::WriterThread;
 use crate::{NodeContext, QueuedBatch};
-
-/// Entries read from the log per step while catching up.
-const CATCH_UP_CHUNK_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Messages an indexer handles.
 pub enum IndexerMsg {
@@ -99,39 +96,19 @@ fn catch_up(
     tenant: &str,
     up_to: u64,
 ) -> Result<usize, ActorProcessingErr> {
-    // Entries below the log's first index are in this index already: compaction and snapshots
-    // never pass what every index committed (and entry 1 is the group's empty start).
-    let first = log
-        .first_index()
-        .map_err(|e| err(format!("reading the log's first index: {e}")))?;
-    let mut next = (writer.indexed_up_to() + 1).max(first);
+    let from = writer.indexed_up_to() + 1;
     let mut added = 0;
-    while next <= up_to {
-        let entries = log
-            .entries(
-                next,
-                up_to + 1,
-                CATCH_UP_CHUNK_BYTES,
-                GetEntriesContext::empty(false),
-            )
-            .map_err(|e| err(format!("reading the log from {next} to catch up: {e}")))?;
-        for entry in &entries {
-            if entry.data.is_empty() {
-                continue;
-            }
-            let Ok(command) = Command::from_bytes(&entry.data) else {
-                continue; // not a Meniscus command (a conf change): nothing to index
-            };
-            if let Some(CommandKind::AppendEvents(append)) = command.kind {
-                if append.tenant == tenant {
-                    added += writer
-                        .add_encoded_entry(entry.index, &append.batch)
-                        .map_err(err)?;
-                }
-            }
+    log_events::for_each_append(log, from, up_to, |index, append| {
+        if append.tenant == tenant {
+            added += writer.add_encoded_entry(index, &append.batch)?;
         }
-        next = entries.last().map_or(up_to + 1, |e| e.index + 1);
-    }
+        Ok(())
+    })
+    .map_err(|e| {
+        err(format!(
+            "catching up from the log from {from} to {up_to}: {e}"
+        ))
+    })?;
     // Every entry up to `up_to` is in now, this tenant's or not: say so at the next commit, or
     // a tenant that was behind at start (an idle one included) holds back log compaction and
     // snapshots (see `node::lagging_index_commit`) until the indexer stops for idleness.

@@ -22,6 +22,7 @@ mod context;
 mod error;
 mod group;
 mod indexer;
+mod log_events;
 mod membership;
 mod mirror;
 mod node;

@@ -34,15 +34,21 @@ impl DispatchProgress {
     /// Called before the message is sent, so anyone who reads the watermark afterwards either
     /// finds the entry in the log below it or receives the message. Returns the tenant's
     /// previous entry, or for a tenant not seen since start the commit index found at start
-    /// (its previous entry is at or below that).
+    /// (its previous entry is at or below that). An entry replayed after a restart may come
+    /// below what is recorded already; the record never goes back.
     pub fn record(&self, tenant: &str, index: u64) -> u64 {
-        let previous = self
-            .last_entry
-            .lock()
-            .expect("progress lock poisoned")
-            .insert(tenant.to_owned(), index);
+        let previous = {
+            let mut last_entry = self.last_entry.lock().expect("progress lock poisoned");
+            match last_entry.get_mut(tenant) {
+                Some(last) => std::mem::replace(last, index.max(*last)),
+                None => {
+                    last_entry.insert(tenant.to_owned(), index);
+                    self.started_at
+                }
+            }
+        };
         self.watermark.fetch_max(index, Ordering::SeqCst);
-        previous.unwrap_or(self.started_at)
+        previous
     }
 
     /// Records that a non-event entry was applied.
@@ -143,5 +149,7 @@ mod tests {
             (9, 9)
         );
         assert_eq!(progress.last_entry_of("other"), 0);
+        assert_eq!(progress.record("acme", 7), 9, "a replay");
+        assert_eq!(progress.last_entry_of("acme"), 9, "never goes back");
     }
 }
