@@ -2,7 +2,6 @@
 //! feeds, its snapshots, and the tasks that compact its log, reconcile its membership and copy
 //! its leader's indexes. A [`crate::Node`] runs its groups over one transport.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -102,46 +101,6 @@ async fn compact_log(
     .await
     .map_err(|e| Error::Actor(format!("compaction task failed: {e}")))?
     .map_err(|e| Error::Storage(meniscus_storage::Error::Raft(e)))
-}
-
-/// Makes the events of tenants whose index is behind the log (`lagging`: each with its index's
-/// commit point) searchable now, from the log, rather than once their indexers have caught up:
-/// after a crash, events that were searchable before it stay searchable. Records each such
-/// tenant's last entry, as dispatching it would have.
-fn seed_tails(ctx: &NodeContext, lagging: &[(String, u64)], commit: u64) -> Result<()> {
-    let Some(from) = lagging.iter().map(|(_, committed)| committed + 1).min() else {
-        return Ok(());
-    };
-    // Per tenant: its index, and its last entry so far (its commit point to start with: each
-    // entry names its predecessor, see `meniscus_storage::tail`).
-    let mut tails = HashMap::new();
-    for (tenant, committed) in lagging {
-        tails.insert(tenant.as_str(), (ctx.indexes.get(tenant)?, *committed));
-    }
-    let mut entries = 0;
-    log_events::for_each_append(&ctx.log, from, commit, |index, append| {
-        if let Some((tenant_index, last)) = tails.get_mut(append.tenant.as_str()) {
-            if index > *last {
-                entries += 1;
-                // Counted as queued until indexed, like a dispatched batch.
-                let batch = ctx.progress.queue(append.batch);
-                tenant_index.push_unindexed(index, *last, batch.shared());
-                *last = index;
-            }
-        }
-        Ok(())
-    })?;
-    for (tenant, (_, last)) in tails {
-        ctx.progress.record(tenant, last);
-    }
-    if entries > 0 {
-        tracing::info!(
-            entries,
-            tenants = lagging.len(),
-            "unindexed entries from the log are searchable while their indexes catch up"
-        );
-    }
-    Ok(())
 }
 
 /// The lowest commit point of the tenant indexes that lack some of their applied entries
@@ -282,7 +241,7 @@ impl Group {
                 ctx.progress.record(tenant, commit);
             }
         } else {
-            seed_tails(&ctx, &lagging, commit)?;
+            log_events::seed_tails(&ctx, &lagging, commit)?;
             for (tenant, _) in lagging {
                 let _ = supervisor.cast(NodeMsg::Start(tenant));
             }

@@ -9,14 +9,15 @@
 //! the rest from its log, as any indexer that starts behind does.
 //!
 //! Roles are watched here: a node that becomes leader starts indexing (applied events go to
-//! its indexers again, and indexes that are behind catch up from the log); one that stops
+//! its indexers again, what its indexes lack is read from the log into their tails, so it is
+//! searchable at once, and indexes that are behind catch up from the log); one that stops
 //! being leader stops its indexers (they commit what they have) and copies from then on.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use meniscus_consensus::transport::{Envelope, MirrorOffer, MirrorRequest, Transport};
 use meniscus_consensus::RaftHandle;
@@ -25,8 +26,13 @@ use prost::Message as _;
 use ractor::ActorRef;
 
 use crate::answers::Answers;
+use crate::log_events;
 use crate::snapshot::{another_leader_than, Manifest, ManifestFile};
 use crate::{NodeContext, NodeMsg, SnapshotStore};
+
+/// How often the role is looked at: a new leader's events wait this long at most before they
+/// reach its tails and indexers.
+const ROLE_CHECK: Duration = Duration::from_millis(100);
 
 /// How long a follower waits for the leader's offer.
 const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,13 +87,18 @@ impl Mirror {
         })
     }
 
-    /// Watches the role and copies while following, every `every`, until the task is aborted.
+    /// Watches the role, and copies while following every `every` (the commit interval),
+    /// until the task is aborted.
     pub(crate) async fn run(self: Arc<Self>, every: Duration) {
+        let mut last_copy = Instant::now();
         loop {
-            tokio::time::sleep(every).await;
+            tokio::time::sleep(ROLE_CHECK.min(every)).await;
             self.follow_role().await;
-            if let Err(e) = self.copy_once().await {
-                tracing::debug!(error = %e, "copying the leader's indexes failed; will retry");
+            if last_copy.elapsed() >= every {
+                last_copy = Instant::now();
+                if let Err(e) = self.copy_once().await {
+                    tracing::debug!(error = %e, "copying the leader's indexes failed; will retry");
+                }
             }
         }
     }
@@ -102,21 +113,41 @@ impl Mirror {
             // log above each index's commit, where a starting indexer reads them.
             self.dispatch.store(true, Ordering::SeqCst);
             *copying = false;
-            let tenants = self.metadata.tenants_here().unwrap_or_default();
-            let mut behind = 0;
-            for tenant in tenants {
+            // Read once dispatching is on: later entries reach the tails as they are applied.
+            let up_to = self.ctx.progress.watermark();
+            let mut behind = Vec::new();
+            for tenant in self.metadata.tenants_here().unwrap_or_default() {
                 let committed = self
                     .ctx
                     .indexes
                     .get(&tenant.name)
-                    .and_then(|i| i.committed_raft_index())
+                    .map(|i| i.searchable_up_to())
                     .unwrap_or(0);
                 if committed < self.ctx.progress.last_entry_of(&tenant.name) {
-                    behind += 1;
-                    let _ = self.supervisor.cast(NodeMsg::Start(tenant.name));
+                    behind.push((tenant.name, committed));
                 }
             }
-            tracing::info!(behind, "leading: indexing events here, not copying them");
+            // What the copies lack was searchable on the old leader (from its tail): make it
+            // searchable here now, not once the indexers have caught up.
+            let (ctx, lagging) = (self.ctx.clone(), behind.clone());
+            match tokio::task::spawn_blocking(move || log_events::seed_tails(&ctx, &lagging, up_to))
+                .await
+            {
+                Ok(Ok(())) => self.ctx.searchable_changed.notify_waiters(),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "reading unindexed events from the log; they are searchable once indexed")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading unindexed events from the log failed")
+                }
+            }
+            tracing::info!(
+                behind = behind.len(),
+                "leading: indexing events here, not copying them"
+            );
+            for (tenant, _) in behind {
+                let _ = self.supervisor.cast(NodeMsg::Start(tenant));
+            }
         } else if !leading && !*copying {
             self.dispatch.store(false, Ordering::SeqCst);
             let stopped = self

@@ -3,7 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use chaos_tests::{check_replica, find_binary, Cluster, ClusterSpec, TenantLoad, Workload};
+use chaos_tests::{
+    check_replica, find_binary, Cluster, ClusterSpec, Published, TenantLoad, Workload,
+};
+use serde_json::{json, Value};
 
 /// The tests of this file time elections: they run one at a time, not side by side.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -69,6 +72,21 @@ fn assert_converged(cluster: &Cluster, tenants: &[TenantLoad], log: &chaos_tests
     }
 }
 
+/// The leader `group` elects after `old` was killed at `killed`.
+fn leader_after(cluster: &Cluster, group: u64, old: u64, killed: Instant) -> u64 {
+    loop {
+        let found = cluster
+            .wait_group_leader(group, Duration::from_secs(10))
+            .unwrap();
+        // A node that has not heard yet may still name the killed one.
+        if found != old {
+            return found;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(10), "no new leader");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The leader of the event shard that carries the tenant's events (acceptance 2).
 #[test]
 fn killing_a_shards_leader_during_publishing_loses_nothing() {
@@ -100,17 +118,7 @@ fn kill_a_leader_during_publishing(mut cluster: Cluster, tenant: Option<&str>) {
     let killed_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let new_leader = loop {
-        let found = cluster
-            .wait_group_leader(group, Duration::from_secs(10))
-            .unwrap();
-        // A node that has not heard yet may still name the killed one.
-        if found != leader {
-            break found;
-        }
-        assert!(killed.elapsed() < Duration::from_secs(10), "no new leader");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let new_leader = leader_after(&cluster, group, leader, killed);
     let detected = killed.elapsed();
     assert_ne!(new_leader, leader);
     wait_acks(&workload, 2_000, Duration::from_secs(30));
@@ -157,8 +165,6 @@ fn kill_a_leader_during_publishing(mut cluster: Cluster, tenant: Option<&str>) {
     assert_converged(&cluster, &tenants, &log);
 }
 
-/// Acceptance 3: five nodes, every shard on all five (replication factor 5); two are killed
-/// and writes and searches go on; they come back and every replica converges.
 /// The UNIX time of a log line that starts with an RFC 3339 UTC timestamp
 /// (`2026-12-02T16:57:34.236387Z`).
 fn unix_time(line: &str) -> Option<Duration> {
@@ -192,6 +198,8 @@ fn unix_time_reads_log_timestamps() {
     assert_eq!(unix_time("not a time"), None);
 }
 
+/// Acceptance 3: five nodes, every shard on all five (replication factor 5); two are killed
+/// and writes and searches go on; they come back and every replica converges.
 #[test]
 fn five_nodes_survive_losing_two() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -237,4 +245,77 @@ fn five_nodes_survive_losing_two() {
     let log = workload.stop();
     assert_eq!(cluster.live().len(), 5);
     assert_converged(&cluster, &tenants, &log);
+}
+
+/// Events the old leader made searchable before indexing them are searchable on the new
+/// leader as soon as it leads: it reads what its indexes lack from its log. (An hour's commit
+/// interval: nothing is indexed, so followers have copied nothing.)
+#[test]
+fn a_new_leader_finds_what_the_old_one_had_not_indexed() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut spec = ClusterSpec::new(3, find_binary().unwrap());
+    spec.commit_interval_ms = 3_600_000;
+    let mut cluster = Cluster::start(&spec).unwrap();
+    let tenants = tenants(&cluster, &["acme"]);
+    let token = &tenants[0].token;
+    let group = cluster.group_of("acme").expect("the tenant is placed");
+    let leader = cluster
+        .wait_group_leader(group, Duration::from_secs(5))
+        .unwrap();
+    let url = cluster.node(leader).url();
+    const BATCHES: usize = 10;
+    const EVENTS: u64 = (BATCHES * 100) as u64;
+    for b in 0..BATCHES {
+        let batch: Vec<Value> = (0..100)
+            .map(|i| json!({"id": format!("ev-{b}-{i}"), "host": "web-1", "message": format!("unindexed {b} {i}")}))
+            .collect();
+        match cluster.client().publish(&url, token, &Value::Array(batch)) {
+            Published::Acked(_) => {}
+            Published::Failed(e) => panic!("publishing batch {b}: {e}"),
+        }
+    }
+    // Only the leader's tail has them; a range query (which scanning cannot answer) sees
+    // indexed events only.
+    let client = cluster.client();
+    assert_eq!(
+        client.local_total(&url, token, "unindexed").unwrap(),
+        EVENTS
+    );
+    assert_eq!(
+        client
+            .local_total(&url, token, "host:[web-0 TO web-9]")
+            .unwrap(),
+        0
+    );
+
+    cluster.node_mut(leader).kill();
+    let new_leader = leader_after(&cluster, group, leader, Instant::now());
+    let url = cluster.node(new_leader).url();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = cluster
+            .client()
+            .local_total(&url, token, "unindexed")
+            .unwrap_or(0);
+        if found == EVENTS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new leader {new_leader} finds {found} of {EVENTS} events\n{}",
+            cluster.node(new_leader).log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ids = cluster.client().local_ids(&url, token).unwrap();
+    assert_eq!(ids.len() as u64, EVENTS);
+    assert!(ids.values().all(|n| *n == 1), "an event found twice");
+    // Still none of them indexed: they come from the tail.
+    assert_eq!(
+        cluster
+            .client()
+            .local_total(&url, token, "host:[web-0 TO web-9]")
+            .unwrap(),
+        0
+    );
 }

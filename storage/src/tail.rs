@@ -8,8 +8,9 @@
 //! The tail only counts where it continues the index without a gap: each entry names the
 //! tenant's previous entry in the log, and a search uses entries from the index's commit
 //! upwards as long as each one's predecessor is visible (indexed, or in the tail before it).
-//! After a restart, or when entries went unindexed for a while (a follower copying the
-//! leader's indexes), the chain starts again once the index has caught up to where it broke.
+//! A node that restarts, or starts leading, reads what its indexes lack from the log into
+//! their tails; where the chain breaks anyway (entries applied while a follower copied its
+//! leader's indexes), it starts again once the index has caught up to where it broke.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
@@ -111,19 +112,32 @@ impl Visible {
         }
     }
 
-    /// Adds an applied entry of the tenant's. Entries come in log order; one at or below what
-    /// is already visible is a replay and is ignored.
+    /// Adds an applied entry of the tenant's. Entries usually come in log order; one read from
+    /// the log while later ones arrive (a node that starts leading) goes in its place. One
+    /// already indexed or in the tail is a replay and is ignored.
     pub fn push(&mut self, raft_index: u64, previous: u64, batch: SharedBatch) {
-        let last = self.tail.back().map_or(0, |e| e.raft_index);
-        if raft_index <= self.indexed_up_to.max(last) {
+        if raft_index <= self.indexed_up_to {
             return;
         }
-        self.tail.push_back(Arc::new(TailEntry {
+        let at = match self.tail.back() {
+            Some(last) if last.raft_index >= raft_index => {
+                match self
+                    .tail
+                    .binary_search_by_key(&raft_index, |e| e.raft_index)
+                {
+                    Ok(_) => return,
+                    Err(at) => at,
+                }
+            }
+            _ => self.tail.len(),
+        };
+        let entry = Arc::new(TailEntry {
             raft_index,
             previous,
             batch,
             keys: OnceLock::new(),
-        }));
+        });
+        self.tail.insert(at, entry);
     }
 
     /// The entries that continue the index without a gap.
@@ -196,5 +210,21 @@ mod tests {
         v.indexed(searcher, 13);
         assert!(v.view().tail.is_empty());
         assert_eq!(v.visible_up_to(), 13);
+    }
+
+    #[test]
+    fn entries_read_from_the_log_after_later_ones_go_in_their_place() {
+        let mut v = visible();
+        // Dispatched live first; 12 and 14, read from the log, come after.
+        v.push(16, 14, batch());
+        assert_eq!(v.visible_up_to(), 10, "16 does not continue the index yet");
+        v.push(12, 10, batch());
+        v.push(14, 12, batch());
+        v.push(14, 12, batch());
+        let indexes: Vec<u64> = v.view().tail.iter().map(|e| e.raft_index).collect();
+        assert_eq!(indexes, [12, 14, 16]);
+        assert_eq!(v.visible_up_to(), 16);
+        v.push(8, 5, batch());
+        assert_eq!(v.view().tail.len(), 3, "below the index: already indexed");
     }
 }
