@@ -40,7 +40,7 @@ pub use error::{Error, Result};
 pub use indexer::{Indexer, IndexerMsg};
 pub use node::{
     ClusterOptions, ClusterStatus, GroupStatus, IndexesStatus, Node, NodeOptions, SearchOptions,
-    SearchOutcome, ShardPlacement,
+    SearchOutcome, ShardPlacement, DEFAULT_MAX_INDEXING_BACKLOG_BYTES,
 };
 pub use node_supervisor::{NodeMsg, NodeSupervisor};
 pub use progress::{DispatchProgress, QueuedBatch};

@@ -61,6 +61,9 @@ pub struct ClusterOptions {
     pub join: bool,
 }
 
+/// The default [`NodeOptions::max_indexing_backlog_bytes`].
+pub const DEFAULT_MAX_INDEXING_BACKLOG_BYTES: u64 = 512 * 1024 * 1024;
+
 impl NodeOptions {
     /// Defaults for a single node storing in `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
@@ -68,7 +71,7 @@ impl NodeOptions {
             data_dir: data_dir.into(),
             node_id: 1,
             indexer: IndexerSettings::default(),
-            max_indexing_backlog_bytes: 512 * 1024 * 1024,
+            max_indexing_backlog_bytes: DEFAULT_MAX_INDEXING_BACKLOG_BYTES,
             compact_interval: Duration::from_secs(30),
             cluster: None,
             max_raft_log_entries: 20_000,

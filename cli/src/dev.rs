@@ -23,6 +23,8 @@ const DEFAULT_TENANT: &str = "default";
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut options = NodeOptions::new(&args.data_dir);
     options.indexer.commit_interval = Duration::from_millis(args.commit_interval_ms.max(10));
+    options.indexer.nice = args.indexer_nice;
+    options.max_indexing_backlog_bytes = args.max_indexing_backlog_mib << 20;
     options.compact_interval = Duration::from_secs(args.cluster.compact_interval_secs.max(1));
     options.max_raft_log_entries = args.cluster.max_raft_log_entries;
     options.copy_follower_indexes = args.cluster.follower_indexes == crate::FollowerIndexes::Copy;

@@ -102,9 +102,23 @@ struct DevArgs {
     /// in the accept backlog. The open-file limit is raised to fit (up to its hard limit).
     #[arg(long, default_value_t = meniscus_api::syslog::DEFAULT_MAX_CONNECTIONS)]
     syslog_max_connections: usize,
-    /// Milliseconds between index commits: the delay from acknowledgement to searchable.
+    /// Milliseconds between index commits. Events are searchable once committed to the Raft
+    /// log, before they are indexed, for the queries the unindexed tail can answer (words,
+    /// phrases, exact fields); other queries see events once an index commit has them.
     #[arg(long, default_value_t = 500)]
     commit_interval_ms: u64,
+    /// How much nicer (lower CPU priority) indexing runs than the rest of the node, 0-19:
+    /// taking events in and searches come first, and the index catches up when the CPU is
+    /// free. 0 indexes at the node's own priority.
+    #[arg(long, default_value_t = meniscus_actors::IndexerSettings::default().nice,
+          value_parser = clap::value_parser!(i32).range(0..=19))]
+    indexer_nice: i32,
+    /// MiB of events committed but not yet indexed above which the node takes no more: HTTP
+    /// publishes are answered 503 (retry) and syslog listeners stop reading until indexing
+    /// catches up. Searches scan these events, so a larger backlog makes some searches slower.
+    #[arg(long, default_value_t = meniscus_actors::DEFAULT_MAX_INDEXING_BACKLOG_BYTES >> 20,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_indexing_backlog_mib: u64,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     max_body_bytes: usize,
