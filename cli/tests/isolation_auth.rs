@@ -42,7 +42,9 @@ fn tenants_see_only_their_own_events() {
         a.len()
     );
 
-    node.publish_json(&a, &Value::Array(a_events()));
+    let a_commit = node.publish_json(&a, &Value::Array(a_events()))["commit_index"]
+        .as_u64()
+        .unwrap();
     node.publish_ndjson(&b, &b_events());
     // The default tenant publishes too, with an id that collides with one of A's.
     node.publish_json(
@@ -53,6 +55,12 @@ fn tenants_see_only_their_own_events() {
     node.wait_total(&b, "*", 5);
     node.wait_total(&node.creds.default, "*", 1);
 
+    // A's events are indexed too (only the index answers `fields.*` and `structured_data.*`),
+    // so B's queries below could find them if isolation failed.
+    assert_eq!(
+        node.total_after(&a, "fields.customer:alpha-customer", a_commit),
+        30
+    );
     let a_ids: std::collections::HashSet<String> =
         ids(&node.search_all(&a, "*", 100)).into_iter().collect();
     assert_eq!(a_ids.len(), 30);

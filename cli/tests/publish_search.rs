@@ -138,8 +138,14 @@ fn two_thousand_events_all_found_filtered_and_newest_first() {
         ("app:checkout", EVENTS as u64),
         ("host:web-99", 0),
     ];
+    // Read your writes: `min_index` waits until the last publish is searchable for each query
+    // (for `fields.*`, which only the index answers, until the index has committed it).
     for (q, expected) in &cases {
-        assert_eq!(node.total(&token, q), *expected, "total of {q:?}");
+        assert_eq!(
+            node.total_after(&token, q, last_commit),
+            *expected,
+            "total of {q:?}"
+        );
     }
     // The subset itself, not just its size, for one query.
     let web3 = node.search_all(&token, "host:web-3 AND severity:err", 50);

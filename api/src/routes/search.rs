@@ -24,8 +24,8 @@ pub(crate) struct SearchParams {
     to: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
-    /// `local`: answer from this node's replica. Every search is local for now; the parameter
-    /// is accepted so clients can already say what they mean.
+    /// Present (`local`): answer from this node's replica only, or fail where it holds none.
+    /// Absent: a node without a replica of the tenant's shard asks one that has it.
     read: Option<String>,
     /// Read your writes: the `commit_index` a publish answered. The search waits (up to 10 s)
     /// until every event of the tenant committed at or below it is searchable on this node.

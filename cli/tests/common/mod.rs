@@ -407,6 +407,28 @@ impl Node {
         r.body["total"].as_u64().expect("total is a number")
     }
 
+    /// The `total` of a query once the writes up to `min_index` (a publish's `commit_index`)
+    /// are searchable for it: the node waits, for the index when only the index answers the
+    /// query (`fields.*`, ranges, ...). Panics unless 200.
+    pub fn total_after(&self, token: &str, q: &str, min_index: u64) -> u64 {
+        let query = [
+            ("q", q.to_owned()),
+            ("limit", "1".to_owned()),
+            ("min_index", min_index.to_string()),
+        ];
+        let r = send(
+            self.http
+                .get(self.url("/v1/search"))
+                .bearer_auth(token)
+                .query(&query),
+        );
+        assert_eq!(
+            r.status, 200,
+            "search {q:?} after {min_index} answered {r:?}"
+        );
+        r.body["total"].as_u64().expect("total is a number")
+    }
+
     /// Polls until the query's total is `expected` (panics with the last total on timeout).
     pub fn wait_total(&self, token: &str, q: &str, expected: u64) {
         let mut last = None;
