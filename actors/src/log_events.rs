@@ -47,9 +47,10 @@ pub(crate) fn for_each_append(
 }
 
 /// Makes the events up to `up_to` of tenants whose index is behind the log (`lagging`: each
-/// with its index's commit point) searchable now, from the log, rather than once their indexers have caught up:
-/// after a crash, or when a node starts leading, events that were searchable before stay
-/// searchable. Records each such tenant's last entry, as dispatching it would have.
+/// with its index's commit point) searchable now, from the log, rather than once their
+/// indexers have caught up: after a crash, or when a node starts leading, events that were
+/// searchable before stay searchable. Records each such tenant's last entry, as dispatching it
+/// would have.
 pub(crate) fn seed_tails(ctx: &NodeContext, lagging: &[(String, u64)], up_to: u64) -> Result<()> {
     let Some(from) = lagging.iter().map(|(_, committed)| committed + 1).min() else {
         return Ok(());
