@@ -392,11 +392,16 @@ impl Node {
         if let Some(c) = cursor {
             query.push(("cursor", c.to_owned()));
         }
+        self.search_with(token, &query)
+    }
+
+    /// GET /v1/search with these parameters; any status.
+    fn search_with(&self, token: &str, params: &[(&str, String)]) -> Resp {
         send(
             self.http
                 .get(self.url("/v1/search"))
                 .bearer_auth(token)
-                .query(&query),
+                .query(params),
         )
     }
 
@@ -411,16 +416,13 @@ impl Node {
     /// are searchable for it: the node waits, for the index when only the index answers the
     /// query (`fields.*`, ranges, ...). Panics unless 200.
     pub fn total_after(&self, token: &str, q: &str, min_index: u64) -> u64 {
-        let query = [
-            ("q", q.to_owned()),
-            ("limit", "1".to_owned()),
-            ("min_index", min_index.to_string()),
-        ];
-        let r = send(
-            self.http
-                .get(self.url("/v1/search"))
-                .bearer_auth(token)
-                .query(&query),
+        let r = self.search_with(
+            token,
+            &[
+                ("q", q.to_owned()),
+                ("limit", "1".to_owned()),
+                ("min_index", min_index.to_string()),
+            ],
         );
         assert_eq!(
             r.status, 200,

@@ -264,15 +264,21 @@ impl SyslogNode {
         ok: impl Fn(u64) -> bool,
         timeout: Duration,
     ) -> u64 {
+        self.wait_for_series(&listener_series(name, listener), ok, timeout)
+    }
+
+    /// Polls `/metrics` until the value of `series` (a name with its labels, if any)
+    /// satisfies `ok`; returns it.
+    fn wait_for_series(&self, series: &str, ok: impl Fn(u64) -> bool, timeout: Duration) -> u64 {
         let deadline = Instant::now() + timeout;
         loop {
-            let value = self.metric(name, listener);
+            let value = series_value(&self.metrics(), series);
             if ok(value) {
                 return value;
             }
             assert!(
                 Instant::now() < deadline,
-                "{name}{{listener={listener:?}}} stayed at {value} for {timeout:?}; metrics:\n{}",
+                "{series} stayed at {value} for {timeout:?}; metrics:\n{}",
                 self.metrics()
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -392,22 +398,11 @@ impl SyslogNode {
     /// Polls `/metrics` until every applied event is committed to its index. (An event is
     /// searchable before it is indexed; the indexer's first commit allocates its buffers.)
     pub fn wait_until_indexed(&self) {
-        let deadline = Instant::now() + SEARCHABLE_TIMEOUT;
-        loop {
-            let metrics = self.metrics();
-            let backlog = metrics
-                .lines()
-                .find_map(|l| l.strip_prefix("meniscus_indexing_backlog_bytes "))
-                .unwrap_or_else(|| panic!("no meniscus_indexing_backlog_bytes in:\n{metrics}"));
-            if backlog.trim() == "0" {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "indexing backlog still {backlog} bytes after {SEARCHABLE_TIMEOUT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_for_series(
+            "meniscus_indexing_backlog_bytes",
+            |backlog| backlog == 0,
+            SEARCHABLE_TIMEOUT,
+        );
     }
 
     /// A TCP connection to the syslog listener.
@@ -458,10 +453,19 @@ impl Drop for SyslogNode {
 
 /// The value of the series `NAME{listener="LISTENER"}` in the Prometheus text `body`.
 pub fn metric(body: &str, name: &str, listener: &str) -> u64 {
-    let series = format!("{name}{{listener=\"{listener}\"}} ");
+    series_value(body, &listener_series(name, listener))
+}
+
+/// `NAME{listener="LISTENER"}`.
+fn listener_series(name: &str, listener: &str) -> String {
+    format!("{name}{{listener=\"{listener}\"}}")
+}
+
+/// The value of `series` (a name with its labels, if any) in the Prometheus text `body`.
+fn series_value(body: &str, series: &str) -> u64 {
     body.lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .unwrap_or_else(|| panic!("{series}missing from:\n{body}"))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} missing from:\n{body}"))
         .trim()
         .parse()
         .expect("a whole number")
