@@ -38,6 +38,8 @@ pub use applier::Applier;
 pub use context::{IndexerSettings, NodeContext};
 pub use error::{Error, Result};
 pub use indexer::{Indexer, IndexerMsg};
+pub use meniscus_consensus::peer_tls::{self, CertificateAuthority, PeerTls};
+pub use meniscus_consensus::transport::PeerSecurity;
 pub use node::{
     ClusterOptions, ClusterStatus, GroupStatus, IndexesStatus, Node, NodeOptions, SearchOptions,
     SearchOutcome, ShardPlacement, DEFAULT_MAX_INDEXING_BACKLOG_BYTES,

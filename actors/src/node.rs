@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use meniscus_consensus::transport::{Inbound, PeerStatus, Transport};
+use meniscus_consensus::transport::{Inbound, PeerSecurity, PeerStatus, Transport};
 use meniscus_consensus::{RaftStatus, Router};
 use meniscus_event::Event;
 use meniscus_storage::{
@@ -59,6 +59,8 @@ pub struct ClusterOptions {
     /// Whether this node joins a running cluster (added through another member's
     /// [`Node::add_member`]) rather than bootstrapping `members` as the initial voters.
     pub join: bool,
+    /// How links to the other nodes are secured.
+    pub security: PeerSecurity,
 }
 
 /// The default [`NodeOptions::max_indexing_backlog_bytes`].
@@ -211,9 +213,14 @@ impl Node {
         let mut raft_addr = None;
         if let Some(cluster) = &options.cluster {
             let (sender, receiver) = tokio::sync::mpsc::channel(16 * 1024);
-            let (bound, local) = Transport::bind(options.node_id, cluster.raft_addr, sender)
-                .await
-                .map_err(meniscus_storage::Error::from)?;
+            let (bound, local) = Transport::bind(
+                options.node_id,
+                cluster.raft_addr,
+                cluster.security.clone(),
+                sender,
+            )
+            .await
+            .map_err(meniscus_storage::Error::from)?;
             raft_addr = Some(local);
             for (id, addr) in &cluster.members {
                 if *id != options.node_id {

@@ -34,6 +34,9 @@ pub struct ClusterSpec {
     /// Whether node-to-node traffic goes through a fault-injecting proxy per directed link
     /// (see [`Network`]); without, nodes dial each other directly.
     pub proxies: bool,
+    /// Plain-text, unauthenticated peer links (`--insecure`) instead of certificates made
+    /// with `meniscus cert` (the default).
+    pub insecure: bool,
 }
 
 impl ClusterSpec {
@@ -48,6 +51,7 @@ impl ClusterSpec {
             shards: None,
             replication_factor: None,
             proxies: false,
+            insecure: false,
         }
     }
 }
@@ -108,7 +112,15 @@ impl Cluster {
                 None => direct.clone(),
             });
         }
+        let certs_dir = if spec.insecure {
+            None
+        } else {
+            let certs = dir.join("certs");
+            crate::node::run_cli(&spec.binary, &["cert", "create-ca", "--certs-dir"], &certs)?;
+            Some(certs)
+        };
         let settings = NodeSettings {
+            certs_dir,
             binary: spec.binary.clone(),
             admin_token: format!("mns_{}", "a1".repeat(32)),
             commit_interval_ms: spec.commit_interval_ms,

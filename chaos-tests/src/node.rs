@@ -28,6 +28,26 @@ pub struct NodeSettings {
     pub shards: Option<u64>,
     /// `--replication-factor`, likewise.
     pub replication_factor: Option<u64>,
+    /// `--certs-dir`, holding the CA that `meniscus cert create-ca` made; each node's
+    /// certificate is made there before its first start. `None`: `--insecure`.
+    pub certs_dir: Option<PathBuf>,
+}
+
+/// Runs `binary ARGS DIR` (a `meniscus cert` command) and fails with its stderr.
+pub fn run_cli(binary: &Path, args: &[&str], dir: &Path) -> Result<()> {
+    let out = Command::new(binary).args(args).arg(dir).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Start {
+            id: 0,
+            reason: format!(
+                "meniscus {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        })
+    }
 }
 
 /// A node process that may be running, killed, or paused.
@@ -144,6 +164,22 @@ impl NodeProcess {
         let log = File::create(self.log_path(self.starts))?;
         let mut command = Command::new(&settings.binary);
         command.args(["start", "--node-id", &self.id.to_string()]);
+        match &settings.certs_dir {
+            Some(dir) => {
+                let id = self.id.to_string();
+                if !dir.join(format!("node-{id}.crt")).exists() {
+                    run_cli(
+                        &settings.binary,
+                        &["cert", "create-node", &id, "--certs-dir"],
+                        dir,
+                    )?;
+                }
+                command.arg("--certs-dir").arg(dir);
+            }
+            None => {
+                command.arg("--insecure");
+            }
+        }
         match &self.membership {
             Membership::Initial(members) => {
                 command.args(["--initial-cluster", members]);

@@ -189,6 +189,7 @@ pub fn run(config: &ChaosConfig) -> Result<ChaosReport> {
         shards: config.shards,
         replication_factor: config.replication_factor,
         proxies: true,
+        insecure: false,
     };
     let mut cluster = match &config.dir {
         Some(dir) => {

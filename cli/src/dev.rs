@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use meniscus_actors::{placement, ClusterOptions, Node, NodeOptions};
+use meniscus_actors::{placement, ClusterOptions, Node, NodeOptions, PeerSecurity, PeerTls};
 use meniscus_api::syslog::{
     RelpSyslog, Shutdown, SyslogConfig, TcpSyslog, TlsSettings, TlsSyslog, UdpSyslog,
 };
@@ -49,6 +49,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             members: members.0.clone(),
             tick_interval: Duration::from_millis(100),
             join: false,
+            security: peer_security(&args)?,
         });
     } else if let Some(url) = &args.cluster.join {
         options.node_id = args.cluster.node_id;
@@ -182,6 +183,8 @@ async fn start_syslog(
 async fn join(args: &DevArgs, url: &str) -> anyhow::Result<ClusterOptions> {
     let id = args.cluster.node_id;
     let raft = args.cluster.raft.context("--join needs --raft ADDR")?;
+    // Before asking to be added: a node that cannot talk to its peers should not be a member.
+    let security = peer_security(args)?;
     let advertised = args.cluster.raft_advertise.unwrap_or(raft);
     let mut members = vec![(id, advertised)];
     // The members named by the join answer, kept for restarts: a node that restarts before
@@ -237,7 +240,27 @@ async fn join(args: &DevArgs, url: &str) -> anyhow::Result<ClusterOptions> {
         members,
         tick_interval: Duration::from_millis(100),
         join: true,
+        security,
     })
+}
+
+/// How this node's peer links are secured: `--certs-dir`, or explicitly `--insecure`.
+fn peer_security(args: &DevArgs) -> anyhow::Result<PeerSecurity> {
+    let id = args.cluster.node_id;
+    if let Some(dir) = &args.cluster.certs_dir {
+        let tls = PeerTls::from_dir(dir, id)
+            .with_context(|| format!("reading node {id}'s certificates from {}", dir.display()))?;
+        return Ok(PeerSecurity::Tls(tls));
+    }
+    if args.cluster.insecure {
+        tracing::warn!(
+            "--insecure: peer links are plain text and unauthenticated; anyone who can reach the Raft port can steer this cluster"
+        );
+        return Ok(PeerSecurity::Insecure);
+    }
+    anyhow::bail!(
+        "a cluster node needs certificates for its peer links. Make them once:\n  meniscus cert create-ca --certs-dir certs\n  meniscus cert create-node {id} --certs-dir certs   (one per node id)\nthen start every node with --certs-dir certs (a node needs certs/ca.crt and its own node-ID.crt and node-ID.key). For a test or demo on one machine, --insecure runs without (plain text, unauthenticated)."
+    )
 }
 
 /// The admin token from MENISCUS_ADMIN_TOKEN or --admin-token-file, if either is given.

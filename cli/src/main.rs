@@ -1,6 +1,7 @@
 //! `meniscus`: run a node, administer tenants, send and search events.
 
 mod bench;
+mod cert;
 mod chaos;
 mod client;
 mod config;
@@ -49,6 +50,10 @@ enum Command {
     /// Inspect and change cluster membership.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Make the certificates that authenticate nodes to each other: a cluster CA, then one
+    /// certificate per node (`meniscus start --certs-dir`).
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
     /// Publish events from a file or stdin (NDJSON, or plain text lines as messages).
     Send(client::SendArgs),
     /// Search a tenant's events; prints one JSON event per line, newest first.
@@ -150,6 +155,15 @@ struct ClusterArgs {
     /// --initial-cluster it must be this node's address there. Defaults to --raft.
     #[arg(long)]
     raft_advertise: Option<SocketAddr>,
+    /// Directory with the cluster's certificates (made by `meniscus cert`): ca.crt and this
+    /// node's node-ID.crt and node-ID.key. Every peer link is then TLS with certificates both
+    /// ways, and a peer is the node its certificate names. A cluster needs this or --insecure.
+    #[arg(long, conflicts_with = "insecure")]
+    certs_dir: Option<PathBuf>,
+    /// Run peer links in plain text, unauthenticated: anyone who can reach --raft can steer
+    /// the cluster (make themselves admin, read every tenant). For tests and demos only.
+    #[arg(long)]
+    insecure: bool,
     /// Every voter as ID=ADDR pairs, comma separated, e.g. 1=10.0.0.1:7000,2=10.0.0.2:7000.
     #[arg(long, value_parser = parse_members, conflicts_with = "join")]
     initial_cluster: Option<Members>,
@@ -301,6 +315,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Cluster(ClusterCommand::Remove { node, admin }) => {
             client::cluster_remove(&admin, node).await
         }
+        Command::Cert(command) => cert::run(command),
         Command::Send(args) => client::send(args).await,
         Command::Search(args) => client::search(args).await,
         Command::Bench(args) => bench::run(args).await,

@@ -313,6 +313,7 @@ fn start_three(extra: &[&str]) -> Running {
                 "--data-dir",
             ])
             .arg(dir.path())
+            .args(common::certs_args())
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.path().with_extension("log")).unwrap())
@@ -522,6 +523,7 @@ fn spawn_copying(
         .args(["--http", http, "--commit-interval-ms", "100"])
         .args(["--follower-indexes", "copy", "--data-dir"])
         .arg(dir)
+        .args(common::certs_args())
         // One group, so the metadata leader (healthy) is the node that indexes; the chaos
         // schedules run copying followers in event shards.
         .args(["--shards", "0"])

@@ -44,6 +44,7 @@ fn start(dir: &Path, http: &str, args: &[String]) -> Proc {
         .args(["--max-raft-log-entries", &MAX_LOG_ENTRIES.to_string()])
         .arg("--data-dir")
         .arg(dir.join("data"))
+        .args(common::certs_args())
         .env("MENISCUS_ADMIN_TOKEN", ADMIN)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.join("node.log")).unwrap())

@@ -9,6 +9,7 @@
 //! - `node`: [`RaftNode`], its thread and the Ready loop.
 //! - `handle`: [`RaftHandle`], the cloneable way in for async code.
 //! - `router`: [`Router`], which hands each inbound message to its group.
+//! - `transport`: node-to-node frames; `peer_tls`: the certificates that authenticate them.
 //! - `logger`: raft-rs logs through slog; this bridges it into `tracing`.
 #![deny(missing_docs)]
 
@@ -16,6 +17,7 @@ mod error;
 mod handle;
 mod logger;
 mod node;
+pub mod peer_tls;
 mod router;
 pub mod transport;
 

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meniscus_consensus::transport::Transport;
+use meniscus_consensus::peer_tls::CertificateAuthority;
+use meniscus_consensus::transport::{PeerSecurity, Transport};
 use meniscus_consensus::{RaftConfig, RaftHandle, RaftNode, Router};
 use meniscus_storage::RaftLog;
 use raft::prelude::Message;
@@ -29,10 +30,14 @@ const GROUPS: u64 = 3;
 
 async fn start_nodes() -> Vec<Node> {
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let ca = CertificateAuthority::generate().unwrap();
     let mut bound = Vec::new();
     for id in 1..=3u64 {
         let (tx, rx) = mpsc::channel(4096);
-        let (transport, addr) = Transport::bind(id, any, tx).await.unwrap();
+        let (transport, addr) =
+            Transport::bind(id, any, PeerSecurity::Tls(ca.node_tls(id).unwrap()), tx)
+                .await
+                .unwrap();
         bound.push((transport, rx, addr));
     }
     let addrs: Vec<SocketAddr> = bound.iter().map(|(_, _, a)| *a).collect();

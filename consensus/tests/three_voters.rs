@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meniscus_consensus::transport::Transport;
+use meniscus_consensus::peer_tls::CertificateAuthority;
+use meniscus_consensus::transport::{PeerSecurity, Transport};
 use meniscus_consensus::{RaftConfig, RaftHandle, RaftNode, RaftThread};
 use meniscus_storage::RaftLog;
 use tokio::sync::mpsc;
@@ -26,12 +27,15 @@ struct Member {
 
 async fn start_cluster(n: u64) -> Vec<Member> {
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let ca = CertificateAuthority::generate().unwrap();
     let mut transports = Vec::new();
     let mut inbounds = Vec::new();
     let mut addrs = Vec::new();
     for id in 1..=n {
         let (tx, rx) = mpsc::channel(4096);
-        let (t, addr) = Transport::bind(id, any, tx).await.unwrap();
+        let (t, addr) = Transport::bind(id, any, PeerSecurity::Tls(ca.node_tls(id).unwrap()), tx)
+            .await
+            .unwrap();
         transports.push(t);
         inbounds.push(rx);
         addrs.push(addr);

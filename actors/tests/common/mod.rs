@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use meniscus_actors::{ClusterOptions, Node, NodeOptions};
+use meniscus_actors::{CertificateAuthority, ClusterOptions, Node, NodeOptions, PeerSecurity};
 use meniscus_event::{Event, Source};
 use meniscus_storage::SearchRequest;
 use time::OffsetDateTime;
@@ -97,6 +97,13 @@ pub fn options(dir: &std::path::Path, id: u64, members: &[(u64, SocketAddr)]) ->
         members: members.to_vec(),
         tick_interval: Duration::from_millis(20),
         join: false,
+        security: PeerSecurity::Tls(test_ca().node_tls(id).expect("a node certificate")),
     });
     options
+}
+
+/// One certificate authority for every node a test process starts.
+pub fn test_ca() -> &'static CertificateAuthority {
+    static CA: std::sync::OnceLock<CertificateAuthority> = std::sync::OnceLock::new();
+    CA.get_or_init(|| CertificateAuthority::generate().expect("a CA"))
 }

@@ -38,7 +38,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
-use node::BenchNode;
+use node::{BenchNode, ClusterShape};
 
 /// Distinct event lines generated up front; request bodies are windows over them.
 const POOL_LINES: usize = 65_536;
@@ -118,6 +118,11 @@ pub struct BenchArgs {
     /// is placed in the first.
     #[arg(long, default_value_t = meniscus_actors::placement::DEFAULT_SHARDS)]
     shards: u64,
+    /// With --nodes: also run the cluster with plain-text, unauthenticated peer links (as
+    /// `--insecure` does), and report the TLS cluster's throughput as a ratio of it. The
+    /// cluster's peer links are mutually authenticated TLS otherwise, as in production.
+    #[arg(long)]
+    compare_plain_links: bool,
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     json: bool,
@@ -181,16 +186,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         plan.push((TARGET_BATCH, Some(TARGET_EVENTS_PER_S)));
     }
     let mut runs = Vec::new();
-    let node_counts: Vec<usize> = if args.nodes > 1 {
-        vec![1, args.nodes]
-    } else {
-        vec![1]
-    };
-    let plan: Vec<(usize, Option<f64>, usize)> = plan
+    // (nodes, plain-text peer links)
+    let mut setups = vec![(1, false)];
+    if args.nodes > 1 {
+        setups.push((args.nodes, false));
+        if args.compare_plain_links {
+            setups.push((args.nodes, true));
+        }
+    }
+    let plan: Vec<(usize, Option<f64>, (usize, bool))> = plan
         .into_iter()
-        .flat_map(|(batch, rate)| node_counts.iter().map(move |n| (batch, rate, *n)))
+        .flat_map(|(batch, rate)| setups.iter().map(move |setup| (batch, rate, *setup)))
         .collect();
-    for &(batch, rate, nodes) in &plan {
+    for &(batch, rate, (nodes, plain_links)) in &plan {
         // A fresh node per run, so no run inherits another's log, indexes or merges.
         progress.set_message("waiting for this process to go idle");
         settle().await;
@@ -198,7 +206,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .prefix("meniscus-bench-")
             .tempdir_in(&parent)?;
         let copy = args.follower_indexes == crate::FollowerIndexes::Copy;
-        let node = BenchNode::start(data.path(), &settings, nodes, copy, args.shards).await?;
+        let cluster = ClusterShape {
+            nodes,
+            copy_follower_indexes: copy,
+            shards: args.shards,
+            plain_links,
+        };
+        let node = BenchNode::start(data.path(), &settings, &cluster).await?;
         let outcome = async {
             let token = node
                 .node
@@ -215,7 +229,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 &progress,
             )
             .await
-            .map(|run| BatchRun { nodes, ..run })
+            .map(|run| BatchRun {
+                nodes,
+                plain_links,
+                ..run
+            })
         }
         .await;
         progress.set_message("stopping the node");
@@ -543,6 +561,8 @@ struct BatchRun {
     batch: usize,
     /// Nodes in the cluster (1: a single node; more: every event replicated to all).
     nodes: usize,
+    /// Whether the cluster's peer links were plain text (else mutually authenticated TLS).
+    plain_links: bool,
     /// Offered events/s (open loop), or `None` when publishers go as fast as acknowledged.
     offered: Option<f64>,
     concurrency: usize,
@@ -733,6 +753,7 @@ async fn run_batch_size(
     Ok(BatchRun {
         batch,
         nodes: 1,
+        plain_links: false,
         offered: rate,
         concurrency,
         requests: stats.iter().map(|s| s.requests).sum(),
@@ -1180,6 +1201,15 @@ impl Baseline {
 }
 
 impl BatchRun {
+    /// The node count, marked `pl` for plain-text peer links.
+    fn nodes_label(&self) -> String {
+        if self.plain_links {
+            format!("{} pl", self.nodes)
+        } else {
+            self.nodes.to_string()
+        }
+    }
+
     fn events_per_s(&self) -> f64 {
         self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -1275,6 +1305,7 @@ impl Report<'_> {
                 json!({
                     "batch_size": r.batch,
                     "nodes": r.nodes,
+                    "peer_links": if r.plain_links { "plain" } else { "tls" },
                     "offered_events_per_s": r.offered,
                     "concurrency": r.concurrency,
                     "requests": r.requests,
@@ -1420,7 +1451,7 @@ impl Report<'_> {
             let _ = writeln!(
                 out,
                 "{:>5} {:>6} {:>8} {:>5} {:>11} {:>6.2} {:>10} {:>6.1} {:>7} {:>9.0} {:>13} {:>7}",
-                r.nodes,
+                r.nodes_label(),
                 r.batch,
                 r.offered.map_or("max".into(), thousands),
                 r.concurrency,
@@ -1438,7 +1469,22 @@ impl Report<'_> {
                 ),
             );
         }
-        for r in self.runs.iter().filter(|r| r.nodes > 1) {
+        for r in self.runs.iter().filter(|r| r.plain_links) {
+            let tls = self.runs.iter().find(|t| {
+                !t.plain_links && t.nodes == r.nodes && t.batch == r.batch && t.offered == r.offered
+            });
+            if let Some(t) = tls {
+                let _ = writeln!(
+                    out,
+                    "TLS / plain-text peer links, {} nodes, batch {}: acked/s {:.2}, searchable/s {:.2}",
+                    r.nodes,
+                    r.batch,
+                    t.events_per_s() / r.events_per_s(),
+                    t.searchable_events_per_s() / r.searchable_events_per_s(),
+                );
+            }
+        }
+        for r in self.runs.iter().filter(|r| r.nodes > 1 && !r.plain_links) {
             let single = self
                 .runs
                 .iter()
@@ -1484,7 +1530,7 @@ impl Report<'_> {
             let _ = writeln!(
                 out,
                 "{:>5} {:>6} {:>8} {:>16} {:>26} {:>5} {:>10} {:>7} {:>6} {:>5}",
-                r.nodes,
+                r.nodes_label(),
                 r.batch,
                 r.offered.map_or("max".into(), thousands),
                 req,

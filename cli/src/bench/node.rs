@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use meniscus_actors::{placement, ClusterOptions, IndexerSettings, Node, NodeOptions};
+use meniscus_actors::{
+    placement, CertificateAuthority, ClusterOptions, IndexerSettings, Node, NodeOptions,
+    PeerSecurity,
+};
 use meniscus_api::ApiConfig;
 use tokio::net::TcpListener;
 
@@ -22,15 +25,33 @@ pub(super) struct BenchNode {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// The cluster a run measures.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterShape {
+    /// How many nodes (1: a single node, no peer links).
+    pub nodes: usize,
+    /// Whether followers copy the leader's indexes.
+    pub copy_follower_indexes: bool,
+    /// Event shards.
+    pub shards: u64,
+    /// Plain-text peer links instead of mutually authenticated TLS.
+    pub plain_links: bool,
+}
+
 impl BenchNode {
     /// Starts `nodes` nodes storing under `data_dir` and serves the leader's API.
     pub async fn start(
         data_dir: &Path,
         settings: &IndexerSettings,
-        nodes: usize,
-        copy_follower_indexes: bool,
-        shards: u64,
+        cluster: &ClusterShape,
     ) -> anyhow::Result<BenchNode> {
+        let ClusterShape {
+            nodes,
+            copy_follower_indexes,
+            shards,
+            plain_links,
+        } = *cluster;
+        let ca = CertificateAuthority::generate()?;
         let mut started = Vec::new();
         if nodes <= 1 {
             let mut options = NodeOptions::new(data_dir);
@@ -52,6 +73,11 @@ impl BenchNode {
                     members: members.clone(),
                     tick_interval: Duration::from_millis(100),
                     join: false,
+                    security: if plain_links {
+                        PeerSecurity::Insecure
+                    } else {
+                        PeerSecurity::Tls(ca.node_tls(*id)?)
+                    },
                 });
                 let node = Node::start(options)
                     .await

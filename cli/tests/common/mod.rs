@@ -28,6 +28,46 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// interval is 500 ms; this is generous for a loaded 2-core machine).
 pub const SEARCHABLE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Node ids [`certs_dir`] has certificates for.
+pub const CERTIFIED_NODES: u64 = 8;
+
+/// A directory with a cluster CA and certificates for nodes 1 to [`CERTIFIED_NODES`], made
+/// once per test process with the README's `meniscus cert` commands; start nodes with
+/// `--certs-dir` it.
+pub fn certs_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("meniscus-test-certs-")
+            .tempdir()
+            .expect("a temporary directory");
+        let run = |args: &[&str]| {
+            let out = Command::new(BIN)
+                .args(args)
+                .arg("--certs-dir")
+                .arg(dir.path())
+                .output()
+                .expect("running meniscus cert");
+            assert!(
+                out.status.success(),
+                "meniscus {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&["cert", "create-ca"]);
+        for id in 1..=CERTIFIED_NODES {
+            run(&["cert", "create-node", &id.to_string()]);
+        }
+        dir
+    })
+    .path()
+}
+
+/// `--certs-dir DIR` for a cluster node's command line.
+pub fn certs_args() -> [String; 2] {
+    ["--certs-dir".to_owned(), certs_dir().display().to_string()]
+}
+
 /// A temporary directory holding a node's data directory (`data/`) and its logs (`node-N.log`).
 /// Kept on disk, with its path printed, when the test panics.
 pub struct TestDir {
