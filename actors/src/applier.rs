@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use meniscus_consensus::StateMachine;
+use meniscus_consensus::{ApplyError, StateMachine};
 use meniscus_storage::{ApplyOutcome, Command, CommandKind, Metadata};
 use ractor::ActorRef;
 
@@ -63,12 +63,12 @@ impl Applier {
 impl StateMachine for Applier {
     type Output = ApplyOutcome;
 
-    fn apply(&mut self, index: u64, data: &[u8]) -> Result<ApplyOutcome, String> {
-        let command = Command::from_bytes(data).map_err(|e| e.to_string())?;
+    fn apply(&mut self, index: u64, data: &[u8]) -> Result<ApplyOutcome, ApplyError> {
+        let command = decode(data).map_err(ApplyError::Unappliable)?;
         let outcome = self
             .metadata
             .apply(index, &command)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ApplyError::Failed(e.to_string()))?;
         let dispatch = match outcome {
             ApplyOutcome::NotMetadata => true,
             // Replayed after a restart: the tenant's index may not have it yet; it skips it if so.
@@ -111,6 +111,10 @@ impl StateMachine for Applier {
         Ok(outcome)
     }
 
+    fn validate(&self, data: &[u8]) -> Result<(), String> {
+        decode(data).map(|_| ())
+    }
+
     fn skip(&mut self, index: u64) -> Result<(), String> {
         self.metadata
             .mark_applied(index)
@@ -125,4 +129,13 @@ impl StateMachine for Applier {
             None => Err("a node alone in its cluster never receives snapshots".into()),
         }
     }
+}
+
+/// A command that some replica could apply: it decodes, and says what it is.
+fn decode(data: &[u8]) -> Result<Command, String> {
+    let command = Command::from_bytes(data).map_err(|e| e.to_string())?;
+    if command.kind.is_none() {
+        return Err("a command without a kind".into());
+    }
+    Ok(command)
 }

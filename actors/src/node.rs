@@ -794,6 +794,13 @@ impl Node {
         self.group_of(tenant).await?.tenant_status(tenant).await
     }
 
+    /// Test hook: proposes `data` to the metadata group as it is, unchecked, as a bug or a
+    /// version skew could; returns what the proposal came to.
+    #[doc(hidden)]
+    pub async fn propose_unchecked(&self, data: Vec<u8>) -> Result<u64> {
+        Ok(self.meta.raft.propose(data).await?.index)
+    }
+
     /// Test hook: make a tenant's indexer fail as a poisoned input would.
     #[doc(hidden)]
     pub fn crash_indexer(&self, tenant: &str) {

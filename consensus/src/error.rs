@@ -16,6 +16,9 @@ pub enum Error {
     /// The leader refused a proposal this node forwarded to it.
     #[error("the leader refused the forwarded write: {0}")]
     Forwarded(String),
+    /// The write cannot be applied (it does not decode, or means nothing); nothing was stored.
+    #[error("the write cannot be applied: {0}")]
+    Unappliable(String),
     /// The Raft thread has stopped (shutdown or a fatal storage error).
     #[error("the consensus thread has stopped")]
     Stopped,

@@ -45,6 +45,9 @@ pub struct RaftStatus {
     /// Index of the last configuration change proposed by this leader (0 if none): another
     /// may be proposed once `applied` reaches it.
     pub pending_conf_index: u64,
+    /// Committed entries this node skipped because they cannot be applied (every replica
+    /// skips the same ones), since its Raft thread started.
+    pub unappliable: u64,
 }
 
 /// How far the leader has replicated its log to one member.

@@ -23,5 +23,5 @@ pub mod transport;
 
 pub use error::{Error, Result};
 pub use handle::{Committed, RaftHandle, RaftStatus, ReplicaProgress};
-pub use node::{RaftConfig, RaftNode, RaftThread, StateMachine};
+pub use node::{ApplyError, RaftConfig, RaftNode, RaftThread, StateMachine};
 pub use router::Router;

@@ -62,9 +62,18 @@ pub trait StateMachine: Send + 'static {
     /// What a proposer learns when its entry is applied.
     type Output: Send + Clone + 'static;
 
-    /// Applies the committed entry at `index`. An error stops the node: a replica that cannot
-    /// apply must not go on acknowledging writes.
-    fn apply(&mut self, index: u64, data: &[u8]) -> std::result::Result<Self::Output, String>;
+    /// Applies the committed entry at `index`. [`ApplyError::Failed`] stops the node: a replica
+    /// that cannot apply must not go on acknowledging writes. [`ApplyError::Unappliable`] says
+    /// the entry itself is wrong (it does not decode, or means nothing), which every replica
+    /// finds alike: it is skipped, counted and logged, and the group goes on.
+    fn apply(&mut self, index: u64, data: &[u8]) -> std::result::Result<Self::Output, ApplyError>;
+
+    /// Checks a proposal another node forwarded before it is proposed: what cannot be applied
+    /// is refused here, so it never reaches the log.
+    fn validate(&self, data: &[u8]) -> std::result::Result<(), String> {
+        let _ = data;
+        Ok(())
+    }
 
     /// Records that the entry at `index`, which carries nothing for the state machine (a
     /// configuration change, a new leader's empty entry), is applied.
@@ -80,6 +89,32 @@ pub trait StateMachine: Send + 'static {
         let _ = (index, data);
         Err("this state machine cannot install snapshots".into())
     }
+}
+
+/// Why [`StateMachine::apply`] did not apply an entry.
+#[derive(Debug)]
+pub enum ApplyError {
+    /// The entry cannot be applied on any replica (it does not decode, or it means nothing): it
+    /// is skipped on every replica the same way.
+    Unappliable(String),
+    /// This replica failed to apply it (storage): the node stops.
+    Failed(String),
+}
+
+impl From<String> for ApplyError {
+    fn from(reason: String) -> Self {
+        ApplyError::Failed(reason)
+    }
+}
+
+/// How an entry someone waits for ended.
+enum Settled<O> {
+    /// Applied, with this output.
+    Applied(O),
+    /// A new leader's empty entry took its place.
+    Dropped,
+    /// Skipped: it cannot be applied.
+    Unappliable(String),
 }
 
 /// Starts Raft groups.
@@ -144,6 +179,7 @@ impl RaftNode {
             next_forward_id: 0,
             awaiting_apply: BTreeMap::new(),
             recent_outputs: BTreeMap::new(),
+            unappliable: 0,
             replies: Vec::new(),
             new_reads: Vec::new(),
             reads: HashMap::new(),
@@ -223,6 +259,8 @@ struct Driver<M: StateMachine> {
     awaiting_apply: BTreeMap<u64, Vec<Reply<M::Output>>>,
     /// Outputs of the last applied entries, for answers that arrive after the apply.
     recent_outputs: BTreeMap<u64, M::Output>,
+    /// Committed entries skipped because they cannot be applied, since the thread started.
+    unappliable: u64,
     /// Outcomes of this Ready's applied proposals, sent once the status is published.
     replies: Vec<Answer<M::Output>>,
     /// Reads asked since the last ReadIndex round.
@@ -326,7 +364,10 @@ impl<M: StateMachine> Driver<M> {
                 true
             }
             Request::Forwarded { from, forward } => {
-                let result = if self.raw.raft.state == StateRole::Leader {
+                let result = if let Err(reason) = self.machine.validate(&forward.data) {
+                    tracing::warn!(group = self.group, from, %reason, "refused a forwarded proposal that cannot be applied");
+                    Err(Error::Unappliable(reason))
+                } else if self.raw.raft.state == StateRole::Leader {
                     self.propose(forward.data)
                 } else {
                     Err(Error::NotLeader {
@@ -638,15 +679,28 @@ impl<M: StateMachine> Driver<M> {
             let index = entry.index;
             match entry.get_entry_type() {
                 EntryType::EntryNormal if !entry.data.is_empty() => {
-                    let output = self
-                        .machine
-                        .apply(index, &entry.data)
-                        .map_err(|e| Error::Storage(format!("applying entry {index}: {e}")))?;
-                    self.settle(index, entry.term, Some(output));
+                    match self.machine.apply(index, &entry.data) {
+                        Ok(output) => self.settle(index, entry.term, Settled::Applied(output)),
+                        Err(ApplyError::Unappliable(reason)) => {
+                            self.unappliable += 1;
+                            tracing::error!(
+                                group = self.group,
+                                index,
+                                %reason,
+                                skipped = self.unappliable,
+                                "skipped a committed entry that cannot be applied (every replica skips it)"
+                            );
+                            self.settle(index, entry.term, Settled::Unappliable(reason));
+                            self.skip(index)?;
+                        }
+                        Err(ApplyError::Failed(e)) => {
+                            return Err(Error::Storage(format!("applying entry {index}: {e}")))
+                        }
+                    }
                 }
                 EntryType::EntryNormal => {
                     // A new leader's empty entry: whatever was proposed at this index was lost.
-                    self.settle(index, entry.term, None);
+                    self.settle(index, entry.term, Settled::Dropped);
                     self.skip(index)?;
                 }
                 EntryType::EntryConfChange => {
@@ -693,35 +747,50 @@ impl<M: StateMachine> Driver<M> {
 
     /// Answers whoever waits for the entry at `index`, applied with `output` (`None`: the entry
     /// is a leader's empty entry, so a proposal made at this index was lost).
-    fn settle(&mut self, index: u64, term: u64, output: Option<M::Output>) {
+    fn settle(&mut self, index: u64, term: u64, settled: Settled<M::Output>) {
         if let Some((proposed_in, waiter)) = self.waiters.remove(&index) {
-            let committed = output.clone().filter(|_| proposed_in == term);
+            // Another leader's entry at the index we proposed at: ours was lost.
+            let ours = proposed_in == term;
+            let result = match &settled {
+                Settled::Applied(output) if ours => Ok(output.clone()),
+                Settled::Unappliable(reason) if ours => Err(Error::Unappliable(reason.clone())),
+                _ => Err(Error::Dropped),
+            };
             match waiter {
                 Waiter::Local(reply) => {
-                    let result = committed
-                        .map(|output| Committed { index, output })
-                        .ok_or(Error::Dropped);
+                    let result = result.map(|output| Committed { index, output });
                     self.replies.push((reply, result));
                 }
-                Waiter::Remote { from, id } => match committed {
-                    Some(_) => self.answer_forward(from, id, index, String::new()),
-                    None => self.answer_forward(from, id, 0, Error::Dropped.to_string()),
+                Waiter::Remote { from, id } => match result {
+                    Ok(_) => self.answer_forward(from, id, index, String::new()),
+                    Err(e) => self.answer_forward(from, id, 0, e.to_string()),
                 },
             }
         }
-        if let Some(output) = output {
-            for reply in self.awaiting_apply.remove(&index).unwrap_or_default() {
-                self.replies.push((
-                    reply,
-                    Ok(Committed {
-                        index,
-                        output: output.clone(),
-                    }),
-                ));
+        let awaiting = self.awaiting_apply.remove(&index).unwrap_or_default();
+        match settled {
+            Settled::Applied(output) => {
+                for reply in awaiting {
+                    let output = output.clone();
+                    self.replies.push((reply, Ok(Committed { index, output })));
+                }
+                self.recent_outputs.insert(index, output);
+                while self.recent_outputs.len() > RECENT_OUTPUTS {
+                    self.recent_outputs.pop_first();
+                }
             }
-            self.recent_outputs.insert(index, output);
-            while self.recent_outputs.len() > RECENT_OUTPUTS {
-                self.recent_outputs.pop_first();
+            Settled::Unappliable(reason) => {
+                for reply in awaiting {
+                    self.replies
+                        .push((reply, Err(Error::Unappliable(reason.clone()))));
+                }
+            }
+            // Cannot happen to them (the leader said their entry committed at this index), but
+            // an answer beats a wait that never ends.
+            Settled::Dropped => {
+                for reply in awaiting {
+                    self.replies.push((reply, Err(Error::Dropped)));
+                }
             }
         }
     }
@@ -740,6 +809,7 @@ impl<M: StateMachine> Driver<M> {
         status.learners.sort_unstable();
         status.joint = !conf.to_conf_state().voters_outgoing.is_empty();
         status.pending_conf_index = raft.pending_conf_index;
+        status.unappliable = self.unappliable;
         status.replicas.clear();
         if raft.state == StateRole::Leader {
             status.replicas.extend(raft.prs().iter().map(|(id, p)| {

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use meniscus_consensus::{RaftConfig, RaftNode, StateMachine};
+use meniscus_consensus::{ApplyError, RaftConfig, RaftNode, StateMachine};
 use meniscus_storage::RaftLog;
 
 type Applied = Vec<(u64, Vec<u8>)>;
@@ -13,7 +13,7 @@ struct Recorder(Arc<Mutex<Applied>>);
 
 impl StateMachine for Recorder {
     type Output = usize;
-    fn apply(&mut self, index: u64, data: &[u8]) -> Result<usize, String> {
+    fn apply(&mut self, index: u64, data: &[u8]) -> Result<usize, ApplyError> {
         let mut seen = self.0.lock().unwrap();
         seen.push((index, data.to_vec()));
         Ok(seen.len())

@@ -55,7 +55,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
 /// them (nothing where this node does not lead).
 fn write_groups(body: &mut String, groups: &[GroupStatus]) {
     type Read = fn(&GroupStatus) -> u64;
-    let families: [(&str, &str, Read); 5] = [
+    let families: [(&str, &str, Read); 6] = [
         ("meniscus_raft_term", "current Raft term", |g| g.raft.term),
         (
             "meniscus_raft_commit_index",
@@ -76,6 +76,11 @@ fn write_groups(body: &mut String, groups: &[GroupStatus]) {
             "meniscus_raft_leader",
             "id of the Raft leader, 0 when unknown",
             |g| g.raft.leader,
+        ),
+        (
+            "meniscus_raft_unappliable_entries",
+            "committed entries skipped on every replica because they cannot be applied, since this node started (logged at ERROR)",
+            |g| g.raft.unappliable,
         ),
     ];
     for (name, help, read) in families {
