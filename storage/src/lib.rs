@@ -21,6 +21,7 @@ mod command;
 mod error;
 mod index_store;
 mod metadata;
+pub mod query_limits;
 pub mod raft_log;
 mod scan;
 mod schema;

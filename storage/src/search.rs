@@ -101,6 +101,7 @@ impl TenantIndex {
     /// Runs a search against the last committed state of the index and, when the query can be
     /// scanned, the applied events not yet indexed (the tail).
     pub fn search(&self, req: &SearchRequest) -> Result<SearchResponse> {
+        crate::query_limits::check(&req.query)?;
         let limit = req.limit.clamp(1, MAX_LIMIT);
         let query = self.parse_query(req)?;
         let before = req.cursor.as_deref().map(decode_cursor).transpose()?;

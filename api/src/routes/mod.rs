@@ -19,7 +19,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/tenants", post(tenants::create).get(tenants::list))
         .route("/v1/tenants/{name}/tokens", post(tenants::rotate))
         .route("/v1/events", post(events::publish))
-        .route("/v1/search", get(search::search))
+        .route("/v1/search", get(search::search).post(search::search_post))
         .route("/v1/cluster", get(cluster::status))
         .route("/v1/cluster/nodes", post(cluster::add_node))
         .route("/v1/cluster/nodes/{id}", delete(cluster::remove_node))

@@ -63,6 +63,40 @@ pub(crate) async fn search(
     let tenant = auth::tenant(&state, &headers).await?;
     let Query(params) =
         params.map_err(|e| ApiError::bad_request("invalid_parameters", e.body_text()))?;
+    run(&state, &tenant, params).await
+}
+
+/// Largest `POST /v1/search` body.
+pub const MAX_SEARCH_BODY_BYTES: usize = 1024 * 1024;
+
+/// `POST /v1/search`: the same, with the parameters as a JSON object (a query too long for a
+/// URL fits here). The token is checked before the body is read.
+pub(crate) async fn search_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<SearchBody>, ApiError> {
+    let tenant = auth::tenant(&state, &headers).await?;
+    let bytes = axum::body::to_bytes(body, MAX_SEARCH_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("a search body is at most {MAX_SEARCH_BODY_BYTES} bytes"),
+            )
+        })?;
+    let params: SearchParams = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request("invalid_parameters", format!("the search body: {e}"))
+    })?;
+    run(&state, &tenant, params).await
+}
+
+async fn run(
+    state: &AppState,
+    tenant: &str,
+    params: SearchParams,
+) -> Result<Json<SearchBody>, ApiError> {
     if let Some(read) = params.read.as_deref().filter(|r| *r != "local") {
         return Err(ApiError::bad_request(
             "invalid_parameters",
@@ -83,12 +117,22 @@ pub(crate) async fn search(
         limit,
         cursor: params.cursor,
     };
+    // Refused here, before waiting for min_index or asking another node.
+    meniscus_storage::query_limits::check(&request.query)?;
+    if let (Some(from), Some(to)) = (request.from_us, request.to_us) {
+        if from > to {
+            return Err(ApiError::bad_request(
+                "invalid_parameters",
+                "from is later than to: the time range is empty",
+            ));
+        }
+    }
     let options = SearchOptions {
         min_index: params.min_index,
         wait: MIN_INDEX_WAIT,
         local_only: params.read.is_some(),
     };
-    let response = match state.node.search_with(&tenant, request, options).await? {
+    let response = match state.node.search_with(tenant, request, options).await? {
         SearchOutcome::Found(response) => response,
         SearchOutcome::NotYetSearchable => {
             return Err(ApiError::new(

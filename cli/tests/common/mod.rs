@@ -436,7 +436,7 @@ impl Node {
     }
 
     /// GET /v1/search with these parameters; any status.
-    fn search_with(&self, token: &str, params: &[(&str, String)]) -> Resp {
+    pub fn search_with(&self, token: &str, params: &[(&str, String)]) -> Resp {
         send(
             self.http
                 .get(self.url("/v1/search"))
