@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use meniscus_consensus::transport::{Inbound, PeerSecurity, PeerStatus, Transport};
+use meniscus_consensus::transport::{Inbound, PeerSecurity, PeerStatus, Transport, TransportStats};
 use meniscus_consensus::{RaftStatus, Router};
 use meniscus_event::Event;
 use meniscus_storage::{
@@ -774,6 +774,11 @@ impl Node {
         }
         out.sort_unstable();
         out
+    }
+
+    /// What the peer transport refused or dropped (`None` for a node alone).
+    pub fn peer_link_stats(&self) -> Option<&TransportStats> {
+        self.transport.as_deref().map(Transport::stats)
     }
 
     /// Whether the node can take writes now.

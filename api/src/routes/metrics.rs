@@ -1,6 +1,7 @@
 //! `GET /metrics`: the node's gauges, and the counters of each syslog listener.
 
 use std::fmt::Write;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -44,6 +45,31 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
             body,
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
         );
+    }
+    if let Some(links) = state.node.peer_link_stats() {
+        let counters: [(&str, &str, u64); 3] = [
+            (
+                "meniscus_peer_connections_refused_total",
+                "inbound peer connections refused before any frame was read (no certificate from the cluster's CA, not a member, too many, handshake too slow)",
+                links.refused.load(Ordering::Relaxed),
+            ),
+            (
+                "meniscus_peer_bad_frames_total",
+                "peer connections closed on a bad frame (oversized, undecodable, or claiming another sender than its certificate names)",
+                links.bad_frames.load(Ordering::Relaxed),
+            ),
+            (
+                "meniscus_peer_messages_dropped_total",
+                "messages to or from peers dropped (full queue, broken link; Raft retransmits)",
+                links.dropped.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(
+                body,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
     }
     write_groups(&mut body, &state.node.group_statuses());
     write_syslog(&mut body, &state.config.syslog);
