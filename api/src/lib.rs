@@ -11,9 +11,9 @@
 mod auth;
 mod error;
 mod routes;
+mod serve;
 pub mod syslog;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +21,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use meniscus_actors::Node;
 use meniscus_event::publish::Limits;
-use tokio::net::TcpListener;
 
 pub use error::ApiError;
+pub use serve::{serve, ServeLimits, DEFAULT_MAX_CONNECTIONS};
 pub use syslog::SyslogStats;
 
 /// API settings.
@@ -68,18 +68,4 @@ pub fn router(node: Arc<Node>, config: ApiConfig) -> Router {
     routes::routes()
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
 }

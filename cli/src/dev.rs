@@ -78,9 +78,26 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("meniscus: http listening on {addr}");
     tracing::info!(%addr, data_dir = %args.data_dir.display(), credentials = %credentials::path(&args.data_dir).display(), "meniscus dev is ready");
 
+    // The HTTP API and each syslog stream listener may hold this many connections, raising
+    // the open-file limit to fit them beside the node's own files.
+    let fit = fdlimit::fit_connections(
+        stream_listeners(&args) + 1,
+        args.http_max_connections.max(args.syslog_max_connections),
+    );
+    tracing::info!(
+        open_file_limit = fit.limit,
+        per_listener = fit.per_listener,
+        "connection limits"
+    );
+    let serve_limits = meniscus_api::ServeLimits {
+        max_connections: args.http_max_connections.min(fit.per_listener),
+        header_timeout: Duration::from_secs(args.http_header_timeout_secs.max(1)),
+        ..meniscus_api::ServeLimits::default()
+    };
     // One signal stops HTTP and every syslog listener.
     let (stop, shutdown) = Shutdown::channel();
-    let (syslog, syslog_stats) = start_syslog(&node, &args, &shutdown).await?;
+    let syslog_connections = args.syslog_max_connections.min(fit.per_listener);
+    let (syslog, syslog_stats) = start_syslog(&node, &args, syslog_connections, &shutdown).await?;
     config.syslog = syslog_stats;
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -90,6 +107,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     meniscus_api::serve(
         listener,
         meniscus_api::router(node.clone(), config),
+        serve_limits,
         async move { http_shutdown.requested().await },
     )
     .await
@@ -106,6 +124,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How many syslog stream listeners (TCP, RELP, TLS) are asked for.
+fn stream_listeners(args: &DevArgs) -> usize {
+    [args.syslog_tcp, args.relp, args.syslog_tls]
+        .iter()
+        .filter(|a| a.is_some())
+        .count()
+}
+
 /// Running syslog listeners: their tasks, and their counters for `/metrics`.
 type Started = (Vec<JoinHandle<()>>, Vec<Arc<SyslogStats>>);
 
@@ -115,15 +141,12 @@ type Started = (Vec<JoinHandle<()>>, Vec<Arc<SyslogStats>>);
 async fn start_syslog(
     node: &Arc<Node>,
     args: &DevArgs,
+    max_connections: usize,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Started> {
-    let streams = [args.syslog_tcp, args.relp, args.syslog_tls]
-        .iter()
-        .filter(|a| a.is_some())
-        .count();
-    let fit = fdlimit::fit_connections(streams, args.syslog_max_connections);
+    let streams = stream_listeners(args);
     let config = SyslogConfig {
-        max_connections: fit.per_listener,
+        max_connections,
         idle_timeout: (args.syslog_idle_timeout_secs > 0)
             .then(|| Duration::from_secs(args.syslog_idle_timeout_secs)),
         ..SyslogConfig::bound_to(DEFAULT_TENANT)
@@ -132,7 +155,6 @@ async fn start_syslog(
         tracing::info!(
             max_connections = config.max_connections,
             idle_timeout_secs = args.syslog_idle_timeout_secs,
-            open_file_limit = fit.limit,
             "syslog stream connection limits"
         );
     }

@@ -1,12 +1,14 @@
-//! The open-file limit (`RLIMIT_NOFILE`) against the syslog connection limit.
+//! The open-file limit (`RLIMIT_NOFILE`) against the connection limits of the HTTP API and the
+//! syslog stream listeners.
 //!
-//! Every syslog connection holds a file descriptor, and so do the stores, the HTTP API and the
-//! Raft transport. Many systems start processes with a soft limit of 1024 and a much higher hard
+//! Every client connection holds a file descriptor, and so do the stores and the Raft
+//! transport. Many systems start processes with a soft limit of 1024 and a much higher hard
 //! limit, so `meniscus dev` raises the soft limit as far as its listeners need (at most to the
 //! hard limit), and when even that is too low it lowers the connection limits to what fits, with
 //! a warning, rather than run out of descriptors with a store file to open.
 
-/// Descriptors kept for everything but syslog connections: store files, HTTP, the runtime.
+/// Descriptors kept for everything but client connections: store files, the Raft transport
+/// (at most 256 inbound peer connections), the runtime.
 pub const RESERVED: u64 = 1024;
 
 /// What [`fit_connections`] decided.
@@ -31,7 +33,7 @@ pub fn fit_connections(listeners: usize, max_connections: usize) -> Fit {
     let limit = match rlimit::increase_nofile_limit(needed) {
         Ok(limit) => limit,
         Err(e) => {
-            tracing::warn!(error = %e, needed, "cannot read or raise the open-file limit (RLIMIT_NOFILE); keeping the syslog connection limit");
+            tracing::warn!(error = %e, needed, "cannot read or raise the open-file limit (RLIMIT_NOFILE); keeping the connection limits");
             return Fit {
                 limit: None,
                 per_listener: max_connections,
@@ -45,15 +47,15 @@ pub fn fit_connections(listeners: usize, max_connections: usize) -> Fit {
             needed,
             asked = max_connections,
             per_listener,
-            "the open-file limit (RLIMIT_NOFILE, hard limit included) is too low for the syslog \
-             connection limit; serving fewer connections per listener (raise it with ulimit -n \
+            "the open-file limit (RLIMIT_NOFILE, hard limit included) is too low for the \
+             connection limits; serving fewer connections per listener (raise it with ulimit -n \
              or LimitNOFILE=)"
         );
     } else {
         tracing::debug!(
             open_file_limit = limit,
             needed,
-            "open-file limit fits the syslog connection limit"
+            "open-file limit fits the connection limits"
         );
     }
     Fit {

@@ -124,6 +124,14 @@ struct DevArgs {
     #[arg(long, default_value_t = meniscus_actors::DEFAULT_MAX_INDEXING_BACKLOG_BYTES >> 20,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_indexing_backlog_mib: u64,
+    /// Most HTTP connections served at once; more wait in the listen backlog. The open-file
+    /// limit is raised to fit (up to its hard limit), beside the node's own files.
+    #[arg(long, default_value_t = meniscus_api::DEFAULT_MAX_CONNECTIONS)]
+    http_max_connections: usize,
+    /// Close an HTTP connection that has not sent a complete request header within this many
+    /// seconds of connecting or of its last answer (slow clients, idle keep-alive).
+    #[arg(long, default_value_t = 30)]
+    http_header_timeout_secs: u64,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     max_body_bytes: usize,

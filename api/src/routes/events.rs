@@ -1,7 +1,6 @@
 use std::net::SocketAddr;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
@@ -49,27 +48,38 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
 }
 
 /// `POST /v1/events`: publish a JSON object, a JSON array, or NDJSON. Answers only after the
-/// batch is committed (fsync'd); a rejected request stores nothing.
+/// batch is committed (fsync'd); a rejected request stores nothing. The token and the content
+/// type are checked before the body is read: a stranger's body costs nothing.
 pub(crate) async fn publish(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = auth::tenant(&state, &headers).await?;
     let format = body_format(&headers)?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!(
-                    "the request body exceeds {} bytes; split it into smaller requests",
-                    state.config.max_body_bytes
-                ),
-            )
+    let max = state.config.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body exceeds {max} bytes; split it into smaller requests"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return Err(too_large());
+    }
+    let body = axum::body::to_bytes(body, max).await.map_err(|e| {
+        let limit_hit = std::error::Error::source(&e)
+            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+        if limit_hit {
+            too_large()
         } else {
-            ApiError::new(e.status(), "bad_body", e.body_text())
+            ApiError::bad_request("bad_body", format!("reading the request body: {e}"))
         }
     })?;
     let limits = state.config.limits;

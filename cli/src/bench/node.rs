@@ -103,6 +103,7 @@ impl BenchNode {
         let server = tokio::spawn(meniscus_api::serve(
             listener,
             meniscus_api::router(node.clone(), ApiConfig::default()),
+            meniscus_api::ServeLimits::default(),
             async {
                 let _ = stopped.await;
             },
