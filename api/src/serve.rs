@@ -83,6 +83,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let header_timeout = limits.header_timeout;
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             request
@@ -90,12 +91,17 @@ pub async fn serve(
                 .insert(ConnectInfo::<SocketAddr>(remote));
             router.clone().oneshot(request.map(Body::new))
         });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            // Telling HTTP/1 from HTTP/2 waits for the first bytes with no deadline of its
+            // own: a connection that sends nothing in time is closed here.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return, // silent, closed, or broken
+            }
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
                 tracing::trace!(%remote, error = %e, "HTTP connection ended");
             }
             drop(permit);
