@@ -30,6 +30,7 @@ struct Cluster {
     rafts: Vec<SocketAddr>,
     admin: String,
     token: String,
+    pids: Vec<u32>,
     _procs: Vec<common::KillOnDrop>,
     _dirs: Vec<tempfile::TempDir>,
 }
@@ -78,6 +79,7 @@ fn start(security: &[String]) -> Cluster {
         rafts,
         admin: creds["admin_token"].as_str().unwrap().to_owned(),
         token: creds["tenants"]["default"].as_str().unwrap().to_owned(),
+        pids: procs.iter().map(|p| p.0.id()).collect(),
         _procs: procs,
         _dirs: dirs,
     }
@@ -438,4 +440,58 @@ fn a_cluster_node_without_certificates_or_insecure_refuses_to_start_and_says_how
         !dir.path().join("credentials.json").exists(),
         "nothing written"
     );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// How much node 1's RSS may grow while 16 plain and 16 authenticated peer connections each
+/// announce a 64 MiB frame and send 64 KiB of it (it grew by a GiB when a frame's buffer was
+/// allocated from its header).
+const HEADERS_MAX_GROWTH_MIB: u64 = 32;
+
+#[test]
+fn frame_headers_announcing_64_mib_cost_only_what_arrives() {
+    let certs = common::certs_dir();
+    let cluster = start(&common::certs_args());
+    cluster.wait_writable();
+    let node1 = cluster.rafts[0];
+    let before = rss_kib(cluster.pids[0]);
+    let mut frame = (64u32 * 1024 * 1024).to_be_bytes().to_vec();
+    frame.extend(vec![0u8; 64 * 1024]);
+    let member = PeerTls::from_dir(certs, 3).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let held = runtime.block_on(async {
+        let mut plain = Vec::new();
+        let mut tls = Vec::new();
+        for _ in 0..16 {
+            let mut s = tokio::net::TcpStream::connect(node1).await.unwrap();
+            let _ = s.write_all(&frame).await;
+            plain.push(s);
+            let tcp = tokio::net::TcpStream::connect(node1).await.unwrap();
+            let mut s = member
+                .connector()
+                .connect(PeerTls::server_name(1), tcp)
+                .await
+                .unwrap();
+            s.write_all(&frame).await.unwrap();
+            s.flush().await.unwrap();
+            tls.push(s);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        (plain, tls)
+    });
+    let grown = rss_kib(cluster.pids[0]).saturating_sub(before) / 1024;
+    eprintln!("node 1's RSS grew by {grown} MiB for 32 connections announcing 64 MiB frames");
+    assert!(grown < HEADERS_MAX_GROWTH_MIB, "RSS grew by {grown} MiB");
+    // The cluster serves on while they hang.
+    cluster.wait_writable();
+    assert!(cluster.total(0, "warm-up") >= 1);
+    drop(held);
 }
