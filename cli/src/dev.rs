@@ -21,6 +21,7 @@ use crate::{fdlimit, DevArgs};
 const DEFAULT_TENANT: &str = "default";
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    make_private(&args.data_dir)?;
     let mut options = NodeOptions::new(&args.data_dir);
     options.indexer.commit_interval = Duration::from_millis(args.commit_interval_ms.max(10));
     options.indexer.nice = args.indexer_nice;
@@ -121,6 +122,23 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     tracing::info!("listeners stopped; committing indexes");
     node.shutdown().await.context("shutting down")?;
     tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Creates the data directory with mode 0700, or narrows an existing one to it (it holds
+/// every tenant's events and the tokens).
+fn make_private(dir: &std::path::Path) -> anyhow::Result<()> {
+    crate::cert::create_private_dir(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode != 0o700 {
+            tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "the data directory was open to others; narrowing it to 0700");
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("narrowing {} to mode 0700", dir.display()))?;
+        }
+    }
     Ok(())
 }
 

@@ -298,10 +298,23 @@ enum TenantCommand {
     },
 }
 
+/// Everything a node writes (its data directory: events, tokens, the Raft log) is its owner's
+/// alone, whatever umask it was started with: directories 0700, files 0600.
+fn private_files() {
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file mode creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse_from(config::expand(std::env::args_os().collect())?);
     logging::init(&cli.log_format);
+    if matches!(cli.command, Command::Dev(_) | Command::Start(_)) {
+        private_files();
+    }
     match cli.command {
         Command::Dev(args) => dev::run(args).await,
         Command::Start(args)
