@@ -16,6 +16,9 @@ pub enum Error {
     /// A membership change that cannot be made (unknown node, id in use, last voter).
     #[error("{0}")]
     InvalidMember(String),
+    /// A request's argument is out of range.
+    #[error("{0}")]
+    InvalidArgument(String),
     /// The tenant does not exist.
     #[error("unknown tenant {0:?}")]
     UnknownTenant(String),

@@ -193,6 +193,12 @@ pub struct IndexesStatus {
     pub copies_adopted: u64,
 }
 
+/// The longest grace period a rotated-out token may get: ten years.
+pub const MAX_TOKEN_GRACE: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// How far a node's applied index may trail its commit index while it counts as ready.
+pub const READY_LAG: u64 = 100;
+
 /// How long a linearizable read retries while the cluster has no leader.
 const READ_INDEX_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -453,6 +459,12 @@ impl Node {
         tenant: &str,
         grace: Duration,
     ) -> Result<(String, OffsetDateTime)> {
+        if grace > MAX_TOKEN_GRACE {
+            return Err(Error::InvalidArgument(format!(
+                "grace_seconds may be at most {} (ten years)",
+                MAX_TOKEN_GRACE.as_secs()
+            )));
+        }
         let token = tokens::generate();
         let valid_until = OffsetDateTime::now_utc() + grace;
         let kind = CommandKind::RotateToken(RotateToken {
@@ -781,7 +793,47 @@ impl Node {
         self.transport.as_deref().map(Transport::stats)
     }
 
-    /// Whether the node can take writes now.
+    /// Whether this node can take writes and searches now (readiness): its metadata group
+    /// runs, knows a leader (this node or another, which it forwards to), and has applied
+    /// its log to within [`READY_LAG`] entries of the commit index; and it was not removed
+    /// from the cluster. `Err` says why not.
+    pub fn readiness(&self) -> std::result::Result<(), String> {
+        let raft = self.meta.raft.status();
+        if !raft.running {
+            return Err("the metadata group's Raft thread has stopped".into());
+        }
+        if let Some(id) = self.removed_from_cluster() {
+            return Err(format!("node {id} was removed from the cluster"));
+        }
+        if raft.leader == 0 {
+            return Err(
+                "no leader of the metadata group is known (an election is under way, or this node cannot reach a majority)"
+                    .into(),
+            );
+        }
+        if raft.commit > raft.applied + READY_LAG {
+            return Err(format!(
+                "applying the log: {} of {} committed entries applied",
+                raft.applied, raft.commit
+            ));
+        }
+        Ok(())
+    }
+
+    /// This node's id, if the cluster removed it (`cluster remove`).
+    pub fn removed_from_cluster(&self) -> Option<u64> {
+        if !self.clustered {
+            return None;
+        }
+        let id = self.meta.raft.status().id;
+        let members = self.meta.metadata.members().ok()?;
+        members
+            .iter()
+            .any(|m| m.id == id && m.removed)
+            .then_some(id)
+    }
+
+    /// Whether the node leads the metadata group (takes writes without forwarding them).
     pub fn is_writable(&self) -> bool {
         self.meta.is_writable()
     }

@@ -25,6 +25,15 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
 /// that change was acknowledged.
 async fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let token = bearer(headers)?;
+    // A removed node can no longer reach the cluster's leader: say so at once rather than
+    // wait for a read that never completes.
+    if let Some(id) = state.node.removed_from_cluster() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "removed",
+            format!("node {id} was removed from the cluster; send requests to a member"),
+        ));
+    }
     state
         .node
         .authenticate_linearizable(token)

@@ -1,5 +1,6 @@
 //! API errors and how they map to HTTP.
 
+use axum::extract::rejection::PathRejection;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -70,6 +71,12 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        ApiError::bad_request("invalid_parameters", e.body_text())
+    }
+}
+
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         let unavailable =
@@ -96,6 +103,7 @@ impl From<NodeError> for ApiError {
             ) => unavailable(e.to_string()),
             NodeError::Unavailable(m) => unavailable(m),
             NodeError::InvalidMember(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            NodeError::InvalidArgument(m) => ApiError::bad_request("invalid_parameters", m),
             NodeError::Storage(e) => e.into(),
             other => ApiError::internal(other),
         }

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 mod auth;
+mod body;
 mod error;
 mod routes;
 mod serve;

@@ -19,6 +19,8 @@ use crate::credentials::{self, Credentials};
 use crate::{fdlimit, DevArgs};
 
 const DEFAULT_TENANT: &str = "default";
+/// How long committing the indexes and stopping the actors may take after SIGTERM.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     make_private(&args.data_dir)?;
@@ -82,8 +84,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // The HTTP API and each syslog stream listener may hold this many connections, raising
     // the open-file limit to fit them beside the node's own files.
     let fit = fdlimit::fit_connections(
-        stream_listeners(&args) + 1,
-        args.http_max_connections.max(args.syslog_max_connections),
+        stream_listeners(&args),
+        args.syslog_max_connections,
+        args.http_max_connections,
     );
     tracing::info!(
         open_file_limit = fit.limit,
@@ -91,13 +94,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         "connection limits"
     );
     let serve_limits = meniscus_api::ServeLimits {
-        max_connections: args.http_max_connections.min(fit.per_listener),
+        max_connections: fit.http,
         header_timeout: Duration::from_secs(args.http_header_timeout_secs.max(1)),
         ..meniscus_api::ServeLimits::default()
     };
     // One signal stops HTTP and every syslog listener.
     let (stop, shutdown) = Shutdown::channel();
-    let syslog_connections = args.syslog_max_connections.min(fit.per_listener);
+    let syslog_connections = fit.per_listener;
     let (syslog, syslog_stats) = start_syslog(&node, &args, syslog_connections, &shutdown).await?;
     config.syslog = syslog_stats;
     tokio::spawn(async move {
@@ -120,7 +123,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
     }
     tracing::info!("listeners stopped; committing indexes");
-    node.shutdown().await.context("shutting down")?;
+    // Everything acknowledged is in the Raft log already: a stop that cannot finish committing
+    // the indexes in time loses nothing (the next start replays the log), so it is bounded.
+    match tokio::time::timeout(SHUTDOWN_TIMEOUT, node.shutdown()).await {
+        Ok(done) => done.context("shutting down")?,
+        Err(_) => anyhow::bail!(
+            "the node did not finish stopping within {} s; the next start replays the log",
+            SHUTDOWN_TIMEOUT.as_secs()
+        ),
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -16,20 +16,24 @@ pub const RESERVED: u64 = 1024;
 pub struct Fit {
     /// The soft open-file limit now in force (`None` when it cannot be read).
     pub limit: Option<u64>,
-    /// Connections each stream listener may serve at once.
+    /// Connections each syslog stream listener may serve at once.
     pub per_listener: usize,
+    /// Connections the HTTP API may serve at once.
+    pub http: usize,
 }
 
-/// Raises the soft `RLIMIT_NOFILE` so that `listeners` stream listeners can each serve
-/// `max_connections` connections, and returns how many each may serve within the limit it got.
-pub fn fit_connections(listeners: usize, max_connections: usize) -> Fit {
-    if listeners == 0 {
-        return Fit {
-            limit: None,
-            per_listener: max_connections,
-        };
-    }
-    let needed = RESERVED.saturating_add((listeners as u64).saturating_mul(max_connections as u64));
+/// The fewest connections the HTTP API gets, even when syslog listeners take the rest.
+const MIN_HTTP: usize = 256;
+
+/// Raises the soft `RLIMIT_NOFILE` so that `listeners` syslog stream listeners can each serve
+/// `max_connections` connections and the HTTP API `http_max`, and returns what fits within the
+/// limit it got: the syslog listeners first (they are what a site points its devices at), the
+/// HTTP API the rest (at least [`MIN_HTTP`]).
+pub fn fit_connections(listeners: usize, max_connections: usize, http_max: usize) -> Fit {
+    let syslog = (listeners as u64).saturating_mul(max_connections as u64);
+    let needed = RESERVED
+        .saturating_add(syslog)
+        .saturating_add(http_max as u64);
     let limit = match rlimit::increase_nofile_limit(needed) {
         Ok(limit) => limit,
         Err(e) => {
@@ -37,19 +41,26 @@ pub fn fit_connections(listeners: usize, max_connections: usize) -> Fit {
             return Fit {
                 limit: None,
                 per_listener: max_connections,
+                http: http_max,
             };
         }
     };
     let per_listener = per_listener(limit, listeners, max_connections);
-    if per_listener < max_connections {
+    let taken = RESERVED.saturating_add((listeners * per_listener) as u64);
+    let http = usize::try_from(limit.saturating_sub(taken))
+        .unwrap_or(usize::MAX)
+        .clamp(MIN_HTTP.min(http_max), http_max.max(1));
+    if per_listener < max_connections || http < http_max {
         tracing::warn!(
             open_file_limit = limit,
             needed,
-            asked = max_connections,
+            syslog_asked = max_connections,
             per_listener,
+            http_asked = http_max,
+            http,
             "the open-file limit (RLIMIT_NOFILE, hard limit included) is too low for the \
-             connection limits; serving fewer connections per listener (raise it with ulimit -n \
-             or LimitNOFILE=)"
+             connection limits; serving fewer connections (raise it with ulimit -n or \
+             LimitNOFILE=)"
         );
     } else {
         tracing::debug!(
@@ -61,6 +72,7 @@ pub fn fit_connections(listeners: usize, max_connections: usize) -> Fit {
     Fit {
         limit: Some(limit),
         per_listener,
+        http,
     }
 }
 
@@ -97,13 +109,8 @@ mod tests {
     }
 
     #[test]
-    fn no_stream_listener_changes_nothing() {
-        assert_eq!(
-            fit_connections(0, 10),
-            Fit {
-                limit: None,
-                per_listener: 10
-            }
-        );
+    fn without_stream_listeners_http_gets_what_it_asks_within_the_limit() {
+        let fit = fit_connections(0, 10, 100);
+        assert_eq!((fit.per_listener, fit.http), (10, 100));
     }
 }

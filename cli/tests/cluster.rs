@@ -588,7 +588,8 @@ fn with_copied_indexes_a_new_leader_indexes_the_rest_and_a_killed_node_catches_u
                 .filter(|i| {
                     http.get(format!("{}/healthz", nodes[*i].base))
                         .send()
-                        .is_ok_and(|r| r.status() == 200)
+                        .and_then(|r| r.json::<Value>())
+                        .is_ok_and(|body| body["writable"] == true)
                 })
                 .collect();
             if leaders.len() == 1 {

@@ -401,7 +401,39 @@ fn joins_and_leaves(shards: u64) {
                 .all(|i| c.every_group(&base[*i], groups, |g| ids(&g["voters"]) == [1, 3, 4]))
         },
     );
-    nodes[1] = None;
+    // The removed node answers at once, saying why, and is not ready; SIGTERM ends it.
+    let asked = Instant::now();
+    let r = c
+        .http
+        .get(format!("{}/v1/search?q=*", base[1]))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["error"]["code"], "removed", "{body}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    let ready = c.http.get(format!("{}/readyz", base[1])).send().unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    let mut removed_node = nodes[1].take().unwrap();
+    let pid = removed_node.0.id().to_string();
+    let stopping = Instant::now();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let exited = common::poll_until(Duration::from_secs(60), || {
+        removed_node.0.try_wait().ok().flatten()
+    });
+    assert!(
+        exited.is_some(),
+        "SIGTERM did not end the removed node within 60 s"
+    );
+    eprintln!(
+        "the removed node stopped {:?} after SIGTERM",
+        stopping.elapsed()
+    );
     c.publish(&base[2], &token, events + 1_000, 1_000);
     for i in live {
         c.wait_total(

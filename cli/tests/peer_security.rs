@@ -7,142 +7,21 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::cluster::{start, Cluster};
 use meniscus_consensus::peer_tls::{self, PeerTls};
 use meniscus_consensus::transport::{Envelope, Forward, Frame, ShardRequest};
 use meniscus_storage::{AddAdminToken, AddMember, Command as Cmd, CommandKind, RotateToken};
 use prost::Message as _;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
-/// A three-node cluster of real processes.
-struct Cluster {
-    http: reqwest::blocking::Client,
-    bases: Vec<String>,
-    rafts: Vec<SocketAddr>,
-    admin: String,
-    token: String,
-    pids: Vec<u32>,
-    _procs: Vec<common::KillOnDrop>,
-    _dirs: Vec<tempfile::TempDir>,
-}
-
-fn start(security: &[String]) -> Cluster {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let rafts: Vec<SocketAddr> = (0..3).map(|_| common::free_addr()).collect();
-    let members = (0..3)
-        .map(|i| format!("{}={}", i + 1, rafts[i]))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut procs = Vec::new();
-    let mut readers = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let mut child = Command::new(common::BIN)
-            .args(["start", "--node-id", &(i + 1).to_string()])
-            .args(["--initial-cluster", &members, "--http", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(security)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.path().with_extension("log")).unwrap())
-            .spawn()
-            .unwrap();
-        readers.push(std::io::BufReader::new(child.stdout.take().unwrap()));
-        procs.push(common::KillOnDrop(child));
-    }
-    let mut bases = Vec::new();
-    for reader in &mut readers {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            assert!(reader.read_line(&mut line).unwrap() > 0, "a node exited");
-            if let Some(addr) = line.trim().strip_prefix("meniscus: http listening on ") {
-                bases.push(format!("http://{addr}"));
-                break;
-            }
-        }
-    }
-    let creds: Value =
-        serde_json::from_slice(&std::fs::read(dirs[0].path().join("credentials.json")).unwrap())
-            .unwrap();
-    Cluster {
-        http: common::client(Duration::from_secs(30)),
-        bases,
-        rafts,
-        admin: creds["admin_token"].as_str().unwrap().to_owned(),
-        token: creds["tenants"]["default"].as_str().unwrap().to_owned(),
-        pids: procs.iter().map(|p| p.0.id()).collect(),
-        _procs: procs,
-        _dirs: dirs,
-    }
-}
-
-impl Cluster {
-    fn get(&self, node: usize, path: &str, token: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.bases[node]))
-            .bearer_auth(token)
-            .send()
-            .unwrap();
-        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
-    }
-
-    fn total(&self, node: usize, q: &str) -> u64 {
-        let (status, body) = self.get(node, &format!("/v1/search?q={q}&limit=1"), &self.token);
-        assert_eq!(status, 200, "{body}");
-        body["total"].as_u64().unwrap()
-    }
-
-    /// A metric's value on `node`.
-    fn metric(&self, node: usize, name: &str) -> u64 {
-        let text = self
-            .http
-            .get(format!("{}/metrics", self.bases[node]))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .map_or(0, |v| v.parse().unwrap())
-    }
-
-    /// The event shard (Raft group) holding the `default` tenant.
-    fn default_shard(&self) -> u64 {
-        let (_, status) = self.get(0, "/v1/cluster", &self.admin);
-        status["shards"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .find(|(_, tenants)| tenants.as_array().unwrap().iter().any(|t| t == "default"))
-            .and_then(|(id, _)| id.parse().ok())
-            .expect("the default tenant is placed")
-    }
-
-    /// Waits until writes go through.
-    fn wait_writable(&self) {
-        let ok = common::poll_until(Duration::from_secs(30), || {
-            let r = self
-                .http
-                .post(format!("{}/v1/events", self.bases[0]))
-                .bearer_auth(&self.token)
-                .json(&json!({"message": "warm-up"}))
-                .send()
-                .ok()?;
-            r.status().is_success().then_some(())
-        });
-        assert!(ok.is_some(), "the cluster takes no writes");
-    }
-}
 
 const INJECTED_ADMIN: &str = "mns_injected_admin_token_0000000000000000000000000000000000000";
 const INJECTED_TENANT_TOKEN: &str =
@@ -403,15 +282,18 @@ fn an_insecure_cluster_believes_any_frame() {
     cluster.wait_writable();
     let shard = cluster.default_shard();
     let targets: Vec<(u64, SocketAddr)> = (1..=3).zip(cluster.rafts.iter().copied()).collect();
-    // Only the admin-token injection: one plain frame claiming node 2 to every node (one of
-    // them leads the metadata group and proposes it).
-    let frames = attack_frames(2, shard);
-    send_attacks(
-        &Identity::Plain,
-        Path::new("unused"),
-        &targets,
-        &frames[..1],
-    );
+    // Only the admin-token injection: one plain frame to every node, each claiming to come
+    // from another member (one of them leads the metadata group and proposes it).
+    for (i, target) in targets.iter().enumerate() {
+        let claimed = (i as u64 + 1) % 3 + 1;
+        let frames = attack_frames(claimed, shard);
+        send_attacks(
+            &Identity::Plain,
+            Path::new("unused"),
+            &[*target],
+            &frames[..1],
+        );
+    }
     let took = common::poll_until(Duration::from_secs(10), || {
         (cluster.get(0, "/v1/tenants", INJECTED_ADMIN).0 == 200).then_some(())
     });

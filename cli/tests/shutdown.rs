@@ -17,7 +17,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 fn sigterm_while_idle_exits_zero() {
     let dir = TestDir::new();
     let node = Node::start(&dir, &[]);
-    assert_eq!(node.healthz(), 200);
+    assert_eq!(node.readyz(), 200);
     let status = node.sigterm(STOP_TIMEOUT);
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
 
@@ -26,11 +26,11 @@ fn sigterm_while_idle_exits_zero() {
     let node = Node::start(&dir, &[]);
     // Not at once: see `ready_line_means_healthy_after_restart`.
     let healthy = common::poll_until(Duration::from_secs(10), || {
-        (node.healthz() == 200).then_some(())
+        (node.readyz() == 200).then_some(())
     });
     assert!(
         healthy.is_some(),
-        "healthz never answered 200 after the restart"
+        "readyz never answered 200 after the restart"
     );
     assert_eq!(
         std::fs::read(dir.data_dir().join("credentials.json")).unwrap(),
@@ -43,16 +43,17 @@ fn sigterm_while_idle_exits_zero() {
 }
 
 /// The ready line promises a node that takes writes; on a restart (when the bootstrap has nothing
-/// to propose) it is printed before the Raft driver reports leadership, so /healthz answers 503
-/// for the first few milliseconds (a publish in that window still succeeds: it waits).
+/// to propose) it could be printed before the Raft driver reports leadership, so /readyz
+/// answered 503 for the first few milliseconds (a publish in that window still succeeds: it
+/// waits).
 #[test]
 fn ready_line_means_healthy_after_restart() {
     let dir = TestDir::new();
     Node::start(&dir, &[]).sigterm(STOP_TIMEOUT);
     for _ in 0..5 {
         let node = Node::start(&dir, &[]);
-        let r = node.get("/healthz", None);
-        assert_eq!(r.status, 200, "healthz right after the ready line: {r:?}");
+        let r = node.get("/readyz", None);
+        assert_eq!(r.status, 200, "readyz right after the ready line: {r:?}");
         node.sigkill();
     }
 }

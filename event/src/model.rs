@@ -67,7 +67,8 @@ pub struct Source {
 }
 
 macro_rules! keyword_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident = $code:literal => $kw:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $code:literal => $kw:literal),+ $(,)? }
+     aliases { $($alias:literal => $aliased:ident),* $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[allow(missing_docs)]
@@ -91,14 +92,26 @@ macro_rules! keyword_enum {
             }
         }
 
+        /// A keyword in any case, an alias rsyslog and others accept (`error` for `err`,
+        /// `warn` for `warning`, ...), or a numeric code: what publishers send and searches
+        /// name.
         impl FromStr for $name {
             type Err = String;
             fn from_str(s: &str) -> Result<Self, String> {
-                match s { $($kw => Ok($name::$variant),)+ _ => Err(format!(
-                    "unknown {} {s:?}; expected one of: {}",
+                let lower = s.trim().to_ascii_lowercase();
+                match lower.as_str() {
+                    $($kw => return Ok($name::$variant),)+
+                    $($alias => return Ok($name::$aliased),)*
+                    _ => {}
+                }
+                if let Some(known) = lower.parse::<u8>().ok().and_then($name::from_code) {
+                    return Ok(known);
+                }
+                Err(format!(
+                    "unknown {} {s:?}; expected one of: {} (or a code)",
                     stringify!($name).to_lowercase(),
                     [$($kw),+].join(", ")
-                )) }
+                ))
             }
         }
 
@@ -133,6 +146,14 @@ keyword_enum!(
         Info = 6 => "info",
         Debug = 7 => "debug",
     }
+    aliases {
+        "panic" => Emerg,
+        "emergency" => Emerg,
+        "critical" => Crit,
+        "error" => Err,
+        "warn" => Warning,
+        "informational" => Info,
+    }
 );
 
 keyword_enum!(
@@ -163,6 +184,7 @@ keyword_enum!(
         Local6 = 22 => "local6",
         Local7 = 23 => "local7",
     }
+    aliases {}
 );
 
 #[cfg(test)]
@@ -181,6 +203,24 @@ mod tests {
         }
         assert_eq!(Facility::ALL.len(), 24);
         assert_eq!(Severity::from_code(8), None);
+    }
+
+    #[test]
+    fn aliases_cases_and_codes_name_the_same_values() {
+        for (text, severity) in [
+            ("error", Severity::Err),
+            ("ERR", Severity::Err),
+            ("3", Severity::Err),
+            ("Warn", Severity::Warning),
+            ("panic", Severity::Emerg),
+            (" info ", Severity::Info),
+        ] {
+            assert_eq!(text.parse::<Severity>(), Ok(severity), "{text:?}");
+        }
+        assert_eq!("LOCAL7".parse::<Facility>(), Ok(Facility::Local7));
+        assert_eq!("4".parse::<Facility>(), Ok(Facility::Auth));
+        assert!("8".parse::<Severity>().is_err());
+        assert!("24".parse::<Facility>().is_err());
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod error;
 mod index_store;
 mod metadata;
 pub mod query_limits;
+mod query_terms;
 pub mod raft_log;
 mod scan;
 mod schema;

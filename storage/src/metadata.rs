@@ -172,7 +172,9 @@ impl Metadata {
         // sled holds a process-wide lock during a transaction, so any scan must happen before it.
         // Reading here is safe: entries are applied by one thread, in order.
         let rotated = match &command.kind {
-            Some(CommandKind::RotateToken(c)) => self.current_tokens_of(&c.tenant)?,
+            Some(CommandKind::RotateToken(c)) => {
+                self.tokens_valid_past(&c.tenant, c.previous_valid_until_nanos)?
+            }
             _ => Vec::new(),
         };
         let result = (&self.tenants, &self.tokens, &self.state, &self.members).transaction(
@@ -310,12 +312,20 @@ impl Metadata {
         })
     }
 
-    fn current_tokens_of(&self, tenant: &str) -> Result<Vec<(sled::IVec, TokenRecord)>> {
+    /// The tenant's tokens that stay valid past `deadline` (those without an expiry, and
+    /// those in a grace period that ends later): a rotation cuts them all down to it.
+    fn tokens_valid_past(
+        &self,
+        tenant: &str,
+        deadline: i64,
+    ) -> Result<Vec<(sled::IVec, TokenRecord)>> {
         let mut out = Vec::new();
         for item in self.tokens.iter() {
             let (hash, value) = item?;
             let record: TokenRecord = from_json(&value)?;
-            if record.tenant.as_deref() == Some(tenant) && record.expires_at_nanos.is_none() {
+            if record.tenant.as_deref() == Some(tenant)
+                && record.expires_at_nanos.is_none_or(|until| until > deadline)
+            {
                 out.push((hash, record));
             }
         }

@@ -102,6 +102,17 @@ impl TenantIndex {
     /// scanned, the applied events not yet indexed (the tail).
     pub fn search(&self, req: &SearchRequest) -> Result<SearchResponse> {
         crate::query_limits::check(&req.query)?;
+        let canonical;
+        let req = match crate::query_terms::canonical(&req.query) {
+            std::borrow::Cow::Borrowed(_) => req,
+            std::borrow::Cow::Owned(query) => {
+                canonical = SearchRequest {
+                    query,
+                    ..req.clone()
+                };
+                &canonical
+            }
+        };
         let limit = req.limit.clamp(1, MAX_LIMIT);
         let query = self.parse_query(req)?;
         let before = req.cursor.as_deref().map(decode_cursor).transpose()?;

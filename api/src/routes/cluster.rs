@@ -2,7 +2,8 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -27,17 +28,14 @@ pub(crate) async fn status(
         "reachable": raft.running,
     })];
     nodes.extend(status.peers.iter().map(|p| {
-        let active = raft
-            .replicas
-            .iter()
-            .find(|r| r.id == p.id)
-            .map(|r| r.recent_active);
         json!({
             "id": p.id,
             "raft_addr": p.addr.to_string(),
             "self": false,
-            // The leader knows who answered it lately; elsewhere, whether our link is up.
-            "reachable": active.unwrap_or(p.connected),
+            // Every link carries at least a ping a second: reachable means heard lately.
+            "reachable": p.reachable(),
+            "last_heard_ms": p.last_heard.map(|ago| ago.as_millis() as u64),
+            "connected": p.connected,
         })
     }));
     let groups: Vec<Value> = status.groups.iter().map(group_json).collect();
@@ -98,7 +96,7 @@ fn group_json(group: &meniscus_actors::GroupStatus) -> Value {
 }
 
 /// `POST /v1/cluster/nodes` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AddNode {
     id: u64,
@@ -116,14 +114,14 @@ pub(crate) struct AddNode {
 pub(crate) async fn add_node(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<AddNode>, JsonRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth::admin(&state, &headers).await?;
-    let Json(AddNode {
+    let AddNode {
         id,
         raft_addr,
         replaces,
-    }) = body.map_err(|e| ApiError::new(e.status(), "invalid_json", e.body_text()))?;
+    } = crate::body::json(body, crate::body::MAX_ADMIN_BODY_BYTES, false).await?;
     let addr: SocketAddr = raft_addr.parse().map_err(|e| {
         ApiError::bad_request(
             "invalid_parameters",
@@ -144,10 +142,11 @@ pub(crate) async fn add_node(
 /// `DELETE /v1/cluster/nodes/{id}` (admin): take a node out of the cluster.
 pub(crate) async fn remove_node(
     State(state): State<AppState>,
-    Path(id): Path<u64>,
+    id: Result<Path<u64>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth::admin(&state, &headers).await?;
+    let Path(id) = id?;
     state.node.remove_member(id).await?;
     Ok((
         StatusCode::ACCEPTED,

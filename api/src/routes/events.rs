@@ -73,13 +73,11 @@ pub(crate) async fn publish(
     if declared.is_some_and(|len| len > max as u64) {
         return Err(too_large());
     }
-    let body = axum::body::to_bytes(body, max).await.map_err(|e| {
-        let limit_hit = std::error::Error::source(&e)
-            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-        if limit_hit {
+    let body = crate::body::read(body, max).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             too_large()
         } else {
-            ApiError::bad_request("bad_body", format!("reading the request body: {e}"))
+            e
         }
     })?;
     let limits = state.config.limits;

@@ -14,7 +14,9 @@ use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(health::healthz))
+        .route("/healthz", get(health::livez))
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
         .route("/v1/tenants", post(tenants::create).get(tenants::list))
         .route("/v1/tenants/{name}/tokens", post(tenants::rotate))
@@ -28,6 +30,13 @@ pub(crate) fn routes() -> Router<AppState> {
                 axum::http::StatusCode::NOT_FOUND,
                 "not_found",
                 "no such route",
+            )
+        })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            crate::ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed on this route"),
             )
         })
 }

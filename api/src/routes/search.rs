@@ -77,15 +77,7 @@ pub(crate) async fn search_post(
     body: axum::body::Body,
 ) -> Result<Json<SearchBody>, ApiError> {
     let tenant = auth::tenant(&state, &headers).await?;
-    let bytes = axum::body::to_bytes(body, MAX_SEARCH_BODY_BYTES)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("a search body is at most {MAX_SEARCH_BODY_BYTES} bytes"),
-            )
-        })?;
+    let bytes = crate::body::read(body, MAX_SEARCH_BODY_BYTES).await?;
     let params: SearchParams = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request("invalid_parameters", format!("the search body: {e}"))
     })?;

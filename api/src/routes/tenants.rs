@@ -1,6 +1,7 @@
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -8,27 +9,22 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 
-use crate::{auth, ApiError, AppState};
+use crate::{auth, body, ApiError, AppState};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateTenant {
     name: String,
-}
-
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(v)| v)
-        .map_err(|e| ApiError::new(e.status(), "invalid_json", e.body_text()))
 }
 
 /// `POST /v1/tenants`: create a tenant and return its first token (shown once).
 pub(crate) async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<CreateTenant>, JsonRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth::admin(&state, &headers).await?;
-    let CreateTenant { name } = json_body(body)?;
+    let CreateTenant { name } = body::json(body, body::MAX_ADMIN_BODY_BYTES, false).await?;
     match state.node.create_tenant(&name).await? {
         Some(token) => Ok((
             StatusCode::CREATED,
@@ -62,12 +58,13 @@ pub(crate) struct Rotate {
 /// `POST /v1/tenants/{name}/tokens`: a new token; the old ones expire after the grace period.
 pub(crate) async fn rotate(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: Option<Json<Rotate>>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     auth::admin(&state, &headers).await?;
-    let rotate = body.map(|Json(r)| r).unwrap_or_default();
+    let Path(name) = name?;
+    let rotate: Rotate = body::json(body, body::MAX_ADMIN_BODY_BYTES, true).await?;
     let grace = rotate
         .grace_seconds
         .map(Duration::from_secs)

@@ -6,6 +6,8 @@
 //! panics, and says where.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod cluster;
+
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -372,6 +374,10 @@ impl Node {
 
     pub fn healthz(&self) -> u16 {
         self.get("/healthz", None).status
+    }
+
+    pub fn readyz(&self) -> u16 {
+        self.get("/readyz", None).status
     }
 
     /// GET with an optional bearer token.

@@ -59,6 +59,17 @@ impl Listening {
             .contains_key(&id)
     }
 
+    /// Records that member `id` was heard from; false when it is not a member.
+    fn heard_from(&self, id: u64) -> bool {
+        match self.peers.lock().expect("peers lock poisoned").get(&id) {
+            Some(peer) => {
+                peer.heard.store(super::now_millis(), Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn refuse(&self, peer: SocketAddr, why: &str) {
         let refused = self.stats.refused.fetch_add(1, Ordering::Relaxed) + 1;
         // A stranger must not flood the log: the first ten, then every hundredth.
@@ -262,7 +273,7 @@ fn decode(
             named,
         });
     }
-    if !listening.is_member(from) {
+    if !listening.heard_from(from) {
         return Err(FrameError::NotMember(from));
     }
     frame

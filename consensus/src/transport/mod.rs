@@ -42,6 +42,11 @@ const PEER_QUEUE: usize = 4096;
 const MAX_BATCH: usize = 512;
 /// How long dialling a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A link with nothing to send sends an empty frame this often, so every node hears from
+/// every other (followers send Raft little but to the leader) and idle links stay open.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// A peer heard from within this long is reachable.
+pub const REACHABLE_WITHIN: Duration = Duration::from_secs(3);
 
 /// How peer links are secured.
 #[derive(Debug, Clone)]
@@ -87,6 +92,19 @@ struct Peer {
     queue: mpsc::Sender<Envelope>,
     addr: SocketAddr,
     connected: Arc<AtomicBool>,
+    /// When a frame from it last arrived, in milliseconds since [`epoch`] (0: never).
+    heard: Arc<AtomicU64>,
+}
+
+/// The instant peer times are counted from.
+fn epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
+}
+
+/// Milliseconds since [`epoch`], at least 1.
+fn now_millis() -> u64 {
+    (epoch().elapsed().as_millis() as u64).max(1)
 }
 
 /// What [`Transport::peers`] reports of one peer.
@@ -96,8 +114,18 @@ pub struct PeerStatus {
     pub id: u64,
     /// Its Raft address.
     pub addr: SocketAddr,
-    /// Whether our connection to it is up (it is opened when there is something to send).
+    /// Whether our connection to it is up.
     pub connected: bool,
+    /// How long ago a frame from it arrived (`None`: never since this node started).
+    pub last_heard: Option<Duration>,
+}
+
+impl PeerStatus {
+    /// Whether it was heard from within [`REACHABLE_WITHIN`] (every link carries at least a
+    /// ping a second).
+    pub fn reachable(&self) -> bool {
+        self.last_heard.is_some_and(|ago| ago < REACHABLE_WITHIN)
+    }
 }
 
 impl Transport {
@@ -151,12 +179,15 @@ impl Transport {
             self.stats.clone(),
         ));
         // Replacing the sender ends the previous peer task when its queue drains.
-        self.peers.lock().expect("peers lock poisoned").insert(
+        let mut peers = self.peers.lock().expect("peers lock poisoned");
+        let heard = peers.get(&id).map(|p| p.heard.clone()).unwrap_or_default();
+        peers.insert(
             id,
             Peer {
                 queue,
                 addr,
                 connected,
+                heard,
             },
         );
     }
@@ -181,10 +212,15 @@ impl Transport {
         let peers = self.peers.lock().expect("peers lock poisoned");
         let mut out: Vec<PeerStatus> = peers
             .iter()
-            .map(|(id, p)| PeerStatus {
-                id: *id,
-                addr: p.addr,
-                connected: p.connected.load(Ordering::Relaxed),
+            .map(|(id, p)| {
+                let heard = p.heard.load(Ordering::Relaxed);
+                PeerStatus {
+                    id: *id,
+                    addr: p.addr,
+                    connected: p.connected.load(Ordering::Relaxed),
+                    last_heard: (heard > 0)
+                        .then(|| Duration::from_millis(now_millis().saturating_sub(heard))),
+                }
             })
             .collect();
         out.sort_unstable_by_key(|p| p.id);
@@ -281,8 +317,12 @@ async fn peer_loop(
     let mut backoff = Duration::from_millis(50);
     let mut stream: Option<Outbound> = None;
     let mut buf = Vec::new();
-    while let Some(first) = queue.recv().await {
-        let mut envelopes = vec![first];
+    loop {
+        let mut envelopes = match tokio::time::timeout(PING_INTERVAL, queue.recv()).await {
+            Ok(Some(first)) => vec![first],
+            Ok(None) => break,    // the peer was removed or re-pointed
+            Err(_) => Vec::new(), // nothing to send: a ping
+        };
         while envelopes.len() < MAX_BATCH {
             match queue.try_recv() {
                 Ok(e) => envelopes.push(e),
