@@ -22,6 +22,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 /// How many clients the API serves at once, and how long they may dawdle.
@@ -49,12 +50,13 @@ impl Default for ServeLimits {
 /// The default [`ServeLimits::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16 * 1024;
 
-/// Serves `router` on `listener` until `shutdown` resolves, then gives in-flight requests
-/// [`ServeLimits::shutdown_grace`] to finish.
+/// Serves `router` on `listener` (HTTPS with `tls`) until `shutdown` resolves, then gives
+/// in-flight requests [`ServeLimits::shutdown_grace`] to finish.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ServeLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -91,7 +93,7 @@ pub async fn serve(
                 .insert(ConnectInfo::<SocketAddr>(remote));
             router.clone().oneshot(request.map(Body::new))
         });
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
             // Telling HTTP/1 from HTTP/2 waits for the first bytes with no deadline of its
             // own: a connection that sends nothing in time is closed here.
@@ -100,8 +102,25 @@ pub async fn serve(
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return, // silent, closed, or broken
             }
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(connection.into_owned()).await {
+            let result = match tls {
+                None => {
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(connection.into_owned()).await
+                }
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(header_timeout, acceptor.accept(stream)).await;
+                    let Ok(Ok(stream)) = handshake else {
+                        tracing::debug!(%remote, "HTTPS handshake failed or took too long");
+                        return;
+                    };
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(connection.into_owned()).await
+                }
+            };
+            if let Err(e) = result {
                 tracing::trace!(%remote, error = %e, "HTTP connection ended");
             }
             drop(permit);

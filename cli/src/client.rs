@@ -20,6 +20,26 @@ pub struct Conn {
     /// Data directory of a local `meniscus dev`, to read tokens from its credentials.json.
     #[arg(long, default_value = "./meniscus-data", env = "MENISCUS_DATA_DIR")]
     data_dir: PathBuf,
+    /// PEM file with the CA certificate that signed the node's HTTPS certificate (for an
+    /// https:// --server whose certificate the system does not trust, such as one made with
+    /// `meniscus cert`).
+    #[arg(long, env = "MENISCUS_CACERT")]
+    cacert: Option<PathBuf>,
+}
+
+impl Conn {
+    /// An HTTP client for this node, trusting --cacert as well as the system's CAs.
+    fn client(&self) -> anyhow::Result<reqwest::Client> {
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(120));
+        if let Some(path) = &self.cacert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading the CA certificate {}", path.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        builder.build().context("building the HTTP client")
+    }
 }
 
 /// Connection for admin commands.
@@ -76,13 +96,6 @@ impl TenantConn {
     }
 }
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .expect("the HTTP client builds with static settings")
-}
-
 /// Sends a request; a non-2xx answer becomes an error carrying the server's message.
 async fn call(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
     let response = request
@@ -100,13 +113,27 @@ async fn call(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
 
 pub async fn tenant_create(admin: &AdminConn, name: &str) -> anyhow::Result<()> {
     let body = call(
-        http()
+        admin
+            .conn
+            .client()?
             .post(format!("{}/v1/tenants", admin.conn.server))
             .bearer_auth(admin.token()?)
             .json(&serde_json::json!({ "name": name })),
     )
     .await?;
     println!("{}", serde_json::to_string_pretty(&body)?);
+    // Beside a local node's other tokens, so `--tenant NAME` finds it next time.
+    if let (Some(mut saved), Some(token)) = (
+        credentials::load(&admin.conn.data_dir)?,
+        body["token"].as_str(),
+    ) {
+        saved.tenants.insert(name.to_owned(), token.to_owned());
+        credentials::store(&admin.conn.data_dir, &saved)?;
+        eprintln!(
+            "saved the token in {} (use --tenant {name})",
+            credentials::path(&admin.conn.data_dir).display()
+        );
+    }
     Ok(())
 }
 
@@ -116,19 +143,33 @@ pub async fn tenant_rotate(
     grace_seconds: Option<u64>,
 ) -> anyhow::Result<()> {
     let body = call(
-        http()
+        admin
+            .conn
+            .client()?
             .post(format!("{}/v1/tenants/{name}/tokens", admin.conn.server))
             .bearer_auth(admin.token()?)
             .json(&serde_json::json!({ "grace_seconds": grace_seconds })),
     )
     .await?;
     println!("{}", serde_json::to_string_pretty(&body)?);
+    // A local node's saved token for this tenant is the new one from now on.
+    if let (Some(mut saved), Some(token)) = (
+        credentials::load(&admin.conn.data_dir)?,
+        body["token"].as_str(),
+    ) {
+        if let Some(old) = saved.tenants.get_mut(name) {
+            *old = token.to_owned();
+            credentials::store(&admin.conn.data_dir, &saved)?;
+        }
+    }
     Ok(())
 }
 
 pub async fn tenant_list(admin: &AdminConn) -> anyhow::Result<()> {
     let body = call(
-        http()
+        admin
+            .conn
+            .client()?
             .get(format!("{}/v1/tenants", admin.conn.server))
             .bearer_auth(admin.token()?),
     )
@@ -142,7 +183,9 @@ pub async fn tenant_list(admin: &AdminConn) -> anyhow::Result<()> {
 /// `meniscus cluster status`: the node's view of the cluster, as JSON.
 pub async fn cluster_status(admin: &AdminConn) -> anyhow::Result<()> {
     let body = call(
-        http()
+        admin
+            .conn
+            .client()?
             .get(format!("{}/v1/cluster", admin.conn.server))
             .bearer_auth(admin.token()?),
     )
@@ -154,7 +197,9 @@ pub async fn cluster_status(admin: &AdminConn) -> anyhow::Result<()> {
 /// `meniscus cluster remove NODE`.
 pub async fn cluster_remove(admin: &AdminConn, node: u64) -> anyhow::Result<()> {
     call(
-        http()
+        admin
+            .conn
+            .client()?
             .delete(format!("{}/v1/cluster/nodes/{node}", admin.conn.server))
             .bearer_auth(admin.token()?),
     )
@@ -204,7 +249,7 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let url = format!("{}/v1/events", args.conn.conn.server);
-    let client = http();
+    let client = args.conn.conn.client()?;
     let started = Instant::now();
     let (mut sent, mut batch, mut batch_bytes) = (0usize, String::new(), 0u64);
     let mut in_batch = 0;
@@ -304,7 +349,7 @@ pub struct SearchArgs {
 
 pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
     let token = args.conn.token()?;
-    let client = http();
+    let client = args.conn.conn.client()?;
     let mut cursor: Option<String> = None;
     let mut printed = 0;
     loop {

@@ -73,13 +73,27 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         },
         ..ApiConfig::default()
     };
+    let https = match (&args.http_tls_cert, &args.http_tls_key) {
+        (Some(cert), Some(key)) => {
+            let settings = TlsSettings {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: None,
+            };
+            let config = settings
+                .server_config()
+                .context("reading --http-tls-cert and --http-tls-key")?;
+            Some(tokio_rustls::TlsAcceptor::from(config))
+        }
+        _ => None,
+    };
     let listener = TcpListener::bind(args.http)
         .await
         .with_context(|| format!("binding the HTTP API to {}", args.http))?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to find a port chosen with :0.
     println!("meniscus: http listening on {addr}");
-    tracing::info!(%addr, data_dir = %args.data_dir.display(), credentials = %credentials::path(&args.data_dir).display(), "meniscus dev is ready");
+    tracing::info!(%addr, https = https.is_some(), data_dir = %args.data_dir.display(), credentials = %credentials::path(&args.data_dir).display(), "meniscus dev is ready");
 
     // The HTTP API and each syslog stream listener may hold this many connections, raising
     // the open-file limit to fit them beside the node's own files.
@@ -112,6 +126,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         listener,
         meniscus_api::router(node.clone(), config),
         serve_limits,
+        https,
         async move { http_shutdown.requested().await },
     )
     .await

@@ -132,6 +132,14 @@ struct DevArgs {
     /// seconds of connecting or of its last answer (slow clients, idle keep-alive).
     #[arg(long, default_value_t = 30)]
     http_header_timeout_secs: u64,
+    /// Serve the HTTP API over HTTPS with this PEM certificate chain (leaf first), e.g. a
+    /// node certificate from `meniscus cert create-node ID --host NAME_OR_IP`. Needs
+    /// --http-tls-key.
+    #[arg(long, requires = "http_tls_key")]
+    http_tls_cert: Option<PathBuf>,
+    /// The PEM private key of --http-tls-cert.
+    #[arg(long, requires = "http_tls_cert")]
+    http_tls_key: Option<PathBuf>,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     max_body_bytes: usize,

@@ -211,3 +211,36 @@ fn severity_and_facility_search_the_vocabulary_publish_accepts() {
         assert_eq!(node.total(&token, query), expected, "{query}");
     }
 }
+
+#[test]
+fn tenant_create_saves_the_token_so_the_next_search_with_tenant_works() {
+    let dir = TestDir::new();
+    let node = Node::start(&dir, &[]);
+    let out = node.cli(&["tenant", "create", "acme"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = node.cli(&["search", "*", "--tenant", "acme"], "");
+    assert!(
+        out.status.success(),
+        "search --tenant acme after tenant create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = node.cli(
+        &["tenant", "rotate-token", "acme", "--grace-seconds", "0"],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = node.cli(&["search", "*", "--tenant", "acme"], "");
+    assert!(
+        out.status.success(),
+        "search --tenant acme after a rotation: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

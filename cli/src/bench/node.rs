@@ -104,6 +104,7 @@ impl BenchNode {
             listener,
             meniscus_api::router(node.clone(), ApiConfig::default()),
             meniscus_api::ServeLimits::default(),
+            None,
             async {
                 let _ = stopped.await;
             },
