@@ -337,9 +337,10 @@ pub struct SearchArgs {
     /// Only events before this RFC 3339 time.
     #[arg(long)]
     to: Option<String>,
-    /// Most events to print (follows pages as needed).
-    #[arg(long, default_value_t = 100)]
-    limit: usize,
+    /// Most events to print (follows pages as needed); at least 1 (--count prints only the
+    /// total).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    limit: u64,
     /// Print only the total count.
     #[arg(long)]
     count: bool,

@@ -9,11 +9,20 @@ use anyhow::{bail, Context};
 
 /// Returns `args` with the keys of the `--config` file (if one is given after the subcommand)
 /// inserted as flags right after the subcommand, so that flags given later override them.
-pub fn expand(args: Vec<OsString>) -> anyhow::Result<Vec<OsString>> {
+pub fn expand(args: Vec<OsString>, cli: &clap::Command) -> anyhow::Result<Vec<OsString>> {
     let Some((position, path)) = find_config(&args) else {
         return Ok(args);
     };
-    let flags = flags_from_file(Path::new(&path))?;
+    // The subcommand's own flags are the settings a file may hold.
+    let subcommand = args
+        .get(1)
+        .and_then(|name| cli.find_subcommand(name.to_string_lossy().as_ref()));
+    let known: Vec<String> = subcommand
+        .into_iter()
+        .flat_map(|c| c.get_arguments())
+        .filter_map(|a| a.get_long().map(str::to_owned))
+        .collect();
+    let flags = flags_from_file(Path::new(&path), &known)?;
     // After the subcommand (args[1]): clap reads flags in order, and the last one wins.
     let insert_at = 2.min(args.len()).min(position);
     let mut out = args[..insert_at].to_vec();
@@ -36,7 +45,7 @@ fn find_config(args: &[OsString]) -> Option<(usize, OsString)> {
     None
 }
 
-fn flags_from_file(path: &Path) -> anyhow::Result<Vec<OsString>> {
+fn flags_from_file(path: &Path, known: &[String]) -> anyhow::Result<Vec<OsString>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the config file {}", path.display()))?;
     let table: toml::Table = text
@@ -47,7 +56,14 @@ fn flags_from_file(path: &Path) -> anyhow::Result<Vec<OsString>> {
         if key == "config" {
             bail!("{}: a config file cannot name another", path.display());
         }
-        let flag = format!("--{}", key.replace('_', "-"));
+        let name = key.replace('_', "-");
+        if !known.is_empty() && !known.contains(&name) {
+            bail!(
+                "{}: unknown setting {key:?} (the settings are the flags of this command, without --: see --help)",
+                path.display()
+            );
+        }
+        let flag = format!("--{name}");
         let values = match value {
             toml::Value::Array(items) => items,
             other => vec![other],
@@ -82,6 +98,10 @@ fn flags_from_file(path: &Path) -> anyhow::Result<Vec<OsString>> {
 mod tests {
     use super::*;
 
+    fn cli() -> clap::Command {
+        <crate::Cli as clap::CommandFactory>::command()
+    }
+
     fn args(list: &[&str]) -> Vec<OsString> {
         list.iter().map(OsString::from).collect()
     }
@@ -92,18 +112,14 @@ mod tests {
         let path = dir.path().join("node.toml");
         std::fs::write(
             &path,
-            "node-id = 2\ninitial_cluster = \"1=127.0.0.1:7001,2=127.0.0.1:7002\"\nsyslog-tcp = \"127.0.0.1:6514\"\nverbose = false\n",
+            "node-id = 2\ninitial_cluster = \"1=127.0.0.1:7001,2=127.0.0.1:7002\"\nsyslog-tcp = \"127.0.0.1:6514\"\ninsecure = false\n",
         )
         .unwrap();
         let config = path.to_str().unwrap();
-        let expanded = expand(args(&[
-            "meniscus",
-            "start",
-            "--config",
-            config,
-            "--node-id",
-            "3",
-        ]))
+        let expanded = expand(
+            args(&["meniscus", "start", "--config", config, "--node-id", "3"]),
+            &cli(),
+        )
         .unwrap();
         let text: Vec<String> = expanded
             .iter()
@@ -127,17 +143,23 @@ mod tests {
             ]
         );
         assert_eq!(
-            expand(args(&["meniscus", "dev"])).unwrap(),
+            expand(args(&["meniscus", "dev"]), &cli()).unwrap(),
             args(&["meniscus", "dev"])
         );
         std::fs::write(&path, "not toml = = 1").unwrap();
-        assert!(expand(args(&["meniscus", "start", "--config", config])).is_err());
-        assert!(expand(args(&[
-            "meniscus",
-            "start",
-            "--config",
-            "/nonexistent.toml"
-        ]))
+        assert!(expand(args(&["meniscus", "start", "--config", config]), &cli()).is_err());
+        assert!(expand(
+            args(&["meniscus", "start", "--config", "/nonexistent.toml"]),
+            &cli()
+        )
         .is_err());
+        std::fs::write(&path, "node-id = 2\nsyslog-tcpp = \"127.0.0.1:1\"\n").unwrap();
+        let unknown = expand(args(&["meniscus", "start", "--config", config]), &cli())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("unknown setting \"syslog-tcpp\""),
+            "{unknown}"
+        );
     }
 }

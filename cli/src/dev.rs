@@ -23,6 +23,26 @@ const DEFAULT_TENANT: &str = "default";
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    // The HTTP port and certificates first: a busy port or a bad file is reported before
+    // anything is written.
+    let https = match (&args.http_tls_cert, &args.http_tls_key) {
+        (Some(cert), Some(key)) => {
+            let settings = TlsSettings {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: None,
+            };
+            let config = settings
+                .server_config()
+                .context("reading --http-tls-cert and --http-tls-key")?;
+            Some(tokio_rustls::TlsAcceptor::from(config))
+        }
+        _ => None,
+    };
+    let listener = TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("binding the HTTP API to {}", args.http))?;
+    let addr = listener.local_addr()?;
     make_private(&args.data_dir)?;
     let mut options = NodeOptions::new(&args.data_dir);
     options.indexer.commit_interval = Duration::from_millis(args.commit_interval_ms.max(10));
@@ -73,27 +93,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         },
         ..ApiConfig::default()
     };
-    let https = match (&args.http_tls_cert, &args.http_tls_key) {
-        (Some(cert), Some(key)) => {
-            let settings = TlsSettings {
-                cert: cert.clone(),
-                key: key.clone(),
-                client_ca: None,
-            };
-            let config = settings
-                .server_config()
-                .context("reading --http-tls-cert and --http-tls-key")?;
-            Some(tokio_rustls::TlsAcceptor::from(config))
-        }
-        _ => None,
-    };
-    let listener = TcpListener::bind(args.http)
-        .await
-        .with_context(|| format!("binding the HTTP API to {}", args.http))?;
-    let addr = listener.local_addr()?;
     // Tests and scripts read this line to find a port chosen with :0.
     println!("meniscus: http listening on {addr}");
-    tracing::info!(%addr, https = https.is_some(), data_dir = %args.data_dir.display(), credentials = %credentials::path(&args.data_dir).display(), "meniscus dev is ready");
+    let credentials = credentials::path(&args.data_dir);
+    // Only the bootstrapping node writes credentials.json: name it where it exists.
+    let credentials = credentials
+        .exists()
+        .then(|| credentials.display().to_string());
+    tracing::info!(%addr, https = https.is_some(), data_dir = %args.data_dir.display(), credentials = credentials.as_deref().unwrap_or("-"), "meniscus dev is ready");
 
     // The HTTP API and each syslog stream listener may hold this many connections, raising
     // the open-file limit to fit them beside the node's own files.

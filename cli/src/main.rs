@@ -36,7 +36,20 @@ struct Cli {
 enum Command {
     /// Run a complete single-node Meniscus on a local data directory (creates the tenant
     /// `default` and DIR/credentials.json on first start).
-    #[command(args_override_self = true)]
+    #[command(
+        args_override_self = true,
+        mut_arg("node_id", |a| a.hide(true)),
+        mut_arg("raft", |a| a.hide(true)),
+        mut_arg("raft_advertise", |a| a.hide(true)),
+        mut_arg("initial_cluster", |a| a.hide(true)),
+        mut_arg("join", |a| a.hide(true)),
+        mut_arg("replace", |a| a.hide(true)),
+        mut_arg("shards", |a| a.hide(true)),
+        mut_arg("replication_factor", |a| a.hide(true)),
+        mut_arg("follower_indexes", |a| a.hide(true)),
+        mut_arg("certs_dir", |a| a.hide(true)),
+        mut_arg("insecure", |a| a.hide(true))
+    )]
     Dev(DevArgs),
     /// Run one node of a cluster: the same node as `dev`, with `--node-id`, `--raft` and
     /// `--initial-cluster ID=ADDR,...` (every voter, the same list on every node, like etcd's
@@ -318,7 +331,10 @@ fn private_files() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse_from(config::expand(std::env::args_os().collect())?);
+    let cli = Cli::parse_from(config::expand(
+        std::env::args_os().collect(),
+        &<Cli as clap::CommandFactory>::command(),
+    )?);
     logging::init(&cli.log_format);
     if matches!(cli.command, Command::Dev(_) | Command::Start(_)) {
         private_files();

@@ -244,3 +244,156 @@ fn tenant_create_saves_the_token_so_the_next_search_with_tenant_works() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn search_limit_zero_is_refused_rather_than_printing_one_event() {
+    let dir = TestDir::new();
+    let node = Node::start(&dir, &[]);
+    node.publish_json(&node.creds.default, &json!({"message": "one"}));
+    let out = node.cli(&["search", "*", "--limit", "0"], "");
+    assert!(!out.status.success(), "--limit 0 was taken");
+    assert!(
+        out.stdout.is_empty(),
+        "printed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--limit"));
+}
+
+/// The metadata group's commit index, from /metrics.
+fn commit_index(node: &Node) -> u64 {
+    let text = node
+        .http
+        .get(node.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("meniscus_raft_commit_index{group=\"0\"} "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn an_empty_array_commits_no_raft_entry() {
+    let dir = TestDir::new();
+    let node = Node::start(&dir, &[]);
+    let before = commit_index(&node);
+    for _ in 0..3 {
+        let r = node.post_json("/v1/events", Some(&node.creds.default), &json!([]));
+        assert_eq!(
+            (r.status, r.body["accepted"].as_u64()),
+            (200, Some(0)),
+            "{r:?}"
+        );
+    }
+    assert_eq!(commit_index(&node), before, "empty publishes were proposed");
+}
+
+#[test]
+fn dev_help_shows_no_cluster_only_flags() {
+    let help = |cmd: &str| {
+        let out = std::process::Command::new(common::BIN)
+            .args([cmd, "--help"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The flags' own lines (mentions in other flags' help do not count).
+    let flags = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.trim_start().strip_prefix("--"))
+            .map(|l| format!("--{}", l.split([' ', '<']).next().unwrap()))
+            .collect()
+    };
+    let (dev, start) = (flags(&help("dev")), flags(&help("start")));
+    for flag in [
+        "--initial-cluster",
+        "--join",
+        "--certs-dir",
+        "--insecure",
+        "--node-id",
+        "--shards",
+    ] {
+        assert!(!dev.iter().any(|f| f == flag), "dev --help shows {flag}");
+        assert!(start.iter().any(|f| f == flag), "start --help lacks {flag}");
+    }
+    assert!(dev.iter().any(|f| f == "--http"), "{dev:?}");
+}
+
+#[test]
+fn an_unknown_toml_key_is_reported_as_a_setting_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        "http = \"127.0.0.1:0\"\nsyslog-tcpp = \"127.0.0.1:6514\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .arg("dev")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown setting \"syslog-tcpp\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains("node.toml"), "{stderr}");
+}
+
+#[test]
+fn logs_carry_no_ansi_colours_when_not_on_a_terminal() {
+    let dir = TestDir::new();
+    let node = Node::start(&dir, &[]);
+    node.publish_json(&node.creds.default, &json!({"message": "logged"}));
+    let log = std::fs::read_to_string(&node.log).unwrap();
+    assert!(log.contains("meniscus dev is ready"), "{log}");
+    assert!(!log.contains('\u{1b}'), "ANSI escapes in the log file");
+}
+
+#[test]
+fn a_busy_http_port_is_reported_before_credentials_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let data = dir.path().join("data");
+    let out = std::process::Command::new(common::BIN)
+        .args(["dev", "--http", &addr, "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&addr), "{stderr}");
+    assert!(
+        !data.join("credentials.json").exists(),
+        "credentials were written"
+    );
+}
+
+#[test]
+fn a_follower_logs_no_credentials_path_that_does_not_exist() {
+    let cluster = common::cluster::start(&common::certs_args());
+    cluster.wait_writable();
+    for log in &cluster.logs[1..] {
+        let text = std::fs::read_to_string(log).unwrap();
+        let ready = text
+            .lines()
+            .find(|l| l.contains("meniscus dev is ready"))
+            .expect("a ready line");
+        assert!(!ready.contains("credentials.json"), "{ready}");
+    }
+    let first = std::fs::read_to_string(&cluster.logs[0]).unwrap();
+    assert!(
+        first.contains("credentials.json"),
+        "the bootstrapping node names its file"
+    );
+}

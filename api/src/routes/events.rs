@@ -107,6 +107,10 @@ pub(crate) async fn publish(
             })
         })
         .collect();
+    if events.is_empty() {
+        // Nothing to store: no Raft entry for it.
+        return Ok(Json(json!({"accepted": 0, "commit_index": 0})));
+    }
     let commit_index = state.node.publish(&tenant, &events).await?;
     Ok(Json(
         json!({"accepted": events.len(), "commit_index": commit_index}),

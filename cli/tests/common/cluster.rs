@@ -15,6 +15,8 @@ pub struct Cluster {
     pub admin: String,
     pub token: String,
     pub pids: Vec<u32>,
+    /// Each node's stderr (its log).
+    pub logs: Vec<std::path::PathBuf>,
     _procs: Vec<super::KillOnDrop>,
     _dirs: Vec<tempfile::TempDir>,
 }
@@ -66,6 +68,10 @@ pub fn start(security: &[String]) -> Cluster {
         admin: creds["admin_token"].as_str().unwrap().to_owned(),
         token: creds["tenants"]["default"].as_str().unwrap().to_owned(),
         pids: procs.iter().map(|p| p.0.id()).collect(),
+        logs: dirs
+            .iter()
+            .map(|d| d.path().with_extension("log"))
+            .collect(),
         _procs: procs,
         _dirs: dirs,
     }
