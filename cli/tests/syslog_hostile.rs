@@ -159,3 +159,32 @@ fn many_idle_connections_do_not_stop_a_new_sender() {
     node.wait_for(&word, 1);
     drop(idle);
 }
+
+/// Issue 13's token hygiene defect: a `Meniscus` SD-ID in another case, and lines that fail to
+/// parse but carry a `meniscus` token, stored their token.
+#[test]
+fn a_token_never_reaches_storage_whatever_the_sd_id_case_or_a_broken_line() {
+    let dir = Dir::new();
+    let node = SyslogNode::start(&dir);
+    let acme = node.create_tenant("acme");
+    let tag = marker("hygiene");
+    let lines = [
+        format!("<13>1 2026-11-20T10:00:00Z web01 app - - [Meniscus tenant=\"acme\" token=\"{acme}\"] {tag} one"),
+        format!("<13>1 2026-11-20T10:00:00Z web01 app - - [MENISCUS@32473 tenant=\"acme\" token=\"{acme}\"] {tag} two"),
+        // Broken structured data: stored whole with a parse error, token redacted.
+        format!("<13>1 2026-11-20T10:00:00Z web01 app - - [meniscus token=\"{acme}\" {tag} three"),
+        format!("{tag} four garbage Meniscus TOKEN={acme}"),
+    ];
+    for line in &lines {
+        node.send_tcp(&octet_counted(line));
+    }
+    node.wait_for_as(&acme, &tag, 2);
+    node.wait_for(&tag, 2);
+    let mut stored = node.search_as(&acme, &tag);
+    stored.extend(node.search(&tag));
+    assert_eq!(stored.len(), 4, "{stored:#?}");
+    for event in &stored {
+        let text = event.to_string();
+        assert!(!text.contains(&acme), "the token was stored: {text}");
+    }
+}

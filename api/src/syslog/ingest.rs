@@ -371,32 +371,44 @@ pub(crate) fn tenant_for(
     }
 }
 
-/// Replaces the value of every `token="..."` in a message that mentions a `[meniscus` element:
-/// the text of a line whose structured data did not parse must not leak its token.
+/// Replaces the value of every `token=` in a message that mentions `meniscus` (in any case):
+/// the text of a line whose structured data did not parse must not leak its token, quoted
+/// (`token="..."`, up to the closing quote) or not (up to a space or `]`).
 pub(crate) fn redact_tokens(message: &mut String) {
-    const KEY: &str = "token=\"";
-    if !message.contains("[meniscus") || !message.contains(KEY) {
+    const KEY: &str = "token=";
+    // ASCII lowercasing keeps every byte where it was, so positions carry over.
+    let lower = message.to_ascii_lowercase();
+    if !lower.contains("meniscus") || !lower.contains(KEY) {
         return;
     }
     let mut out = String::with_capacity(message.len());
-    let mut rest = message.as_str();
-    while let Some(i) = rest.find(KEY) {
-        let value_start = i + KEY.len();
-        out.push_str(&rest[..value_start]);
+    let mut copied = 0;
+    while let Some(found) = lower[copied..].find(KEY) {
+        let value_start = copied + found + KEY.len();
+        out.push_str(&message[copied..value_start]);
+        let rest = &message[value_start..];
+        let end = match rest.strip_prefix('"') {
+            Some(quoted) => {
+                let mut escaped = false;
+                let close = quoted
+                    .char_indices()
+                    .find(|&(_, c)| {
+                        let closes = c == '"' && !escaped;
+                        escaped = c == '\\' && !escaped;
+                        closes
+                    })
+                    .map_or(quoted.len(), |(j, _)| j);
+                out.push('"');
+                1 + close
+            }
+            None => rest
+                .find(|c: char| c.is_whitespace() || c == ']')
+                .unwrap_or(rest.len()),
+        };
         out.push_str("<redacted>");
-        let value = &rest[value_start..];
-        let mut escaped = false;
-        let end = value
-            .char_indices()
-            .find(|&(_, c)| {
-                let closes = c == '"' && !escaped;
-                escaped = c == '\\' && !escaped;
-                closes
-            })
-            .map_or(value.len(), |(j, _)| j);
-        rest = &value[end..];
+        copied = value_start + end;
     }
-    out.push_str(rest);
+    out.push_str(&message[copied..]);
     *message = out;
 }
 
@@ -500,6 +512,14 @@ mod tests {
             (
                 r#"token="kept" with no element"#,
                 r#"token="kept" with no element"#,
+            ),
+            (
+                r#"<13>1 - - - - [Meniscus TOKEN="s3cret"] [MENISCUS@9 token=bare] x"#,
+                r#"<13>1 - - - - [Meniscus TOKEN="<redacted>"] [MENISCUS@9 token=<redacted>] x"#,
+            ),
+            (
+                "garbage meniscus token=s3cret and more",
+                "garbage meniscus token=<redacted> and more",
             ),
             ("plain", "plain"),
         ];

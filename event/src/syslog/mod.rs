@@ -386,12 +386,16 @@ impl fmt::Debug for MeniscusSd {
     }
 }
 
-/// Removes every element whose SD-ID is `meniscus` or starts with `meniscus@`, so tokens are
-/// never stored, and returns the `tenant`, `token` and `id` params of the first one (in SD-ID
-/// order).
+/// Removes every element whose SD-ID is `meniscus` or starts with `meniscus@`, in any case
+/// (a sender's `Meniscus` must not store its token either), so tokens are never stored, and
+/// returns the `tenant`, `token` and `id` params of the first one (in SD-ID order).
 /// `None` when there is no such element.
 pub fn take_meniscus_sd(sd: &mut StructuredData) -> Option<MeniscusSd> {
-    let is_ours = |id: &str| id == "meniscus" || id.starts_with("meniscus@");
+    let is_ours = |id: &str| {
+        let prefix = id.get(..9).unwrap_or(id);
+        id.eq_ignore_ascii_case("meniscus")
+            || (prefix.eq_ignore_ascii_case("meniscus@") && id.len() > 9)
+    };
     let ids: Vec<String> = sd.keys().filter(|id| is_ours(id)).cloned().collect();
     let mut found = None;
     for id in ids {
