@@ -221,8 +221,55 @@ pub struct SendArgs {
     /// Events per request.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
+    /// Skip lines that are not a JSON object (NDJSON input), saying which, instead of
+    /// stopping at the first.
+    #[arg(long)]
+    skip_invalid: bool,
     #[command(flatten)]
     conn: TenantConn,
+}
+
+/// Where a batch's events came from: the file line of each.
+#[derive(Default)]
+struct Batch {
+    body: String,
+    lines: Vec<u64>,
+    bytes: u64,
+}
+
+impl Batch {
+    /// The file line of the batch's `n`th line (1-based), as the server numbers them.
+    fn file_line(&self, n: usize) -> Option<u64> {
+        n.checked_sub(1).and_then(|i| self.lines.get(i)).copied()
+    }
+}
+
+/// How to send the rest of `input` from `line` on.
+fn resume_hint(input: &str, line: u64) -> String {
+    if input == "-" {
+        format!("send the input again from line {line}")
+    } else {
+        format!("resume with `tail -n +{line} {input} | meniscus send -`")
+    }
+}
+
+/// Rewrites the server's "line N" (of the batch) into the line of the input.
+fn with_file_lines(message: &str, batch: &Batch, input: &str) -> String {
+    let Some(at) = message.find("line ") else {
+        return message.to_owned();
+    };
+    let digits: String = message[at + 5..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    match digits.parse().ok().and_then(|n| batch.file_line(n)) {
+        Some(line) => format!(
+            "{}line {line} of {input}{}",
+            &message[..at],
+            &message[at + 5 + digits.len()..]
+        ),
+        None => message.to_owned(),
+    }
 }
 
 pub async fn send(args: SendArgs) -> anyhow::Result<()> {
@@ -248,33 +295,75 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         "lines" => Some(false),
         _ => None,
     };
+    let input = if args.input == "-" {
+        "stdin".to_owned()
+    } else {
+        args.input.clone()
+    };
     let url = format!("{}/v1/events", args.conn.conn.server);
     let client = args.conn.conn.client()?;
     let started = Instant::now();
-    let (mut sent, mut batch, mut batch_bytes) = (0usize, String::new(), 0u64);
-    let mut in_batch = 0;
+    let (mut sent, mut skipped, mut line_no) = (0usize, 0usize, 0u64);
+    let mut batch = Batch::default();
     loop {
         let line = lines.next().transpose().context("reading input")?;
+        let mut stop = None;
         if let Some(line) = &line {
-            batch_bytes += line.len() as u64 + 1;
+            line_no += 1;
+            batch.bytes += line.len() as u64 + 1;
             if !line.trim().is_empty() {
                 let is_json = *ndjson.get_or_insert_with(|| line.trim_start().starts_with('{'));
-                if is_json {
-                    batch.push_str(line);
+                if !is_json {
+                    batch
+                        .body
+                        .push_str(&serde_json::json!({ "message": line }).to_string());
+                    batch.body.push('\n');
+                    batch.lines.push(line_no);
                 } else {
-                    batch.push_str(&serde_json::json!({ "message": line }).to_string());
+                    match serde_json::from_str::<serde_json::Map<String, Value>>(line) {
+                        Ok(_) => {
+                            batch.body.push_str(line);
+                            batch.body.push('\n');
+                            batch.lines.push(line_no);
+                        }
+                        Err(e) if args.skip_invalid => {
+                            eprintln!(
+                                "skipping line {line_no} of {input}: not a JSON object ({e})"
+                            );
+                            skipped += 1;
+                        }
+                        Err(e) => {
+                            stop = Some(format!(
+                                "line {line_no} of {input} is not a JSON object ({e})"
+                            ))
+                        }
+                    }
                 }
-                batch.push('\n');
-                in_batch += 1;
             }
         }
-        if in_batch > 0 && (in_batch >= args.batch.max(1) || line.is_none()) {
-            post_with_retry(&client, &url, &token, std::mem::take(&mut batch)).await?;
-            sent += in_batch;
-            in_batch = 0;
-            progress.inc(batch_bytes);
-            batch_bytes = 0;
+        let full = batch.lines.len() >= args.batch.max(1);
+        if !batch.lines.is_empty() && (full || line.is_none() || stop.is_some()) {
+            let body = std::mem::take(&mut batch.body);
+            if let Err(e) = post_with_retry(&client, &url, &token, body).await {
+                let first = batch.lines.first().copied().unwrap_or(line_no);
+                bail!(
+                    "{}; the batch of lines {first}-{} was not stored; the {sent} events before it were ({})",
+                    with_file_lines(&e.to_string(), &batch, &input),
+                    batch.lines.last().copied().unwrap_or(first),
+                    resume_hint(&args.input, first),
+                );
+            }
+            sent += batch.lines.len();
+            progress.inc(batch.bytes);
+            batch = Batch::default();
             progress.set_message(format!("{sent} events"));
+        }
+        if let Some(reason) = stop {
+            progress.finish_and_clear();
+            bail!(
+                "{reason}; sent the {sent} events before it and none after (fix it and {}, or pass --skip-invalid)",
+                resume_hint(&args.input, line_no),
+            );
         }
         if line.is_none() {
             break;
@@ -283,8 +372,13 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     progress.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "sent {sent} events in {secs:.1}s ({:.0} events/s)",
-        sent as f64 / secs.max(1e-9)
+        "sent {sent} events in {secs:.1}s ({:.0} events/s){}",
+        sent as f64 / secs.max(1e-9),
+        if skipped > 0 {
+            format!("; skipped {skipped} invalid lines")
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }

@@ -397,3 +397,71 @@ fn a_follower_logs_no_credentials_path_that_does_not_exist() {
         "the bootstrapping node names its file"
     );
 }
+
+#[test]
+fn send_with_a_bad_line_says_how_many_were_sent_and_which_file_line_failed() {
+    let dir = TestDir::new();
+    let node = Node::start(&dir, &[]);
+    let file = dir.path().join("events.ndjson");
+    let write = |bad: usize, text: &str| {
+        let lines: Vec<String> = (1..=2500)
+            .map(|i| {
+                if i == bad {
+                    text.to_owned()
+                } else {
+                    json!({"message": format!("sent line {i}")}).to_string()
+                }
+            })
+            .collect();
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    };
+    let path = file.to_str().unwrap();
+
+    // Not JSON on line 1500: everything before it is sent, nothing after.
+    write(1500, "{\"message\": oops");
+    let out = node.cli(&["send", path], "");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 1500 of"), "{stderr}");
+    assert!(
+        stderr.contains("sent the 1499 events before it"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("tail -n +1500"), "{stderr}");
+    node.wait_total(&node.creds.default, "sent", 1499);
+
+    // --skip-invalid goes on past it, into another tenant.
+    assert!(node.cli(&["tenant", "create", "acme"], "").status.success());
+    let out = node.cli(&["send", path, "--skip-invalid", "--tenant", "acme"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("skipping line 1500"), "{stderr}");
+    assert!(stderr.contains("sent 2499 events"), "{stderr}");
+
+    // The server refuses line 2200 (valid JSON, invalid event): the message names the file's
+    // line, not the batch's.
+    write(
+        2200,
+        &json!({"message": "m", "severity": "loud"}).to_string(),
+    );
+    assert!(node
+        .cli(&["tenant", "create", "initech"], "")
+        .status
+        .success());
+    let out = node.cli(&["send", path, "--tenant", "initech"], "");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 2200 of"), "{stderr}");
+    assert!(
+        stderr.contains("lines 2001-2500 was not stored"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the 2000 events before it were"),
+        "{stderr}"
+    );
+}
