@@ -465,3 +465,37 @@ fn send_with_a_bad_line_says_how_many_were_sent_and_which_file_line_failed() {
         "{stderr}"
     );
 }
+
+#[test]
+fn numeric_and_date_ranges_on_fields_work_and_a_bad_range_is_a_400_not_a_500() {
+    let dir = TestDir::new();
+    let node = Node::start(&dir, &[]);
+    let token = node.creds.default.clone();
+    let events: Vec<Value> = [200, 404, 500, 503, 302]
+        .iter()
+        .enumerate()
+        .map(|(i, status)| {
+            json!({"message": format!("request {i}"), "fields": {
+                "status": status, "took_ms": 10.5 * i as f64,
+                "at": format!("2026-0{}-01T00:00:00Z", i + 1),
+            }})
+        })
+        .collect();
+    let r = node.publish_json(&token, &json!(events));
+    let index = r["commit_index"].as_u64().unwrap();
+    for (query, expected) in [
+        ("fields.status:[400 TO 600]", 3),
+        ("fields.status:>400", 3),
+        ("fields.status:<=302", 2),
+        ("fields.took_ms:>=21", 3),
+        (
+            "fields.at:[2026-02-01T00:00:00Z TO 2026-04-01T00:00:00Z}",
+            2,
+        ),
+    ] {
+        assert_eq!(node.total_after(&token, query, index), expected, "{query}");
+    }
+    // A range on a field that has no fast column is the user's mistake: 400, not 500.
+    let r = node.search(&token, "structured_data.x:[1 TO 5]", None, None);
+    assert_eq!((r.status, r.code()), (400, "invalid_query"), "{r:?}");
+}

@@ -62,6 +62,10 @@ pub(crate) fn build() -> (Schema, Fields) {
         .set_fast()
         .set_precision(DateTimePrecision::Microseconds);
     let json = JsonObjectOptions::from(TEXT).set_expand_dots_enabled();
+    // `fields` are also fast, as Elasticsearch keeps doc values: numeric and date ranges on
+    // `fields.*` (`fields.status:[400 TO 599]`, `fields.took_ms:>250`) need them, and
+    // aggregations will. Text values go to the fast column as they are ("raw").
+    let fast_json = json.clone().set_fast("raw");
     let fields = Fields {
         id: b.add_text_field("id", STRING),
         message: b.add_text_field("message", TEXT),
@@ -75,7 +79,7 @@ pub(crate) fn build() -> (Schema, Fields) {
         timestamp: b.add_date_field("timestamp", date.clone()),
         received_at: b.add_date_field("received_at", date),
         structured_data: b.add_json_field("structured_data", json.clone()),
-        fields: b.add_json_field("fields", json),
+        fields: b.add_json_field("fields", fast_json),
         ts_us: b.add_i64_field("_ts_us", FAST),
         seq: b.add_u64_field("_seq", FAST),
         source: b.add_bytes_field("_source", STORED),

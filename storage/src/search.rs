@@ -130,7 +130,10 @@ impl TenantIndex {
             Count,
             TopDocs::with_limit(limit).order_by(NewestFirst { before }),
         );
-        let (indexed_total, indexed_top) = view.searcher.search(&*query, &collector)?;
+        let (indexed_total, indexed_top) = view
+            .searcher
+            .search(&*query, &collector)
+            .map_err(|e| query_error(&req.query, e))?;
         let mut tail_total = 0;
         let mut tail_top = Vec::new();
         if let Some(scan) = &mut scan {
@@ -244,6 +247,17 @@ impl TenantIndex {
             .map_or(Bound::Unbounded, |us| Bound::Excluded(term(us)));
         let range: Box<dyn Query> = Box::new(RangeQuery::new(lower, upper));
         Ok(Box::new(BooleanQuery::intersection(vec![base, range])))
+    }
+}
+
+/// A search the index refused because of the query (a range on a field that has no fast
+/// column, say) is the user's mistake: an invalid query, not an internal error.
+fn query_error(query: &str, e: tantivy::TantivyError) -> Error {
+    match e {
+        tantivy::TantivyError::SchemaError(m) | tantivy::TantivyError::InvalidArgument(m) => {
+            Error::InvalidQuery(format!("{query:?}: {m}"))
+        }
+        other => Error::Index(other),
     }
 }
 
