@@ -131,7 +131,7 @@ mod tests {
     #[test]
     fn each_line_becomes_one_event_with_search_field_names() {
         let out = run_on(
-            "<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut=\"3\"] An application event\r\n\n<34>Oct 11 22:14:15 mymachine su: 'su root' failed\nnot syslog\n",
+            "<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut=\"3\"] An application event\r\n\n<34>Oct 11 22:14:15 mymachine su: 'su root' failed\n<999>not syslog\n",
             Format::Auto,
         );
         assert_eq!(out.len(), 3);
@@ -147,10 +147,10 @@ mod tests {
         assert_eq!(out[1]["timestamp"], "2026-10-11T22:14:15Z");
         assert_eq!(out[1]["severity"], "crit");
         assert_eq!(out[1]["facility"], "auth");
-        assert_eq!(out[2]["message"], "not syslog");
+        assert_eq!(out[2]["message"], "<999>not syslog");
         assert_eq!(
             out[2]["fields"]["parse_error"],
-            "syslog: missing PRI (expected '<') at byte 0"
+            "syslog: invalid PRI (expected <0> to <191>) at byte 1"
         );
     }
 

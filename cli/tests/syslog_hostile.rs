@@ -39,7 +39,7 @@ fn garbage_on_one_connection_does_not_stop_other_senders() {
     let bad_line = marker("junkline");
     // A line that is not syslog is stored whole, with parse_error.
     hostile
-        .write_all(format!("\n\u{1}\u{2} {bad_line} \u{fffd}\n").as_bytes())
+        .write_all(format!("\n<999>\u{1}\u{2} {bad_line} \u{fffd}\n").as_bytes())
         .unwrap();
 
     let other = marker("othersender");
@@ -51,7 +51,7 @@ fn garbage_on_one_connection_does_not_stop_other_senders() {
     assert!(e["message"].as_str().unwrap().contains(&bad_line));
     assert_eq!(
         e["fields"]["parse_error"],
-        "syslog: missing PRI (expected '<') at byte 0"
+        "syslog: invalid PRI (expected <0> to <191>) at byte 1"
     );
 
     // The hostile connection itself is still served.

@@ -62,7 +62,7 @@ fn syslog_counters_are_exported_per_listener_and_move_with_traffic() {
     stream.write_all(&rfc5424("-", &word)).unwrap();
     let bad = rfc5424(r#"[meniscus token="msc_not_a_token"]"#, &marker("badtoken"));
     stream.write_all(&bad).unwrap();
-    stream.write_all(b"not syslog at all\n").unwrap();
+    stream.write_all(b"<999>not syslog at all\n").unwrap();
     node.wait_for(&word, 2);
     assert_eq!(
         node.wait_for_metric("meniscus_syslog_open_connections", "tcp", |v| v == 1, WAIT),

@@ -70,12 +70,14 @@ fn parse_prints_one_json_event_per_line() {
     assert_eq!(e["message"], "Use the BFG!");
     assert!(e["timestamp"].as_str().unwrap().contains("-02-05T17:32:18"));
 
+    // RFC 3164 section 4.3.3: no PRI is user.notice, all of it the message.
     let e = &events[2];
     assert_eq!(e["message"], "garbage without a priority");
     assert_eq!(
-        e["fields"]["parse_error"],
-        "syslog: missing PRI (expected '<') at byte 0"
+        (e["facility"].as_str(), e["severity"].as_str()),
+        (Some("user"), Some("notice"))
     );
+    assert!(e.get("fields").is_none(), "{e}");
     assert!(e.get("timestamp").is_none());
 }
 
@@ -87,7 +89,7 @@ fn parse_with_a_forced_format_reports_the_other_dialect() {
     );
     assert!(ok, "{stderr}");
     let error = events[0]["fields"]["parse_error"].as_str().unwrap();
-    assert!(error.starts_with("rfc5424: unsupported VERSION"), "{error}");
+    assert!(error.starts_with("rfc5424: invalid VERSION"), "{error}");
 
     let (events, _, ok) = parse(
         &["--format", "rfc3164"],

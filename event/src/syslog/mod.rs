@@ -22,9 +22,13 @@
 //! assert_eq!(p.procid, Some("42"));
 //! assert_eq!(p.timestamp, Some(datetime!(2026-10-11 22:14:15 UTC)));
 //!
-//! let bad = syslog::parse(b"hello", Format::Auto, now);
-//! assert_eq!(bad.message, "hello");
-//! assert_eq!(bad.parse_error.unwrap().to_string(), "syslog: missing PRI (expected '<') at byte 0");
+//! // No PRI: user.notice (RFC 3164 section 4.3.3), all of it the message.
+//! let bare = syslog::parse(b"hello", Format::Auto, now);
+//! assert_eq!((bare.message.as_ref(), bare.parse_error), ("hello", None));
+//!
+//! let bad = syslog::parse(b"<999>hello", Format::Auto, now);
+//! assert_eq!(bad.message, "<999>hello");
+//! assert_eq!(bad.parse_error.unwrap().to_string(), "syslog: invalid PRI (expected <0> to <191>) at byte 1");
 //! ```
 
 use std::borrow::Cow;
@@ -130,8 +134,8 @@ pub enum Problem {
     /// `<...>` is not a priority from 0 to 191.
     #[error("invalid PRI (expected <0> to <191>)")]
     InvalidPri,
-    /// RFC 5424 VERSION is missing or not `1`.
-    #[error("unsupported VERSION (expected 1)")]
+    /// RFC 5424 VERSION is missing or not 1 to 3 digits.
+    #[error("invalid VERSION (expected 1 to 3 digits, not starting with 0)")]
     UnsupportedVersion,
     /// A header field ends where a space should separate it from the next one.
     #[error("expected a space before {0}")]
@@ -301,18 +305,38 @@ pub fn parse(line: &[u8], format: Format, now: OffsetDateTime) -> Parsed<'_> {
     result.unwrap_or_else(|e| Parsed::invalid(line, e))
 }
 
-/// Detects the dialect of a line from its first bytes: `<PRI>1 ` is RFC 5424, any other `<PRI>`
-/// is RFC 3164.
+/// Detects the dialect of a line from its first bytes: `<PRI>VERSION ` (1 to 3 digits, as RFC
+/// 5424's ABNF allows) is RFC 5424, any other `<PRI>` is RFC 3164.
 pub fn detect(line: &[u8]) -> Result<Format, ParseError> {
-    let (_, after) = pri(line, false).map_err(|(problem, at)| ParseError {
-        format: Format::Auto,
-        problem,
-        at,
-    })?;
-    Ok(match line.get(after..after + 2) {
-        Some(b"1 ") => Format::Rfc5424,
-        _ => Format::Rfc3164,
+    let after = match pri(line, false) {
+        Ok((_, after)) => after,
+        // No PRI at all: RFC 3164 section 4.3.3 makes it user.notice.
+        Err((Problem::MissingPri, _)) => return Ok(Format::Rfc3164),
+        Err((problem, at)) => {
+            return Err(ParseError {
+                format: Format::Auto,
+                problem,
+                at,
+            })
+        }
+    };
+    Ok(match version_len(line, after) {
+        Some(_) => Format::Rfc5424,
+        None => Format::Rfc3164,
     })
+}
+
+/// The length of an RFC 5424 VERSION (`NONZERO-DIGIT 0*2DIGIT`) at `line[at..]`, followed by
+/// a space.
+fn version_len(line: &[u8], at: usize) -> Option<usize> {
+    let rest = line.get(at..)?;
+    let digits = rest
+        .iter()
+        .take(4)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    let ok = (1..=3).contains(&digits) && rest[0] != b'0' && rest.get(digits) == Some(&b' ');
+    ok.then_some(digits)
 }
 
 /// Parses `<PRIVAL>` at the start of `line`: the value and the offset after `>`. RFC 5424 forbids

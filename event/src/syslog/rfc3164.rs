@@ -28,6 +28,9 @@ fn err(problem: super::Problem, at: usize) -> ParseError {
     }
 }
 
+/// The PRI of a message that has none (RFC 3164 section 4.3.3): user.notice.
+const USER_NOTICE: u8 = 13;
+
 /// Longest tag taken as APP-NAME (RFC 5424's APP-NAME maximum).
 const TAG_MAX: usize = 48;
 /// Longest pid taken as PROCID.
@@ -40,7 +43,13 @@ const SEVERITY_WORDS: [&[u8]; 10] = [
 
 /// Parses an RFC 3164 message (without trailing line terminators).
 pub(super) fn parse(line: &[u8], now: OffsetDateTime) -> Result<Parsed<'_>, ParseError> {
-    let (pri, after_pri) = super::pri(line, false).map_err(|(p, at)| err(p, at))?;
+    let (pri, after_pri) = match super::pri(line, false) {
+        Ok(found) => found,
+        // RFC 3164 section 4.3.3: a message without PRI is user.notice; what follows is
+        // parsed as any other (devices that omit PRI still send a timestamp and a tag).
+        Err((super::Problem::MissingPri, _)) if !line.is_empty() => (USER_NOTICE, 0),
+        Err((p, at)) => return Err(err(p, at)),
+    };
     let mut parsed = Parsed::new(Format::Rfc3164, pri);
     let mut pos = skip_spaces(line, after_pri);
 
@@ -76,6 +85,21 @@ pub(super) fn parse(line: &[u8], now: OffsetDateTime) -> Result<Parsed<'_>, Pars
         // The mnemonic stays in the message: it is what operators search for.
         parsed.msgid = Some(mnemonic);
     } else if let Some((app, procid)) = tag(tok) {
+        parsed.app = Some(app);
+        parsed.procid = procid;
+        pos = skip_spaces(line, pos + tok.len());
+    } else if let Some((app, procid, used)) = glued_tag(tok) {
+        // `tag:message`, no space after the colon.
+        parsed.app = Some(app);
+        parsed.procid = procid;
+        pos += used;
+    } else if let Some((app, procid)) = stamp
+        .and(parsed.host)
+        .and_then(|_| bare_tag(tok))
+        .filter(|_| line.get(pos + tok.len()) == Some(&b' '))
+    {
+        // A whole header (timestamp, host) and then `app[pid]` without a colon: the tag
+        // (`<13>Jan  1 10:00:00 host sshd[42] message`).
         parsed.app = Some(app);
         parsed.procid = procid;
         pos = skip_spaces(line, pos + tok.len());
@@ -194,6 +218,40 @@ fn cisco_mnemonic(tok: &[u8]) -> Option<&str> {
     } else {
         None
     }
+}
+
+/// `app:message` (no space after the colon): the app, the pid, and the bytes the tag and its
+/// colon take. The app must start with a letter and the message must not start with `/`, so
+/// clock times (`10:00:00`) and URLs (`http://...`) stay messages.
+fn glued_tag(tok: &[u8]) -> Option<(&str, Option<&str>, usize)> {
+    let colon = tok.iter().position(|&b| b == b':')?;
+    let rest = &tok[colon + 1..];
+    if !tok.first()?.is_ascii_alphabetic() || rest.is_empty() || rest.starts_with(b"/") {
+        return None;
+    }
+    let (app, pid) = tag(&tok[..=colon])?;
+    Some((app, pid, colon + 1))
+}
+
+/// A tag without its colon, `app[pid]`: a word of letters, digits, `-`, `_`, `.` and `/`,
+/// starting with a letter, and its pid. Without the pid a word is the message's first word
+/// (RFC 3164's own example 2, `10.0.0.99 Use the BFG!`, has no tag).
+fn bare_tag(tok: &[u8]) -> Option<(&str, Option<&str>)> {
+    let open = tok.iter().position(|&b| b == b'[')?;
+    let pid = tok[open + 1..].strip_suffix(b"]")?;
+    if pid.is_empty() || pid.len() > PID_MAX || pid.iter().any(|&b| b == b'[' || b == b']') {
+        return None;
+    }
+    let (app, pid) = (&tok[..open], Some(printable(pid)?));
+    let ok = app.len() <= TAG_MAX
+        && app.first()?.is_ascii_alphabetic()
+        && app
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'));
+    if !ok {
+        return None;
+    }
+    Some((printable(app)?, pid))
 }
 
 /// `app:` or `app[pid]:`: the app and the pid.

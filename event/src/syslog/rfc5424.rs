@@ -25,10 +25,11 @@ fn err(problem: Problem, at: usize) -> ParseError {
 pub(super) fn parse(line: &[u8]) -> Result<Parsed<'_>, ParseError> {
     let (pri, mut pos) = super::pri(line, true).map_err(|(p, at)| err(p, at))?;
     let mut parsed = Parsed::new(Format::Rfc5424, pri);
-    if line.get(pos..pos + 2) != Some(b"1 ") {
-        return Err(err(Problem::UnsupportedVersion, pos));
+    // VERSION = NONZERO-DIGIT 0*2DIGIT; every version defined so far shares this layout.
+    match super::version_len(line, pos) {
+        Some(n) => pos += n + 1,
+        None => return Err(err(Problem::UnsupportedVersion, pos)),
     }
-    pos += 2;
 
     let ts = token(line, pos, Field::Timestamp)?;
     if ts != b"-" {
@@ -214,7 +215,9 @@ fn param_value<'a>(
     let mut i = 0;
     let mut escaped = false;
     loop {
-        match memchr::memchr2(b'"', b'\\', &rest[i..]) {
+        // RFC 5424 section 6.3.3: '"', '\\' and ']' MUST be escaped inside PARAM-VALUE; an
+        // unescaped ']' is refused (it cannot be told from the element's end by a reader).
+        match memchr::memchr3(b'"', b'\\', b']', &rest[i..]) {
             None => {
                 return Err(err(
                     Problem::StructuredData("unterminated PARAM-VALUE"),
@@ -225,8 +228,15 @@ fn param_value<'a>(
                 i += n;
                 break;
             }
+            Some(n) if rest[i + n] == b']' => {
+                return Err(err(
+                    Problem::StructuredData("unescaped ']' in PARAM-VALUE"),
+                    pos + i + n,
+                ))
+            }
             Some(n) => {
-                // A backslash; skip the character it escapes.
+                // A backslash escapes one of the three; before any other character it is an
+                // invalid escape, which RFC 5424 6.3.3 says to keep as a plain backslash.
                 if matches!(rest.get(i + n + 1), Some(b'"' | b'\\' | b']')) {
                     escaped = true;
                     i += n + 2;

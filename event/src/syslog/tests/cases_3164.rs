@@ -167,11 +167,13 @@ fn rfc_and_unix() -> Vec<Case> {
             .ts("2026-11-15T11:00:00Z")
             .host("h")
             .msg("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa: m"),
-        v3164("tag glued to the text is text", "<13>Feb 13 20:07:26 74794bfb6795 root[8539]:syslog message")
+        v3164("tag glued to the text", "<13>Feb 13 20:07:26 74794bfb6795 root[8539]:syslog message")
             .pri(F::User, S::Notice)
             .ts("2026-02-13T20:07:26Z")
             .host("74794bfb6795")
-            .msg("root[8539]:syslog message"),
+            .app("root")
+            .procid("8539")
+            .msg("syslog message"),
         v3164("space after PRI; a word without colon is text", "<134> Feb 28 14:07:19 myhostname sshd - - - this is my message")
             .pri(F::Local0, S::Info)
             .ts("2026-02-28T14:07:19Z")
@@ -438,12 +440,16 @@ fn invalid() -> Vec<Case> {
             b"<166>Jan 05 1500 12:00:00: %ASA-6-302013: x",
             "rfc3164: TIMESTAMP outside the years 1678 to 2261 at byte 5",
         ),
-        bad(
+        v3164(
             "forced RFC 3164 without PRI",
-            b"Oct 11 22:14:15 mymachine su: hi",
-            "rfc3164: missing PRI (expected '<') at byte 0",
+            "Oct 11 22:14:15 mymachine su: hi",
         )
-        .input(Format::Rfc3164),
+        .input(Format::Rfc3164)
+        .pri(F::User, S::Notice)
+        .ts("2026-10-11T22:14:15Z")
+        .host("mymachine")
+        .app("su")
+        .msg("hi"),
         bad(
             "forced RFC 3164 with PRI 200",
             b"<200>Oct 11 22:14:15 mymachine su: hi",
@@ -456,11 +462,60 @@ fn invalid() -> Vec<Case> {
             "rfc3164: empty message at byte 0",
         )
         .input(Format::Rfc3164),
-        bad(
-            "BSD line without PRI",
-            b"Oct 11 22:14:15 mymachine su: hi",
-            "syslog: missing PRI (expected '<') at byte 0",
-        ),
+        // RFC 3164 section 4.3.3: user.notice, and the rest parsed as usual.
+        v3164("BSD line without PRI", "Oct 11 22:14:15 mymachine su: hi")
+            .pri(F::User, S::Notice)
+            .ts("2026-10-11T22:14:15Z")
+            .host("mymachine")
+            .app("su")
+            .msg("hi"),
+        v3164(
+            "a tag glued to its message",
+            "<13>Oct 11 22:14:15 mymachine su:hi there",
+        )
+        .pri(F::User, S::Notice)
+        .ts("2026-10-11T22:14:15Z")
+        .host("mymachine")
+        .app("su")
+        .msg("hi there"),
+        v3164(
+            "a tag with a pid glued to its message",
+            "<13>Oct 11 22:14:15 mymachine sshd[42]:Accepted key",
+        )
+        .pri(F::User, S::Notice)
+        .ts("2026-10-11T22:14:15Z")
+        .host("mymachine")
+        .app("sshd")
+        .procid("42")
+        .msg("Accepted key"),
+        v3164(
+            "a tag with a pid and no colon",
+            "<13>Oct 11 22:14:15 mymachine sshd[42] Accepted key",
+        )
+        .pri(F::User, S::Notice)
+        .ts("2026-10-11T22:14:15Z")
+        .host("mymachine")
+        .app("sshd")
+        .procid("42")
+        .msg("Accepted key"),
+        v3164(
+            "upper-case month name",
+            "<13>OCT 11 22:14:15 mymachine su: hi",
+        )
+        .pri(F::User, S::Notice)
+        .ts("2026-10-11T22:14:15Z")
+        .host("mymachine")
+        .app("su")
+        .msg("hi"),
+        v3164(
+            "a clock time in a message is no tag",
+            "<13>at 10:00:00 the job ran",
+        )
+        .pri(F::User, S::Notice)
+        .msg("at 10:00:00 the job ran"),
+        v3164("a URL is no tag", "<13>http://example.com/x is down")
+            .pri(F::User, S::Notice)
+            .msg("http://example.com/x is down"),
         bad(
             "PRI not closed before text",
             b"<13 hello",

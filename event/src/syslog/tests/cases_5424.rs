@@ -31,6 +31,17 @@ fn valid() -> Vec<Case> {
     ));
     let long_sd_id = leak(format!("<14>1 - - - - - [{}]", "i".repeat(32)));
     vec![
+        // VERSION is 1 to 3 digits (RFC 5424 section 6.2.2): versions after 1 share its layout.
+        v5424("VERSION 2", "<34>2 - h a - - - m")
+            .pri(F::Auth, S::Crit)
+            .host("h")
+            .app("a")
+            .msg("m"),
+        v5424("VERSION 123", "<34>123 - h a - - - m")
+            .pri(F::Auth, S::Crit)
+            .host("h")
+            .app("a")
+            .msg("m"),
         // RFC 5424 section 6.5, examples 1 to 4.
         Case::new(
             "rfc5424 example 1: no structured data, BOM",
@@ -135,9 +146,6 @@ fn valid() -> Vec<Case> {
         v5424("trailing escaped backslash", r#"<14>1 - - - - - [x@1 a="\\"]"#)
             .pri(F::User, S::Info)
             .sd(&[("x@1", &[("a", "\\")])]),
-        v5424("unescaped bracket inside a value", r#"<14>1 - - - - - [x@1 a="a]b"]"#)
-            .pri(F::User, S::Info)
-            .sd(&[("x@1", &[("a", "a]b")])]),
         v5424("empty value", r#"<14>1 - - - - - [x@1 a=""]"#)
             .pri(F::User, S::Info)
             .sd(&[("x@1", &[("a", "")])]),
@@ -295,16 +303,13 @@ fn invalid() -> Vec<Case> {
             b"\r\n",
             "syslog: empty message at byte 0",
         ),
-        bad(
-            "no PRI",
-            b"hello world",
-            "syslog: missing PRI (expected '<') at byte 0",
-        ),
-        bad(
-            "binary garbage",
-            b"\xFF\xFE\x00garbage",
-            "syslog: missing PRI (expected '<') at byte 0",
-        ),
+        // RFC 3164 section 4.3.3: without PRI a message is user.notice, all of it content.
+        Case::new("no PRI", b"hello world", Format::Rfc3164)
+            .pri(F::User, S::Notice)
+            .msg("hello world"),
+        Case::new("binary garbage", b"\xFF\xFE\x00garbage", Format::Rfc3164)
+            .pri(F::User, S::Notice)
+            .msg("\u{FFFD}\u{FFFD}\u{0}garbage"),
         bad(
             "PRI above 191",
             b"<192>1 - - - - - -",
@@ -333,15 +338,46 @@ fn invalid() -> Vec<Case> {
         bad(
             "forced RFC 5424 on a BSD line",
             b"<34>Oct 11 22:14:15 mymachine su: hi",
-            "rfc5424: unsupported VERSION (expected 1) at byte 4",
+            "rfc5424: invalid VERSION (expected 1 to 3 digits, not starting with 0) at byte 4",
         )
         .input(Format::Rfc5424),
         bad(
-            "VERSION 2",
-            b"<34>2 - - - - - -",
-            "rfc5424: unsupported VERSION (expected 1) at byte 4",
+            "VERSION of four digits",
+            b"<34>1000 - - - - - -",
+            "rfc5424: invalid VERSION (expected 1 to 3 digits, not starting with 0) at byte 4",
         )
         .input(Format::Rfc5424),
+        bad(
+            "VERSION with a leading zero",
+            b"<34>01 - - - - - -",
+            "rfc5424: invalid VERSION (expected 1 to 3 digits, not starting with 0) at byte 4",
+        )
+        .input(Format::Rfc5424),
+        bad(
+            "unescaped ']' in a PARAM-VALUE",
+            b"<34>1 - - - - - [x a=\"1]\"] m",
+            "rfc5424: invalid STRUCTURED-DATA: unescaped ']' in PARAM-VALUE at byte 23",
+        ),
+        bad(
+            "minute 99",
+            b"<34>1 2026-01-01T10:99:00Z h a - - -",
+            "rfc5424: invalid TIMESTAMP at byte 6",
+        ),
+        bad(
+            "offset -24:00",
+            b"<34>1 2026-01-01T10:00:00-24:00 h a - - -",
+            "rfc5424: invalid TIMESTAMP at byte 6",
+        ),
+        bad(
+            "31 September",
+            b"<34>1 2026-09-31T10:00:00Z h a - - -",
+            "rfc5424: invalid TIMESTAMP at byte 6",
+        ),
+        bad(
+            "29 February 2018",
+            b"<34>1 2018-02-29T10:00:00Z h a - - -",
+            "rfc5424: invalid TIMESTAMP at byte 6",
+        ),
         bad(
             "lower-case T",
             b"<34>1 2003-10-11t22:14:15.003Z h a - - -",
@@ -429,13 +465,13 @@ fn invalid() -> Vec<Case> {
         ),
         bad(
             "PARAM-VALUE not closed",
-            br#"<14>1 - - - - - [x@1 a="b]"#,
-            "rfc5424: invalid STRUCTURED-DATA: unterminated PARAM-VALUE at byte 26",
+            br#"<14>1 - - - - - [x@1 a="b"#,
+            "rfc5424: invalid STRUCTURED-DATA: unterminated PARAM-VALUE at byte 25",
         ),
         bad(
             "escaped closing quote",
             br#"<14>1 - - - - - [x@1 a="b\"]"#,
-            "rfc5424: invalid STRUCTURED-DATA: unterminated PARAM-VALUE at byte 28",
+            "rfc5424: invalid STRUCTURED-DATA: unescaped ']' in PARAM-VALUE at byte 27",
         ),
         bad(
             "unquoted PARAM-VALUE",
