@@ -1,11 +1,12 @@
 //! `meniscus cert`: the certificates that let nodes prove who they are to each other.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use meniscus_consensus::peer_tls::{self, CertificateAuthority};
+
+use crate::credentials::write_private_file as write_file;
 
 #[derive(Subcommand, Debug)]
 pub enum CertCommand {
@@ -116,22 +117,4 @@ pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     builder
         .create(dir)
         .with_context(|| format!("creating {}", dir.display()))
-}
-
-/// Writes a file with mode 0600, atomically (a temporary file renamed into place).
-fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }

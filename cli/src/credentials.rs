@@ -31,8 +31,13 @@ pub fn load(data_dir: &Path) -> anyhow::Result<Option<Credentials>> {
 
 /// Writes atomically (temp file + rename) with mode 0600: the file holds secrets.
 pub fn store(data_dir: &Path, credentials: &Credentials) -> anyhow::Result<()> {
-    let path = path(data_dir);
-    let tmp = path.with_extension("json.tmp");
+    write_private_file(&path(data_dir), &serde_json::to_vec_pretty(credentials)?)
+}
+
+/// Writes `bytes` to `path` with mode 0600, atomically (a temporary file beside it, synced,
+/// then renamed into place): for secrets (tokens, keys).
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -43,8 +48,7 @@ pub fn store(data_dir: &Path, credentials: &Credentials) -> anyhow::Result<()> {
     let mut file = options
         .open(&tmp)
         .with_context(|| format!("writing {}", tmp.display()))?;
-    file.write_all(&serde_json::to_vec_pretty(credentials)?)?;
+    file.write_all(bytes)?;
     file.sync_all()?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }

@@ -94,6 +94,18 @@ impl Cluster {
         body["total"].as_u64().unwrap()
     }
 
+    /// Waits until `q` finds at least `n` events on `node` (a follower copies the leader's
+    /// index about one commit interval later).
+    pub fn wait_total(&self, node: usize, q: &str, n: u64) {
+        let found = super::poll_until(Duration::from_secs(20), || {
+            (self.total(node, q) >= n).then_some(())
+        });
+        assert!(
+            found.is_some(),
+            "node {node} never found {n} events for {q:?}"
+        );
+    }
+
     /// A metric's value on `node`.
     pub fn metric(&self, node: usize, name: &str) -> u64 {
         let text = self

@@ -30,6 +30,16 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// interval is 500 ms; this is generous for a loaded 2-core machine).
 pub const SEARCHABLE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A process's resident memory in KiB, from /proc.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
 /// Node ids [`certs_dir`] has certificates for.
 pub const CERTIFIED_NODES: u64 = 8;
 
