@@ -73,7 +73,7 @@ impl Listening {
     fn refuse(&self, peer: SocketAddr, why: &str) {
         let refused = self.stats.refused.fetch_add(1, Ordering::Relaxed) + 1;
         // A stranger must not flood the log: the first ten, then every hundredth.
-        if refused <= 10 || refused % 100 == 0 {
+        if refused <= 10 || refused.is_multiple_of(100) {
             tracing::warn!(%peer, refused, "refused a peer connection: {why}");
         }
     }
