@@ -993,6 +993,38 @@ impl ShardKeeper {
         loop {
             tokio::time::sleep(SHARD_CHECK_EVERY).await;
             self.start_missing().await;
+            self.forget_removed_members();
+        }
+    }
+
+    /// Stops talking to members that were removed and have left every group this node runs:
+    /// nothing is sent to them, and their certificates no longer open a connection.
+    fn forget_removed_members(&self) {
+        let Ok(members) = self.meta.metadata.members() else {
+            return;
+        };
+        let me = self.options.node_id;
+        let groups: Vec<Arc<Group>> = self
+            .groups
+            .read()
+            .expect("groups lock poisoned")
+            .values()
+            .cloned()
+            .collect();
+        let peers = self.transport.peers();
+        for member in members.iter().filter(|m| m.removed && m.id != me) {
+            let known = peers.iter().any(|p| p.id == member.id);
+            let in_a_group = groups.iter().any(|g| {
+                let status = g.raft.status();
+                status.voters.contains(&member.id) || status.learners.contains(&member.id)
+            });
+            if known && !in_a_group {
+                tracing::info!(
+                    node = member.id,
+                    "a removed member left every group: no longer a peer"
+                );
+                self.transport.remove_peer(member.id);
+            }
         }
     }
 

@@ -434,6 +434,20 @@ fn joins_and_leaves(shards: u64) {
         "the removed node stopped {:?} after SIGTERM",
         stopping.elapsed()
     );
+    // The others forget node 2 (its certificate opens no connection any more), and every live
+    // member is reachable: `reachable` means heard from lately, both ways.
+    c.wait_for_explained(
+        "the live nodes to forget node 2 and reach each other",
+        Duration::from_secs(30),
+        || {
+            live.iter().all(|i| {
+                let nodes = c.status(&base[*i])["nodes"].clone();
+                let nodes = nodes.as_array().cloned().unwrap_or_default();
+                nodes.len() == 3 && nodes.iter().all(|n| n["reachable"] == true && n["id"] != 2)
+            })
+        },
+        || format!("{:#}", c.status(&base[0])["nodes"]),
+    );
     c.publish(&base[2], &token, events + 1_000, 1_000);
     for i in live {
         c.wait_total(
