@@ -98,19 +98,15 @@ impl Connections {
             .remove(&id);
     }
 
-    /// Tells the connection idle the longest to close; false when every one is busy.
-    fn evict_idlest(&self) -> bool {
+    /// Tells the connection idle the longest to close (none when every one is busy).
+    fn evict_idlest(&self) {
         let open = self.open.lock().expect("connections lock poisoned");
         let idlest = open
             .values()
             .filter(|c| c.in_flight.load(Ordering::Relaxed) == 0)
             .min_by_key(|c| c.last_active.load(Ordering::Relaxed));
-        match idlest {
-            Some(connection) => {
-                connection.close.notify_one();
-                true
-            }
-            None => false,
+        if let Some(connection) = idlest {
+            connection.close.notify_one();
         }
     }
 }
