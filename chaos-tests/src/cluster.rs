@@ -97,7 +97,7 @@ impl Cluster {
         let members: Vec<(u64, std::net::SocketAddr)> =
             nodes.iter().map(|n| (n.id, n.raft)).collect();
         let network = if spec.proxies {
-            Some(Network::start(&members)?)
+            Some(Network::start(&members, !spec.insecure)?)
         } else {
             None
         };

@@ -13,31 +13,51 @@ use crate::Result;
 pub struct Network {
     ids: Vec<u64>,
     proxies: BTreeMap<u64, Proxy>,
+    /// With TLS peer links the proxies cannot read frames: they relay bytes and tell senders
+    /// apart by the IP each node listens on (and dials from); links delay but lose no frames.
+    tls: bool,
+    /// Each node's IP, for `tls`.
+    ips: BTreeMap<u64, std::net::IpAddr>,
     /// Whether partitions refuse connections (a dead peer) or discard bytes (a lost network).
     partition: LinkState,
 }
 
 impl Network {
-    /// Starts a proxy in front of each of `nodes` (id, real Raft address).
-    pub fn start(nodes: &[(u64, SocketAddr)]) -> Result<Network> {
-        let mut proxies = BTreeMap::new();
-        for (id, target) in nodes {
-            let listen = SocketAddr::new(target.ip(), 0);
-            proxies.insert(*id, Proxy::start_framed(listen, *target)?);
-        }
-        Ok(Network {
-            ids: nodes.iter().map(|(id, _)| *id).collect(),
-            proxies,
+    /// Starts a proxy in front of each of `nodes` (id, real Raft address); `tls`: the nodes'
+    /// peer links are TLS (each node on an IP of its own).
+    pub fn start(nodes: &[(u64, SocketAddr)], tls: bool) -> Result<Network> {
+        let mut network = Network {
+            ids: Vec::new(),
+            proxies: BTreeMap::new(),
+            tls,
+            ips: BTreeMap::new(),
             partition: LinkState::Drop,
-        })
+        };
+        for (id, target) in nodes {
+            network.add(*id, *target)?;
+        }
+        Ok(network)
     }
 
     /// Starts a proxy in front of a node that joins (id, real Raft address); returns the
     /// address the others reach it at.
     pub fn add(&mut self, id: u64, target: SocketAddr) -> Result<SocketAddr> {
-        let proxy = Proxy::start_framed(SocketAddr::new(target.ip(), 0), target)?;
+        let listen = SocketAddr::new(target.ip(), 0);
+        let proxy = if self.tls {
+            Proxy::start(listen, target)?
+        } else {
+            Proxy::start_framed(listen, target)?
+        };
         let addr = proxy.addr();
+        self.ips.insert(id, target.ip());
         self.proxies.insert(id, proxy);
+        if self.tls {
+            for proxy in self.proxies.values() {
+                for (node, ip) in &self.ips {
+                    proxy.name_sender(*ip, *node);
+                }
+            }
+        }
         if !self.ids.contains(&id) {
             self.ids.push(id);
         }
@@ -188,7 +208,7 @@ mod tests {
         let nodes: Vec<(u64, SocketAddr)> = (1..=n)
             .map(|id| (id, format!("127.0.0.1:{}", 1 + id).parse().unwrap()))
             .collect();
-        Network::start(&nodes).unwrap()
+        Network::start(&nodes, false).unwrap()
     }
 
     fn blocked(net: &Network) -> Vec<(u64, u64)> {

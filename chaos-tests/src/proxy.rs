@@ -28,7 +28,7 @@
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -96,6 +96,9 @@ struct Shared {
     forwarded: AtomicU64,
     /// Frames lost on purpose.
     lost_frames: AtomicU64,
+    /// For a stream that is not framed (TLS): senders told apart by the address they connect
+    /// from (each node dials from the IP it listens on).
+    senders_by_ip: Mutex<HashMap<IpAddr, u64>>,
 }
 
 /// The state of every sender's link: its own, or the default.
@@ -155,6 +158,7 @@ impl Proxy {
             open: Mutex::new(HashMap::new()),
             forwarded: AtomicU64::new(0),
             lost_frames: AtomicU64::new(0),
+            senders_by_ip: Mutex::new(HashMap::new()),
         });
         let accept_shared = shared.clone();
         let accept = std::thread::Builder::new()
@@ -190,6 +194,16 @@ impl Proxy {
     /// Bytes forwarded to the target so far.
     pub fn forwarded(&self) -> u64 {
         self.shared.forwarded.load(Ordering::Relaxed)
+    }
+
+    /// Connections from `ip` come from node `sender` (for a proxy that is not framed, which
+    /// cannot read the sender from the stream: TLS).
+    pub fn name_sender(&self, ip: IpAddr, sender: u64) {
+        self.shared
+            .senders_by_ip
+            .lock()
+            .expect("proxy senders poisoned")
+            .insert(ip, sender);
     }
 
     /// Frames lost on purpose so far.
@@ -238,6 +252,16 @@ impl Drop for Proxy {
 }
 
 impl Shared {
+    /// The node a connection comes from, by its address (see [`Proxy::name_sender`]).
+    fn sender_at(&self, down: &TcpStream) -> Option<u64> {
+        let ip = down.peer_addr().ok()?.ip();
+        self.senders_by_ip
+            .lock()
+            .expect("proxy senders poisoned")
+            .get(&ip)
+            .copied()
+    }
+
     fn state_of(&self, sender: Option<u64>) -> LinkState {
         self.states.lock().expect("proxy state poisoned").of(sender)
     }
@@ -311,7 +335,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             std::thread::sleep(Duration::from_millis(10));
             continue;
         };
-        if !shared.framed && shared.state_of(None) == LinkState::Refuse {
+        if !shared.framed && shared.state_of(shared.sender_at(&down)) == LinkState::Refuse {
             let _ = down.shutdown(Shutdown::Both);
             continue;
         }
@@ -337,7 +361,7 @@ fn serve(mut down: TcpStream, shared: Arc<Shared>) {
             }
         }
     } else {
-        (None, Vec::new())
+        (shared.sender_at(&down), Vec::new())
     };
     match shared.identify(id, sender) {
         LinkState::Refuse => {}

@@ -189,10 +189,7 @@ pub fn run(config: &ChaosConfig) -> Result<ChaosReport> {
         shards: config.shards,
         replication_factor: config.replication_factor,
         proxies: true,
-        // The fault-injecting proxies read the transport's frames (to tell senders apart and
-        // lose whole frames), which TLS hides from them: chaos schedules run plain peer links.
-        // Every other multi-node test runs with certificates.
-        insecure: true,
+        insecure: false,
     };
     let mut cluster = match &config.dir {
         Some(dir) => {

@@ -21,7 +21,7 @@ use prost::Message as _;
 use protobuf::Message as _;
 use raft::prelude::Message;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 
 pub use frames::{
@@ -74,6 +74,9 @@ pub struct TransportStats {
 /// Sends Raft messages to peers and receives theirs.
 pub struct Transport {
     node_id: u64,
+    /// The address peer links leave from: the listen IP when it is a specific one, so a peer
+    /// (or a proxy in between) sees this node come from the address it listens on.
+    source_ip: Option<std::net::IpAddr>,
     /// The members this node talks to, by id; no other node's frames are taken.
     peers: Peers,
     stats: Arc<TransportStats>,
@@ -150,6 +153,7 @@ impl Transport {
         let accept_task = tokio::spawn(inbound::accept_loop(listener, Arc::new(listening)));
         let transport = Arc::new(Transport {
             node_id,
+            source_ip: Some(local.ip()).filter(|ip| !ip.is_unspecified()),
             peers,
             stats,
             security,
@@ -169,6 +173,7 @@ impl Transport {
                 from: self.node_id,
                 to: id,
                 addr,
+                source_ip: self.source_ip.filter(|ip| ip.is_ipv4() == addr.is_ipv4()),
                 connected: connected.clone(),
                 tls: match &self.security {
                     PeerSecurity::Tls(tls) => Some(tls.clone()),
@@ -278,6 +283,7 @@ struct PeerLink {
     from: u64,
     to: u64,
     addr: SocketAddr,
+    source_ip: Option<std::net::IpAddr>,
     connected: Arc<AtomicBool>,
     tls: Option<PeerTls>,
 }
@@ -294,7 +300,14 @@ impl PeerLink {
                 format!("{what} took longer than allowed"),
             )
         };
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(self.addr))
+        let socket = match self.addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        if let Some(ip) = self.source_ip {
+            socket.bind(SocketAddr::new(ip, 0))?;
+        }
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(self.addr))
             .await
             .map_err(|_| timed_out("connecting"))??;
         let _ = tcp.set_nodelay(true);

@@ -1,5 +1,6 @@
 use raft::prelude::MessageType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use super::*;
 use crate::peer_tls::CertificateAuthority;
