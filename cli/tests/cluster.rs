@@ -322,21 +322,10 @@ fn start_three(extra: &[&str]) -> Running {
         readers.push(BufReader::new(child.stdout.take().unwrap()));
         procs.push(common::KillOnDrop(child));
     }
-    let mut bases = Vec::new();
-    for reader in &mut readers {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            assert!(
-                reader.read_line(&mut line).unwrap() > 0,
-                "a node exited before it was ready"
-            );
-            if let Some(addr) = line.trim().strip_prefix("meniscus: http listening on ") {
-                bases.push(format!("http://{addr}"));
-                break;
-            }
-        }
-    }
+    let bases = readers
+        .iter_mut()
+        .map(|reader| format!("http://{}", common::ready_addr(reader)))
+        .collect();
     let creds: Value =
         serde_json::from_slice(&std::fs::read(dirs[0].path().join("credentials.json")).unwrap())
             .unwrap();

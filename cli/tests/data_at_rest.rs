@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -47,14 +46,7 @@ fn the_data_directory_is_0700_and_its_files_0600_whatever_the_umask() {
         .unwrap();
     let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
     let _guard = common::KillOnDrop(child);
-    let mut line = String::new();
-    let base = loop {
-        line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "the node exited");
-        if let Some(addr) = line.trim().strip_prefix("meniscus: http listening on ") {
-            break format!("http://{addr}");
-        }
-    };
+    let base = format!("http://{}", common::ready_addr(&mut reader));
     let creds: serde_json::Value =
         serde_json::from_slice(&std::fs::read(data.join("credentials.json")).unwrap()).unwrap();
     let token = creds["tenants"]["default"].as_str().unwrap();

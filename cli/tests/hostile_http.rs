@@ -195,20 +195,7 @@ fn twenty_thousand_idle_connections_leave_the_node_serving_and_compacting() {
     node.wait_total(&token, "warm", 1);
     std::thread::sleep(Duration::from_secs(1));
     let before = common::rss_kib(node.pid);
-    let first_index = |node: &Node| -> u64 {
-        let text = node
-            .http
-            .get(node.url("/metrics"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix("meniscus_raft_log_first_index{group=\"0\"} "))
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let first_index = |node: &Node| node.metric("meniscus_raft_log_first_index{group=\"0\"}");
     let compacted_before = first_index(&node);
 
     // Two processes of 10,000 each.

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -55,14 +54,7 @@ fn the_api_serves_https_with_a_node_certificate_and_the_cli_trusts_cacert() {
         .unwrap();
     let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
     let _node = common::KillOnDrop(child);
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "the node exited");
-        if let Some(addr) = line.trim().strip_prefix("meniscus: http listening on ") {
-            break addr.to_owned();
-        }
-    };
+    let addr = common::ready_addr(&mut reader);
     let server = format!("https://{addr}");
     let ca = certs.join("ca.crt");
     let data_s = data.to_str().unwrap();

@@ -262,18 +262,7 @@ fn search_limit_zero_is_refused_rather_than_printing_one_event() {
 
 /// The metadata group's commit index, from /metrics.
 fn commit_index(node: &Node) -> u64 {
-    let text = node
-        .http
-        .get(node.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("meniscus_raft_commit_index{group=\"0\"} "))
-        .unwrap()
-        .parse()
-        .unwrap()
+    node.metric("meniscus_raft_commit_index{group=\"0\"}")
 }
 
 #[test]

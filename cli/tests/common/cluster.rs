@@ -1,6 +1,5 @@
 //! Three `meniscus start` processes bootstrapped together.
 
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -46,18 +45,10 @@ pub fn start(security: &[String]) -> Cluster {
         readers.push(std::io::BufReader::new(child.stdout.take().unwrap()));
         procs.push(super::KillOnDrop(child));
     }
-    let mut bases = Vec::new();
-    for reader in &mut readers {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            assert!(reader.read_line(&mut line).unwrap() > 0, "a node exited");
-            if let Some(addr) = line.trim().strip_prefix("meniscus: http listening on ") {
-                bases.push(format!("http://{addr}"));
-                break;
-            }
-        }
-    }
+    let bases = readers
+        .iter_mut()
+        .map(|reader| format!("http://{}", super::ready_addr(reader)))
+        .collect();
     let creds: Value =
         serde_json::from_slice(&std::fs::read(dirs[0].path().join("credentials.json")).unwrap())
             .unwrap();

@@ -30,6 +30,22 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// interval is 500 ms; this is generous for a loaded 2-core machine).
 pub const SEARCHABLE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Reads a node's stdout until its ready line; the HTTP address it names (`IP:PORT`).
+/// Panics when the node exits first.
+pub fn ready_addr(stdout: &mut impl BufRead) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "a node exited before it was ready"
+        );
+        if let Some(addr) = line.trim().strip_prefix("meniscus: http listening on ") {
+            return addr.to_owned();
+        }
+    }
+}
+
 /// A process's resident memory in KiB, from /proc.
 pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -388,6 +404,22 @@ impl Node {
 
     pub fn readyz(&self) -> u16 {
         self.get("/readyz", None).status
+    }
+
+    /// The value of the series `series` (name and labels, as /metrics writes them).
+    pub fn metric(&self, series: &str) -> u64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in /metrics"))
+            .parse()
+            .unwrap()
     }
 
     /// GET with an optional bearer token.
