@@ -51,6 +51,24 @@ fn deeply_nested_long_and_wide_queries_are_refused_and_the_process_stays_up() {
     assert_eq!((r.status, r.code()), (400, "invalid_parameters"), "{r:?}");
     let r = node.post_json("/v1/search", Some("mns_wrong"), &json!({"q": "error"}));
     assert_eq!(r.status, 401, "{r:?}");
+    let r = node.post_json(
+        "/v1/search",
+        Some(&token),
+        &json!({"q": "x".repeat(2 * 1024 * 1024)}),
+    );
+    assert_eq!(
+        (r.status, r.code()),
+        (413, "payload_too_large"),
+        "a 2 MiB search body"
+    );
+    let r = common::try_send(
+        node.http
+            .post(node.url("/v1/search"))
+            .bearer_auth(&token)
+            .body("{\"q\": "),
+    )
+    .unwrap();
+    assert_eq!((r.status, r.code()), (400, "invalid_parameters"), "{r:?}");
     let wide = vec!["error"; 5_000].join(" OR ");
     let r = node.search(&token, &wide, None, None);
     assert_eq!((r.status, r.code()), (400, "invalid_query"), "{r:?}");
