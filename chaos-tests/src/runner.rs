@@ -859,7 +859,13 @@ impl Run {
                 let acked = log.acked.get(&tenant.name).map_or(0, HashSet::len);
                 let report = loop {
                     let report = check_replica(&client, &url, tenant, log);
-                    let settled = matches!(&report, Ok(r) if r.lost == 0);
+                    // A replica still applying the log can show an id twice across the pages
+                    // of one read: when a publisher's retry was received later but committed
+                    // earlier than the original (a syslog event takes its time on receipt),
+                    // the copy last in the log replaces the other between two pages and sorts
+                    // onto a later one. Pages are not a snapshot; a duplicate that is stored
+                    // stays through every read until the deadline and is reported.
+                    let settled = matches!(&report, Ok(r) if r.lost == 0 && r.duplicated == 0);
                     if settled || Instant::now() > deadline {
                         break report;
                     }
