@@ -19,6 +19,12 @@ pub enum Error {
     /// A request's argument is out of range.
     #[error("{0}")]
     InvalidArgument(String),
+    /// A pipeline's program does not compile.
+    #[error(transparent)]
+    InvalidPipeline(#[from] meniscus_pipeline::CompileError),
+    /// No such pipeline.
+    #[error("{0}")]
+    NotFound(String),
     /// The tenant does not exist.
     #[error("unknown tenant {0:?}")]
     UnknownTenant(String),

@@ -28,6 +28,7 @@ mod mirror;
 mod node;
 mod node_supervisor;
 pub mod placement;
+mod processing;
 mod progress;
 mod remote;
 mod snapshot;
@@ -45,6 +46,7 @@ pub use node::{
     SearchOutcome, ShardPlacement, DEFAULT_MAX_INDEXING_BACKLOG_BYTES,
 };
 pub use node_supervisor::{NodeMsg, NodeSupervisor};
+pub use processing::{PipelineStats, TestOutcome};
 pub use progress::{DispatchProgress, QueuedBatch};
 pub use snapshot::SnapshotStore;
 pub use tenant_supervisor::{TenantMsg, TenantStatus, TenantSupervisor};

@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 use crate::group::{Group, GroupSpec};
 use crate::membership::Wanted;
 use crate::placement;
+use crate::processing::Processing;
 use crate::remote::{self, Remote};
 use crate::tenant_supervisor::TenantStatus;
 use crate::{Error, IndexerSettings, Result};
@@ -45,6 +46,8 @@ pub struct NodeOptions {
     /// In a cluster: followers copy the leader's tenant indexes after each of its commits
     /// instead of indexing every event themselves (see `mirror`).
     pub copy_follower_indexes: bool,
+    /// How much of one event the tenants' pipelines may take (run time, size).
+    pub pipeline_limits: meniscus_pipeline::Limits,
 }
 
 /// A static cluster: every voter's id and Raft address, known at bootstrap.
@@ -78,6 +81,7 @@ impl NodeOptions {
             cluster: None,
             max_raft_log_entries: 20_000,
             copy_follower_indexes: false,
+            pipeline_limits: meniscus_pipeline::Limits::default(),
         }
     }
 }
@@ -86,7 +90,9 @@ impl NodeOptions {
 pub struct Node {
     /// The metadata group (0): tenants, tokens, members and shards, and the events of the
     /// tenants placed in no shard.
-    meta: Arc<Group>,
+    pub(crate) meta: Arc<Group>,
+    /// The tenants' pipelines, run on what this node receives.
+    pub(crate) processing: Arc<Processing>,
     /// Every group this node runs, the metadata group included, by id.
     groups: Groups,
     /// Starts the shards this node should run as the metadata group records them; and its
@@ -282,8 +288,13 @@ impl Node {
             placer = Some(tokio::spawn(place_shards(meta.clone())));
             shards = Some(keeping);
         }
+        let processing = Arc::new(Processing::new(
+            meta.metadata.clone(),
+            options.pipeline_limits,
+        ));
         Ok(Node {
             meta,
+            processing,
             groups,
             shards,
             keeper,
@@ -365,9 +376,15 @@ impl Node {
         self.meta.propose(kind).await
     }
 
-    /// Appends events to `tenant`'s store. Returns the Raft index, in the group that carries
-    /// the tenant's events, once it is committed (fsync'd).
+    /// Runs `tenant`'s pipelines on `events` and appends what they leave to the tenant's
+    /// store. Returns the Raft index, in the group that carries the tenant's events, once it is
+    /// committed (fsync'd); 0 when the pipelines dropped every event (nothing to store).
     pub async fn publish(&self, tenant: &str, events: &[Event]) -> Result<u64> {
+        let processed = self.processing.process(tenant, events).await?;
+        let events = processed.as_deref().unwrap_or(events);
+        if events.is_empty() {
+            return Ok(0);
+        }
         match self.route(tenant).await? {
             Route::Local(group) => group.publish(tenant, events).await,
             Route::Remote(shard) => {

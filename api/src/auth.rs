@@ -41,6 +41,11 @@ async fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principal, A
         .ok_or_else(|| ApiError::unauthorized("invalid, revoked or expired token"))
 }
 
+/// Any valid token's principal.
+pub(crate) async fn any(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    principal(state, headers).await
+}
+
 /// The admin, or an error.
 pub(crate) async fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     match principal(state, headers).await? {
@@ -58,5 +63,34 @@ pub(crate) async fn tenant(state: &AppState, headers: &HeaderMap) -> Result<Stri
         Principal::Admin => Err(ApiError::forbidden(
             "this route needs a tenant token; the admin token speaks for no tenant",
         )),
+    }
+}
+
+/// The tenant a request acts for: the token's tenant, or, for the admin token, the tenant
+/// named by `?tenant=` (which must exist).
+pub(crate) async fn acting_tenant(
+    state: &AppState,
+    headers: &HeaderMap,
+    named: Option<&str>,
+) -> Result<String, ApiError> {
+    match principal(state, headers).await? {
+        Principal::Tenant(t) => match named {
+            Some(other) if other != t => Err(ApiError::forbidden(format!(
+                "a tenant token acts for its own tenant only ({t:?}, not {other:?})"
+            ))),
+            _ => Ok(t),
+        },
+        Principal::Admin => {
+            let name = named.ok_or_else(|| {
+                ApiError::bad_request(
+                    "missing_tenant",
+                    "the admin token acts for a tenant named with ?tenant=<name>",
+                )
+            })?;
+            if !state.node.tenant_exists(name)? {
+                return Err(meniscus_actors::Error::UnknownTenant(name.to_owned()).into());
+            }
+            Ok(name.to_owned())
+        }
     }
 }

@@ -37,6 +37,18 @@ pub(crate) async fn json<T: DeserializeOwned + Default>(
     if empty_ok && bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(&bytes)
+    parse(&bytes)
+}
+
+/// Reads `body` as a JSON `T`, which it must hold.
+pub(crate) async fn json_required<T: DeserializeOwned>(
+    body: Body,
+    limit: usize,
+) -> Result<T, ApiError> {
+    parse(&read(body, limit).await?)
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("the request body: {e}")))
 }

@@ -15,6 +15,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// More about the error, under `error.details` (a program's diagnostics).
+    details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -24,7 +26,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
         }
+    }
+
+    /// The same error, with `details` under `error.details`.
+    pub(crate) fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
     }
 
     pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -56,7 +65,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(details) = self.details {
+            error["details"] = details;
+        }
+        let body = Json(json!({ "error": error }));
         match self.status {
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
                 (self.status, [(header::RETRY_AFTER, "1")], body).into_response()
@@ -104,6 +117,11 @@ impl From<NodeError> for ApiError {
             NodeError::Unavailable(m) => unavailable(m),
             NodeError::InvalidMember(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             NodeError::InvalidArgument(m) => ApiError::bad_request("invalid_parameters", m),
+            NodeError::InvalidPipeline(e) => {
+                let details = json!({"part": e.part, "diagnostics": e.diagnostics});
+                ApiError::bad_request("invalid_program", e.to_string()).with_details(details)
+            }
+            NodeError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
             NodeError::Storage(e) => e.into(),
             other => ApiError::internal(other),
         }

@@ -45,6 +45,42 @@ pub enum CommandKind {
     /// adds the new ones (learners until caught up) and removes the others.
     #[prost(message, tag = "9")]
     PlaceShard(PlaceShard),
+    /// Store (or replace) one of a tenant's processing pipelines; its version is the entry's
+    /// index.
+    #[prost(message, tag = "10")]
+    PutPipeline(PutPipeline),
+    /// Remove one of a tenant's processing pipelines.
+    #[prost(message, tag = "11")]
+    DeletePipeline(DeletePipeline),
+}
+
+/// See [`CommandKind::PutPipeline`].
+#[derive(Clone, PartialEq, Message)]
+pub struct PutPipeline {
+    /// Tenant name.
+    #[prost(string, tag = "1")]
+    pub tenant: String,
+    /// The pipeline's name.
+    #[prost(string, tag = "2")]
+    pub name: String,
+    /// The pipeline as JSON (`meniscus_pipeline::PipelineSpec`): checked to compile before it
+    /// is proposed; storage keeps it as it is.
+    #[prost(string, tag = "3")]
+    pub spec_json: String,
+    /// When it was stored, Unix nanoseconds.
+    #[prost(int64, tag = "4")]
+    pub updated_at_nanos: i64,
+}
+
+/// See [`CommandKind::DeletePipeline`].
+#[derive(Clone, PartialEq, Message)]
+pub struct DeletePipeline {
+    /// Tenant name.
+    #[prost(string, tag = "1")]
+    pub tenant: String,
+    /// The pipeline's name.
+    #[prost(string, tag = "2")]
+    pub name: String,
 }
 
 /// See [`CommandKind::PlaceShard`].

@@ -36,11 +36,13 @@ pub use checkpoint::{
 };
 pub use command::{
     AddAdminToken, AddMember, AppendEvents, Command, CommandKind, CompactLog, CreateShard,
-    CreateTenant, PlaceShard, RemoveMember, RotateToken,
+    CreateTenant, DeletePipeline, PlaceShard, PutPipeline, RemoveMember, RotateToken,
 };
 pub use error::{Error, Result};
 pub use index_store::IndexStore;
-pub use metadata::{ApplyOutcome, MemberRecord, Metadata, Principal, ShardRecord, TenantRecord};
+pub use metadata::{
+    ApplyOutcome, MemberRecord, Metadata, PipelineRecord, Principal, ShardRecord, TenantRecord,
+};
 pub use raft_log::{RaftLog, RaftLogError, SnapshotSource};
 pub use search::{SearchHit, SearchRequest, SearchResponse, MAX_LIMIT};
 pub use tail::SharedBatch;

@@ -13,6 +13,10 @@ const APPLIED_KEY: &[u8] = b"applied_index";
 const COMPACT_ALLOWED_KEY: &[u8] = b"compact_allowed_below";
 /// Shard records live in the state tree under this prefix and the shard id (big-endian).
 const SHARD_PREFIX: &[u8] = b"shard/";
+/// Pipeline records live in the state tree under this prefix, the tenant, `/` and the name.
+const PIPELINE_PREFIX: &str = "pipeline/";
+/// The index of the last entry that changed any tenant's pipelines.
+const PIPELINES_CHANGED_KEY: &[u8] = b"pipelines_changed";
 
 /// Who a bearer token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +82,8 @@ pub enum ApplyOutcome {
     AlreadyApplied,
     /// `CreateTenant` for a name that exists.
     TenantExists,
+    /// `DeletePipeline` for a pipeline that does not exist.
+    NoSuchPipeline,
     /// A command names a tenant that does not exist.
     UnknownTenant,
     /// Not a metadata command: the caller routes it (event batches go to the tenant's indexer).
@@ -86,6 +92,21 @@ pub enum ApplyOutcome {
     /// the tenant's shard proposed them here): refused, so none are stored where no search
     /// looks.
     PlacedElsewhere,
+}
+
+/// One of a tenant's processing pipelines as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineRecord {
+    /// The tenant.
+    pub tenant: String,
+    /// The pipeline's name.
+    pub name: String,
+    /// Its version: the metadata Raft index that stored it.
+    pub version: u64,
+    /// When it was stored, Unix nanoseconds.
+    pub updated_at_nanos: i64,
+    /// The pipeline as JSON (`meniscus_pipeline::PipelineSpec`).
+    pub spec_json: String,
 }
 
 /// A node added to (or removed from) the cluster after it was bootstrapped.
@@ -293,6 +314,31 @@ impl Metadata {
                         mark_removed(members, c.id)?;
                         ApplyOutcome::Applied
                     }
+                    Some(CommandKind::PutPipeline(c)) => {
+                        if tenants.get(c.tenant.as_bytes())?.is_none() {
+                            ApplyOutcome::UnknownTenant
+                        } else {
+                            let record = PipelineRecord {
+                                tenant: c.tenant.clone(),
+                                name: c.name.clone(),
+                                version: index,
+                                updated_at_nanos: c.updated_at_nanos,
+                                spec_json: c.spec_json.clone(),
+                            };
+                            state.insert(pipeline_key(&c.tenant, &c.name), to_json(&record))?;
+                            state.insert(PIPELINES_CHANGED_KEY, &index.to_be_bytes())?;
+                            ApplyOutcome::Applied
+                        }
+                    }
+                    Some(CommandKind::DeletePipeline(c)) => {
+                        match state.remove(pipeline_key(&c.tenant, &c.name))? {
+                            Some(_) => {
+                                state.insert(PIPELINES_CHANGED_KEY, &index.to_be_bytes())?;
+                                ApplyOutcome::Applied
+                            }
+                            None => ApplyOutcome::NoSuchPipeline,
+                        }
+                    }
                     Some(CommandKind::CompactLog(c)) => {
                         let allowed = read_u64(state.get(COMPACT_ALLOWED_KEY)?)
                             .map_err(ConflictableTransactionError::Abort)?;
@@ -450,6 +496,29 @@ impl Metadata {
         })
     }
 
+    /// The tenant's pipelines, by name.
+    pub fn pipelines(&self, tenant: &str) -> Result<Vec<PipelineRecord>> {
+        self.state
+            .scan_prefix(pipeline_key(tenant, ""))
+            .values()
+            .map(|v| from_json(&v?))
+            .collect()
+    }
+
+    /// One of the tenant's pipelines.
+    pub fn pipeline(&self, tenant: &str, name: &str) -> Result<Option<PipelineRecord>> {
+        self.state
+            .get(pipeline_key(tenant, name))?
+            .map(|v| from_json(&v))
+            .transpose()
+    }
+
+    /// The index of the last entry that changed any tenant's pipelines (0: none ever did):
+    /// a node compiles a tenant's pipelines again when this moves.
+    pub fn pipelines_changed_at(&self) -> Result<u64> {
+        read_u64(self.state.get(PIPELINES_CHANGED_KEY)?)
+    }
+
     /// Nodes added or removed since the cluster was bootstrapped, by id.
     pub fn members(&self) -> Result<Vec<MemberRecord>> {
         self.members
@@ -469,6 +538,12 @@ impl Metadata {
         }
         Ok(false)
     }
+}
+
+/// Tenant names have no `/` (see `validate_tenant_name`), so one tenant's prefix never
+/// covers another's.
+fn pipeline_key(tenant: &str, name: &str) -> Vec<u8> {
+    format!("{PIPELINE_PREFIX}{tenant}/{name}").into_bytes()
 }
 
 fn shard_key(id: u64) -> Vec<u8> {

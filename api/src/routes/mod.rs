@@ -4,6 +4,7 @@ mod cluster;
 mod events;
 mod health;
 mod metrics;
+mod pipelines;
 mod search;
 mod tenants;
 
@@ -21,6 +22,15 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/tenants", post(tenants::create).get(tenants::list))
         .route("/v1/tenants/{name}/tokens", post(tenants::rotate))
         .route("/v1/events", post(events::publish))
+        .route("/v1/pipelines", get(pipelines::list))
+        .route("/v1/pipelines/test", post(pipelines::test))
+        .route("/v1/pipelines/examples", get(pipelines::examples))
+        .route(
+            "/v1/pipelines/{name}",
+            get(pipelines::get)
+                .put(pipelines::put)
+                .delete(pipelines::delete),
+        )
         .route("/v1/search", get(search::search).post(search::search_post))
         .route("/v1/cluster", get(cluster::status))
         .route("/v1/cluster/nodes", post(cluster::add_node))

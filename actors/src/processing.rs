@@ -1,0 +1,282 @@
+//! Processing on the receiving node: each tenant's pipelines, compiled once per version and
+//! run on a batch before it is proposed, so every replica stores the same bytes.
+//!
+//! The pipelines live in the metadata group. A node notices a change by the index of the last
+//! entry that changed any pipeline (one read per batch) and compiles the tenant's pipelines
+//! again on its next batch, keeping the versions it has compiled already. A batch runs under
+//! one set of versions from start to end: during a change each event is shaped by the old
+//! version or the new one, never by neither.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use meniscus_event::Event;
+use meniscus_pipeline::{
+    CompiledPipeline, Limits, PipelineCounters, PipelineSpec, Processed, TenantPipelines,
+};
+use meniscus_storage::{
+    ApplyOutcome, CommandKind, DeletePipeline, Metadata, PipelineRecord, PutPipeline,
+};
+use time::OffsetDateTime;
+
+use crate::{Error, Node, Result};
+
+/// One tenant's compiled pipelines, as of a point in the metadata log.
+struct Compiled {
+    changed_at: u64,
+    pipelines: Arc<TenantPipelines>,
+}
+
+/// Counters of one pipeline, across its versions.
+#[derive(Debug, Clone)]
+pub struct PipelineStats {
+    /// The tenant.
+    pub tenant: String,
+    /// The pipeline.
+    pub pipeline: String,
+    /// Its counts.
+    pub counters: Arc<PipelineCounters>,
+}
+
+/// Every tenant's compiled pipelines on this node.
+pub struct Processing {
+    metadata: Metadata,
+    limits: Limits,
+    compiled: Mutex<HashMap<String, Compiled>>,
+    counters: Mutex<HashMap<(String, String), Arc<PipelineCounters>>>,
+}
+
+impl Processing {
+    pub(crate) fn new(metadata: Metadata, limits: Limits) -> Self {
+        Processing {
+            metadata,
+            limits,
+            compiled: Mutex::default(),
+            counters: Mutex::default(),
+        }
+    }
+
+    /// The tenant's pipelines as the metadata group holds them now, compiled.
+    fn pipelines(&self, tenant: &str) -> Result<Arc<TenantPipelines>> {
+        let changed_at = self.metadata.pipelines_changed_at()?;
+        let mut compiled = self.compiled.lock().expect("pipelines lock poisoned");
+        if let Some(c) = compiled.get(tenant) {
+            if c.changed_at == changed_at {
+                return Ok(c.pipelines.clone());
+            }
+        }
+        let previous = compiled.get(tenant).map(|c| c.pipelines.clone());
+        let mut stages = Vec::new();
+        for record in self.metadata.pipelines(tenant)? {
+            let kept = previous.as_ref().and_then(|p| {
+                p.stages()
+                    .iter()
+                    .find(|s| s.name == record.name && s.version == record.version)
+                    .cloned()
+            });
+            match kept {
+                Some(stage) => stages.push(stage),
+                None => match self.compile(&record) {
+                    Ok(stage) => stages.push(Arc::new(stage)),
+                    // Only an entry proposed without the API's check gets here.
+                    Err(e) => tracing::error!(
+                        tenant, pipeline = record.name, version = record.version,
+                        error = %e, "a stored pipeline does not compile; it does not run"
+                    ),
+                },
+            }
+        }
+        let pipelines = Arc::new(TenantPipelines::new(stages));
+        compiled.insert(
+            tenant.to_owned(),
+            Compiled {
+                changed_at,
+                pipelines: pipelines.clone(),
+            },
+        );
+        Ok(pipelines)
+    }
+
+    fn compile(&self, record: &PipelineRecord) -> Result<CompiledPipeline> {
+        let spec: PipelineSpec = serde_json::from_str(&record.spec_json)
+            .map_err(|e| Error::InvalidArgument(format!("stored pipeline: {e}")))?;
+        let counters = self.counters_of(&record.tenant, &record.name);
+        Ok(meniscus_pipeline::compile(
+            &record.name,
+            record.version,
+            &spec,
+            counters,
+        )?)
+    }
+
+    fn counters_of(&self, tenant: &str, name: &str) -> Arc<PipelineCounters> {
+        self.counters
+            .lock()
+            .expect("pipeline counters lock poisoned")
+            .entry((tenant.to_owned(), name.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    /// Runs the tenant's pipelines on `events`: `None` when it has none (the events are
+    /// stored as they are), else what to store, without the events dropped on purpose.
+    pub(crate) async fn process(
+        &self,
+        tenant: &str,
+        events: &[Event],
+    ) -> Result<Option<Vec<Event>>> {
+        let pipelines = self.pipelines(tenant)?;
+        if pipelines.is_empty() {
+            return Ok(None);
+        }
+        let events = events.to_vec();
+        let limits = self.limits;
+        // Programs are CPU work: off the async workers, so one tenant's heavy program does
+        // not stall other connections.
+        let stored = tokio::task::spawn_blocking(move || {
+            events
+                .into_iter()
+                .filter_map(|event| match pipelines.process(event, &limits) {
+                    Processed::Store(event) => Some(event),
+                    Processed::Dropped { .. } => None,
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| Error::Actor(format!("pipeline task failed: {e}")))?;
+        Ok(Some(stored))
+    }
+
+    /// Every pipeline's counters on this node.
+    pub fn stats(&self) -> Vec<PipelineStats> {
+        let counters = self
+            .counters
+            .lock()
+            .expect("pipeline counters lock poisoned");
+        let mut stats: Vec<PipelineStats> = counters
+            .iter()
+            .map(|((tenant, pipeline), counters)| PipelineStats {
+                tenant: tenant.clone(),
+                pipeline: pipeline.clone(),
+                counters: counters.clone(),
+            })
+            .collect();
+        stats.sort_by(|a, b| (&a.tenant, &a.pipeline).cmp(&(&b.tenant, &b.pipeline)));
+        stats
+    }
+}
+
+/// What [`Node::test_pipeline`] made of one sample event.
+#[derive(Debug)]
+pub enum TestOutcome {
+    /// What would be stored.
+    Stored(Event),
+    /// Dropped on purpose by this pipeline.
+    Dropped(String),
+}
+
+impl Node {
+    /// Stores a pipeline for `tenant` once its program compiles; returns its version (the
+    /// metadata index that stored it).
+    pub async fn put_pipeline(&self, tenant: &str, name: &str, spec: &PipelineSpec) -> Result<u64> {
+        meniscus_pipeline::validate_name(name).map_err(Error::InvalidArgument)?;
+        meniscus_pipeline::check(spec)?;
+        let kind = CommandKind::PutPipeline(PutPipeline {
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
+            spec_json: serde_json::to_string(spec).expect("a spec serializes"),
+            updated_at_nanos: OffsetDateTime::now_utc().unix_timestamp_nanos() as i64,
+        });
+        match self.meta.propose(kind).await? {
+            (_, ApplyOutcome::UnknownTenant) => Err(Error::UnknownTenant(tenant.to_owned())),
+            (index, _) => Ok(index),
+        }
+    }
+
+    /// Removes a pipeline; `NotFound` when the tenant has none by that name.
+    pub async fn delete_pipeline(&self, tenant: &str, name: &str) -> Result<()> {
+        let kind = CommandKind::DeletePipeline(DeletePipeline {
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
+        });
+        match self.meta.propose(kind).await? {
+            (_, ApplyOutcome::NoSuchPipeline) => Err(no_such_pipeline(tenant, name)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The tenant's pipelines, as this node has applied them (linearizable after a
+    /// [`Node::authenticate_linearizable`] of the same request).
+    pub fn pipelines(&self, tenant: &str) -> Result<Vec<PipelineRecord>> {
+        Ok(self.meta.metadata.pipelines(tenant)?)
+    }
+
+    /// One of the tenant's pipelines.
+    pub fn pipeline(&self, tenant: &str, name: &str) -> Result<PipelineRecord> {
+        self.meta
+            .metadata
+            .pipeline(tenant, name)?
+            .ok_or_else(|| no_such_pipeline(tenant, name))
+    }
+
+    /// Runs a program on sample events as a publish would: `spec` when given, else the
+    /// tenant's stored pipeline `name`, else every pipeline of the tenant, in order.
+    pub async fn test_pipeline(
+        &self,
+        tenant: &str,
+        spec: Option<&PipelineSpec>,
+        name: Option<&str>,
+        events: Vec<Event>,
+    ) -> Result<Vec<TestOutcome>> {
+        let pipelines = match (spec, name) {
+            (Some(spec), _) => {
+                let name = name.unwrap_or("test");
+                let stage = meniscus_pipeline::compile(name, 0, spec, Arc::default())?;
+                TenantPipelines::new(vec![Arc::new(stage)])
+            }
+            (None, Some(name)) => {
+                let record = self.pipeline(tenant, name)?;
+                let spec: PipelineSpec = serde_json::from_str(&record.spec_json)
+                    .map_err(|e| Error::InvalidArgument(format!("stored pipeline: {e}")))?;
+                let stage =
+                    meniscus_pipeline::compile(name, record.version, &spec, Arc::default())?;
+                TenantPipelines::new(vec![Arc::new(stage)])
+            }
+            (None, None) => {
+                let mut stages = Vec::new();
+                for record in self.pipelines(tenant)? {
+                    let spec: PipelineSpec = serde_json::from_str(&record.spec_json)
+                        .map_err(|e| Error::InvalidArgument(format!("stored pipeline: {e}")))?;
+                    stages.push(Arc::new(meniscus_pipeline::compile(
+                        &record.name,
+                        record.version,
+                        &spec,
+                        Arc::default(),
+                    )?));
+                }
+                TenantPipelines::new(stages)
+            }
+        };
+        let limits = self.processing.limits;
+        tokio::task::spawn_blocking(move || {
+            events
+                .into_iter()
+                .map(|event| match pipelines.process(event, &limits) {
+                    Processed::Store(event) => TestOutcome::Stored(event),
+                    Processed::Dropped { pipeline } => TestOutcome::Dropped(pipeline),
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| Error::Actor(format!("pipeline task failed: {e}")))
+    }
+
+    /// Every pipeline's counters on this node.
+    pub fn pipeline_stats(&self) -> Vec<PipelineStats> {
+        self.processing.stats()
+    }
+}
+
+fn no_such_pipeline(tenant: &str, name: &str) -> Error {
+    Error::NotFound(format!("tenant {tenant:?} has no pipeline {name:?}"))
+}
