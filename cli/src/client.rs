@@ -80,6 +80,19 @@ impl AdminConn {
 }
 
 impl TenantConn {
+    /// A request to `path` on the node, with the tenant's token.
+    pub(crate) fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> anyhow::Result<reqwest::RequestBuilder> {
+        Ok(self
+            .conn
+            .client()?
+            .request(method, format!("{}{path}", self.conn.server))
+            .bearer_auth(self.token()?))
+    }
+
     fn token(&self) -> anyhow::Result<String> {
         if let Some(t) = &self.token {
             return Ok(t.clone());
@@ -97,7 +110,7 @@ impl TenantConn {
 }
 
 /// Sends a request; a non-2xx answer becomes an error carrying the server's message.
-async fn call(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+pub(crate) async fn call(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
     let response = request
         .send()
         .await

@@ -10,6 +10,7 @@ mod dev;
 mod fdlimit;
 mod logging;
 mod parse;
+mod pipeline;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,6 +58,10 @@ enum Command {
     /// into its credentials.json (the admin token is MENISCUS_ADMIN_TOKEN when set).
     #[command(args_override_self = true)]
     Start(DevArgs),
+    /// A tenant's processing pipelines: VRL programs that parse, normalize, enrich, redact or
+    /// drop each event before it is stored.
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
     /// Administer tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -361,6 +366,7 @@ async fn main() -> anyhow::Result<()> {
             client::cluster_remove(&admin, node).await
         }
         Command::Cert(command) => cert::run(command),
+        Command::Pipeline(command) => pipeline::run(command).await,
         Command::Send(args) => client::send(args).await,
         Command::Search(args) => client::search(args).await,
         Command::Bench(args) => bench::run(args).await,

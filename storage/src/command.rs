@@ -8,7 +8,7 @@ use crate::Result;
 #[derive(Clone, PartialEq, Message)]
 pub struct Command {
     /// The command itself.
-    #[prost(oneof = "CommandKind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(oneof = "CommandKind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11")]
     pub kind: Option<CommandKind>,
 }
 

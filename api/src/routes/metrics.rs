@@ -8,7 +8,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use meniscus_actors::GroupStatus;
+use meniscus_actors::{GroupStatus, PipelineStats};
+use meniscus_pipeline::PipelineCounters;
 
 use crate::syslog::{MetricKind, SyslogCounts, SyslogStats};
 use crate::AppState;
@@ -72,8 +73,52 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         }
     }
     write_groups(&mut body, &state.node.group_statuses());
+    write_pipelines(&mut body, &state.node.pipeline_stats());
     write_syslog(&mut body, &state.config.syslog);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// Each pipeline's counters on this node, labelled by tenant and pipeline (names are
+/// restricted to characters that need no escaping in a label).
+fn write_pipelines(body: &mut String, stats: &[PipelineStats]) {
+    if stats.is_empty() {
+        return;
+    }
+    type Read = fn(&PipelineCounters) -> u64;
+    let families: [(&str, &str, Read); 4] = [
+        (
+            "meniscus_pipeline_events_total",
+            "events a pipeline ran on (its `when` held), on this node",
+            |c| c.events_in.load(Ordering::Relaxed),
+        ),
+        (
+            "meniscus_pipeline_dropped_total",
+            "events a pipeline dropped on purpose (abort)",
+            |c| c.dropped.load(Ordering::Relaxed),
+        ),
+        (
+            "meniscus_pipeline_failed_total",
+            "events a pipeline failed on, stored as they came with fields.pipeline_error",
+            |c| c.failed.load(Ordering::Relaxed),
+        ),
+        (
+            "meniscus_pipeline_nanoseconds_total",
+            "time spent in a pipeline's program and `when`",
+            |c| c.nanos.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, help, read) in families {
+        let _ = writeln!(body, "# HELP {name} {help}\n# TYPE {name} counter");
+        for s in stats {
+            let _ = writeln!(
+                body,
+                "{name}{{tenant=\"{}\",pipeline=\"{}\"}} {}",
+                s.tenant,
+                s.pipeline,
+                read(&s.counters)
+            );
+        }
+    }
 }
 
 /// Each Raft group's progress, one series per group labelled `group="ID"` (0 is the metadata
