@@ -19,6 +19,37 @@ pub struct Example {
     pub sample: &'static str,
 }
 
+/// The benchmark's program: five stages as a production pipeline has them — parse an nginx
+/// access line, coerce types, parse a timestamp, enrich, redact. `meniscus bench --pipeline`
+/// and the criterion benchmark run it.
+pub const BENCH_FIVE_STAGES: &str = r#"p = parse_nginx_log!(.message, "combined")
+.fields.status = to_int!(p.status)
+.fields.bytes = to_int!(p.size)
+.fields.path = p.request
+.fields.user_agent = p.agent
+t = parse_regex!(.message, r'\[(?P<t>[^\]]+)\]')
+.timestamp = parse_timestamp!(t.t, "%d/%b/%Y:%H:%M:%S %z")
+.fields.status_class = if p.status >= 500 { "server_error" } else if p.status >= 400 { "client_error" } else { "ok" }
+.fields.environment = "production"
+.fields.client = redact(p.client, filters: [r'\d+$'], redactor: {"type": "text", "replacement": "x"})"#;
+
+/// An nginx access line for benchmarks, varied by `n`.
+pub fn bench_access_line(n: u64) -> String {
+    const PATHS: [&str; 4] = ["/", "/api/orders", "/static/app.js", "/login"];
+    const STATUS: [u16; 5] = [200, 200, 304, 404, 502];
+    format!(
+        r#"10.{}.{}.{} - - [08/Dec/2026:10:{:02}:{:02} +0000] "GET {} HTTP/1.1" {} {} "-" "Mozilla/5.0 (X11; Linux x86_64)""#,
+        n % 200,
+        n / 7 % 250,
+        n / 3 % 250,
+        n / 60 % 60,
+        n % 60,
+        PATHS[(n % 4) as usize],
+        STATUS[(n % 5) as usize],
+        n * 37 % 40_000,
+    )
+}
+
 /// Every example.
 pub fn all() -> &'static [Example] {
     EXAMPLES
