@@ -39,7 +39,9 @@ fn pipelines(source: Option<&str>) -> TenantPipelines {
                 when: None,
                 order: 0,
             };
-            vec![Arc::new(compile("bench", 1, &spec, Arc::default()).expect("compiles"))]
+            vec![Arc::new(
+                compile("bench", 1, &spec, Arc::default()).expect("compiles"),
+            )]
         })
         .unwrap_or_default();
     TenantPipelines::new(stages)
@@ -63,7 +65,9 @@ fn bench(c: &mut Criterion) {
                 |batch| {
                     for event in batch {
                         match pipelines.process(event, &limits) {
-                            Processed::Store(e) => assert!(!e.fields.contains_key("pipeline_error")),
+                            Processed::Store(e) => {
+                                assert!(!e.fields.contains_key("pipeline_error"))
+                            }
                             Processed::Dropped { .. } => unreachable!("nothing drops"),
                         }
                     }

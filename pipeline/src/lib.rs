@@ -14,6 +14,6 @@ mod run;
 
 pub use program::{
     check, compile, validate_name, CompileError, CompiledPipeline, Diagnostic, PipelineCounters,
-    PipelineSpec, MAX_NAME_BYTES, MAX_SOURCE_BYTES,
+    PipelineSpec, MAX_NAME_BYTES, MAX_NESTING, MAX_SOURCE_BYTES,
 };
 pub use run::{Limits, Processed, TenantPipelines, ERROR_FIELD, MAX_DEPTH, VERSIONS_FIELD};

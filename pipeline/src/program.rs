@@ -9,6 +9,10 @@ use vrl::diagnostic::DiagnosticList;
 
 /// Longest program (or `when` expression) accepted, in bytes.
 pub const MAX_SOURCE_BYTES: usize = 64 * 1024;
+/// How deeply a program may nest: brackets, plus the operators of the expressions around a
+/// point (`1 + 1 + ...` nests as deep as it is long). VRL compiles, runs and drops a program
+/// by recursion; past this a thread's stack could overflow and take the node down.
+pub const MAX_NESTING: usize = 64;
 /// Longest pipeline name, in bytes.
 pub const MAX_NAME_BYTES: usize = 64;
 
@@ -191,6 +195,7 @@ fn compile_part(
             ),
         ));
     }
+    check_nesting(source).map_err(|message| CompileError::single(part, message))?;
     let mut config = CompileConfig::default();
     if read_only {
         config.set_read_only();
@@ -288,6 +293,73 @@ fn error(part: &'static str, source: &str, diagnostics: DiagnosticList) -> Compi
         diagnostics,
         rendered,
     }
+}
+
+/// Refuses a program that nests deeper than [`MAX_NESTING`], from its text alone: strings
+/// and comments are skipped, brackets count one level each, and so does each operator
+/// of the expressions that enclose a point (reset by `,`, `;` and line ends that do
+/// not continue an expression).
+fn check_nesting(source: &str) -> Result<(), String> {
+    let bytes = source.as_bytes();
+    // Operator characters of each enclosing bracket level's expression, and of the current one.
+    let mut enclosing: Vec<usize> = Vec::new();
+    let mut enclosing_sum = 0;
+    let mut current = 0;
+    let mut last_significant = b'\n';
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'"' | b'\'' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'(' | b'[' | b'{' => {
+                enclosing.push(current);
+                enclosing_sum += current;
+                current = 0;
+            }
+            b')' | b']' | b'}' => {
+                let outer = enclosing.pop().unwrap_or(0);
+                enclosing_sum -= outer;
+                current = outer;
+            }
+            b',' | b';' => current = 0,
+            b'\n' if !is_operator(last_significant) => current = 0,
+            // `!` nests once each (`!!!!x`); any other run of operator characters (`==`,
+            // `||`, `??`) is one operator.
+            b'!' => current += 1,
+            _ if is_operator(b) && !is_operator(last_significant) => current += 1,
+            _ => {}
+        }
+        if !b.is_ascii_whitespace() {
+            last_significant = b;
+        }
+        let nesting = enclosing.len() + enclosing_sum + current;
+        if nesting > MAX_NESTING {
+            return Err(format!(
+                "the program nests deeper than {MAX_NESTING} levels (brackets, and operators \
+                 chained in one expression) at byte {i}; split it into steps with variables"
+            ));
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+fn is_operator(b: u8) -> bool {
+    matches!(
+        b,
+        b'+' | b'-' | b'*' | b'/' | b'<' | b'>' | b'=' | b'!' | b'&' | b'|' | b'?' | b'%'
+    )
 }
 
 fn line_and_column(source: &str, offset: usize) -> (usize, usize) {

@@ -277,12 +277,19 @@ fn the_benchmark_program_shapes_its_lines_without_errors() {
     let stage = compile("bench", 1, &spec, Arc::default()).expect("compiles");
     let pipelines = TenantPipelines::new(vec![Arc::new(stage)]);
     for n in [0, 1, 3, 4, 12_345] {
-        let e = match pipelines.process(event("nginx", &examples::bench_access_line(n)), &Limits::default()) {
+        let e = match pipelines.process(
+            event("nginx", &examples::bench_access_line(n)),
+            &Limits::default(),
+        ) {
             Processed::Store(e) => e,
             Processed::Dropped { .. } => panic!("dropped"),
         };
         assert_eq!(e.fields.get("pipeline_error"), None, "{:?}", e.fields);
-        assert!(e.fields["client"].as_str().unwrap().ends_with(".x"), "{:?}", e.fields);
+        assert!(
+            e.fields["client"].as_str().unwrap().ends_with(".x"),
+            "{:?}",
+            e.fields
+        );
         assert!(e.fields["status_class"].is_string());
     }
 }

@@ -123,6 +123,12 @@ pub struct BenchArgs {
     /// cluster's peer links are mutually authenticated TLS otherwise, as in production.
     #[arg(long)]
     compare_plain_links: bool,
+    /// Also run every setup with the benchmark's five-stage VRL pipeline (parse_nginx_log,
+    /// type coercion, timestamp parse, enrichment, redact) on the bench tenant, and report its
+    /// throughput and CPU per event as ratios of the run without. Events then carry nginx
+    /// access lines as their message (in both runs), and are not padded to --event-bytes.
+    #[arg(long)]
+    pipeline: bool,
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     json: bool,
@@ -153,7 +159,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         0
     };
-    let pool = Arc::new(generate_pool(args.event_bytes - id_len, POOL_LINES));
+    let pool = Arc::new(generate_pool(
+        args.event_bytes - id_len,
+        POOL_LINES,
+        args.pipeline,
+    ));
     let avg_event_bytes =
         pool.iter().map(String::len).sum::<usize>() as f64 / pool.len() as f64 + id_len as f64;
 
@@ -186,19 +196,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         plan.push((TARGET_BATCH, Some(TARGET_EVENTS_PER_S)));
     }
     let mut runs = Vec::new();
-    // (nodes, plain-text peer links)
-    let mut setups = vec![(1, false)];
+    // (nodes, plain-text peer links, pipeline)
+    let mut setups = vec![(1, false, false)];
     if args.nodes > 1 {
-        setups.push((args.nodes, false));
+        setups.push((args.nodes, false, false));
         if args.compare_plain_links {
-            setups.push((args.nodes, true));
+            setups.push((args.nodes, true, false));
         }
     }
-    let plan: Vec<(usize, Option<f64>, (usize, bool))> = plan
+    if args.pipeline {
+        let with_pipeline: Vec<_> = setups.iter().map(|&(n, pl, _)| (n, pl, true)).collect();
+        setups.extend(with_pipeline);
+    }
+    let plan: Vec<(usize, Option<f64>, (usize, bool, bool))> = plan
         .into_iter()
         .flat_map(|(batch, rate)| setups.iter().map(move |setup| (batch, rate, *setup)))
         .collect();
-    for &(batch, rate, (nodes, plain_links)) in &plan {
+    for &(batch, rate, (nodes, plain_links, pipeline)) in &plan {
         // A fresh node per run, so no run inherits another's log, indexes or merges.
         progress.set_message("waiting for this process to go idle");
         settle().await;
@@ -219,6 +233,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .create_tenant("bench")
                 .await?
                 .context("the bench tenant exists already in a fresh data directory")?;
+            if pipeline {
+                let spec = meniscus_pipeline::PipelineSpec {
+                    source: meniscus_pipeline::examples::BENCH_FIVE_STAGES.into(),
+                    when: None,
+                    order: 0,
+                };
+                node.node
+                    .put_pipeline("bench", "five-stages", &spec)
+                    .await?;
+            }
             run_batch_size(
                 &args,
                 &node.base,
@@ -232,6 +256,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .map(|run| BatchRun {
                 nodes,
                 plain_links,
+                pipeline,
                 ..run
             })
         }
@@ -355,14 +380,18 @@ fn message(rng: &mut Rng) -> String {
 }
 
 /// One event's JSON (no newline), `target` bytes long when the fixed parts fit.
-fn event_line(rng: &mut Rng, target: usize, marker: Option<&str>) -> String {
+fn event_line(rng: &mut Rng, target: usize, marker: Option<&str>, nginx: bool) -> String {
     // Timestamps within the last hour, in microseconds, like a shipper's.
     let now = OffsetDateTime::now_utc();
     let ts = now - Duration::from_micros(rng.below(3_600_000_000));
     let ts = ts
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| "2025-01-01T00:00:00Z".into());
-    let mut msg = message(rng);
+    let mut msg = match nginx {
+        true => meniscus_pipeline::examples::bench_access_line(rng.next() % 1_000_000)
+            .replace('"', "\\\""),
+        false => message(rng),
+    };
     if let Some(marker) = marker {
         msg = format!("{marker} {msg}");
     }
@@ -377,6 +406,9 @@ fn event_line(rng: &mut Rng, target: usize, marker: Option<&str>) -> String {
         )
     };
     let line = build(&msg);
+    if nginx {
+        return line;
+    }
     if line.len() > target {
         // Too long: shorten the message (ASCII), keeping a probe's marker at its start.
         let shortest = marker.map_or(24, |m| m.len() + 24);
@@ -402,9 +434,11 @@ fn event_line(rng: &mut Rng, target: usize, marker: Option<&str>) -> String {
     build(&msg)
 }
 
-fn generate_pool(target: usize, n: usize) -> Vec<String> {
+fn generate_pool(target: usize, n: usize, nginx: bool) -> Vec<String> {
     let mut rng = Rng(0x6d65_6e69_7363_7573);
-    (0..n).map(|_| event_line(&mut rng, target, None)).collect()
+    (0..n)
+        .map(|_| event_line(&mut rng, target, None, nginx))
+        .collect()
 }
 
 /// Request bodies (NDJSON) for one batch size.
@@ -415,16 +449,25 @@ struct Workload {
     /// Prebuilt bodies when events carry no ids (the same bytes may be sent again).
     bodies: Vec<Bytes>,
     target: usize,
+    /// Messages are nginx access lines (see `--pipeline`).
+    nginx: bool,
 }
 
 impl Workload {
-    fn new(pool: Arc<Vec<String>>, batch: usize, with_ids: bool, target: usize) -> Self {
+    fn new(
+        pool: Arc<Vec<String>>,
+        batch: usize,
+        with_ids: bool,
+        target: usize,
+        nginx: bool,
+    ) -> Self {
         let mut workload = Workload {
             pool,
             batch,
             with_ids,
             bodies: Vec::new(),
             target,
+            nginx,
         };
         if !with_ids {
             let count = (POOL_LINES / batch).clamp(8, 4096) as u64;
@@ -448,7 +491,8 @@ impl Workload {
             let probe_line;
             let line = match marker {
                 Some(marker) if k == 0 => {
-                    probe_line = event_line(&mut Rng(request), self.target, Some(marker));
+                    probe_line =
+                        event_line(&mut Rng(request), self.target, Some(marker), self.nginx);
                     &probe_line
                 }
                 _ => &pool[(start + k) % pool.len()],
@@ -495,7 +539,7 @@ fn baseline(
     settings: &IndexerSettings,
 ) -> anyhow::Result<Baseline> {
     let target = pool.first().map_or(200, String::len);
-    let workload = Workload::new(pool.clone(), BASELINE_CHUNK, with_ids, target);
+    let workload = Workload::new(pool.clone(), BASELINE_CHUNK, with_ids, target, false);
     let index = meniscus_storage::TenantIndex::open_or_create(dir, "baseline")?;
     let mut writer = index.writer(settings.memory_budget_bytes, settings.threads)?;
     let source = Source {
@@ -563,6 +607,8 @@ struct BatchRun {
     nodes: usize,
     /// Whether the cluster's peer links were plain text (else mutually authenticated TLS).
     plain_links: bool,
+    /// Whether the bench tenant ran the five-stage pipeline.
+    pipeline: bool,
     /// Offered events/s (open loop), or `None` when publishers go as fast as acknowledged.
     offered: Option<f64>,
     concurrency: usize,
@@ -653,7 +699,7 @@ async fn run_batch_size(
         .max(1);
     let target = pool.first().map_or(args.event_bytes, String::len);
     progress.set_message(format!("batch {batch}: preparing request bodies"));
-    let workload = Workload::new(pool, batch, args.with_ids, target);
+    let workload = Workload::new(pool, batch, args.with_ids, target, args.pipeline);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency + 4)
         .tcp_nodelay(true)
@@ -754,6 +800,7 @@ async fn run_batch_size(
         batch,
         nodes: 1,
         plain_links: false,
+        pipeline: false,
         offered: rate,
         concurrency,
         requests: stats.iter().map(|s| s.requests).sum(),
@@ -1203,11 +1250,14 @@ impl Baseline {
 impl BatchRun {
     /// The node count, marked `pl` for plain-text peer links.
     fn nodes_label(&self) -> String {
+        let mut label = self.nodes.to_string();
         if self.plain_links {
-            format!("{} pl", self.nodes)
-        } else {
-            self.nodes.to_string()
+            label.push_str(" pl");
         }
+        if self.pipeline {
+            label.push_str(" vrl");
+        }
+        label
     }
 
     fn events_per_s(&self) -> f64 {
@@ -1306,6 +1356,7 @@ impl Report<'_> {
                     "batch_size": r.batch,
                     "nodes": r.nodes,
                     "peer_links": if r.plain_links { "plain" } else { "tls" },
+                    "pipeline": r.pipeline,
                     "offered_events_per_s": r.offered,
                     "concurrency": r.concurrency,
                     "requests": r.requests,
@@ -1469,9 +1520,34 @@ impl Report<'_> {
                 ),
             );
         }
-        for r in self.runs.iter().filter(|r| r.plain_links) {
+        for r in self.runs.iter().filter(|r| r.pipeline) {
+            let without = self.runs.iter().find(|t| {
+                !t.pipeline
+                    && t.nodes == r.nodes
+                    && t.plain_links == r.plain_links
+                    && t.batch == r.batch
+                    && t.offered == r.offered
+            });
+            if let Some(t) = without {
+                let cpu = r.cpu_us_per_event().zip(t.cpu_us_per_event());
+                let _ = writeln!(
+                    out,
+                    "five-stage pipeline / none, {} nodes, batch {}: acked/s {:.2}, searchable/s {:.2}, CPU per event {}",
+                    r.nodes,
+                    r.batch,
+                    r.events_per_s() / t.events_per_s(),
+                    r.searchable_events_per_s() / t.searchable_events_per_s(),
+                    cpu.map_or("-".into(), |(with, without)| format!("{:.2}", with / without)),
+                );
+            }
+        }
+        for r in self.runs.iter().filter(|r| r.plain_links && !r.pipeline) {
             let tls = self.runs.iter().find(|t| {
-                !t.plain_links && t.nodes == r.nodes && t.batch == r.batch && t.offered == r.offered
+                !t.plain_links
+                    && !t.pipeline
+                    && t.nodes == r.nodes
+                    && t.batch == r.batch
+                    && t.offered == r.offered
             });
             if let Some(t) = tls {
                 let _ = writeln!(
@@ -1484,11 +1560,14 @@ impl Report<'_> {
                 );
             }
         }
-        for r in self.runs.iter().filter(|r| r.nodes > 1 && !r.plain_links) {
-            let single = self
-                .runs
-                .iter()
-                .find(|s| s.nodes == 1 && s.batch == r.batch && s.offered == r.offered);
+        for r in self
+            .runs
+            .iter()
+            .filter(|r| r.nodes > 1 && !r.plain_links && !r.pipeline)
+        {
+            let single = self.runs.iter().find(|s| {
+                s.nodes == 1 && !s.pipeline && s.batch == r.batch && s.offered == r.offered
+            });
             if let Some(s) = single {
                 let _ = writeln!(
                     out,
