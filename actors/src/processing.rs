@@ -167,6 +167,7 @@ impl Processing {
 }
 
 /// What [`Node::test_pipeline`] made of one sample event.
+#[allow(clippy::large_enum_variant)] // as `Processed`: nearly every sample is stored
 #[derive(Debug)]
 pub enum TestOutcome {
     /// What would be stored.

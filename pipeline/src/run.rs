@@ -38,6 +38,9 @@ impl Default for Limits {
 }
 
 /// What became of one event.
+// Nearly every event is stored: boxing it would cost an allocation per event to save space in
+// the rare drop.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Processed {
     /// Store this (shaped by the pipelines, or as it came with `fields.pipeline_error`).

@@ -197,7 +197,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let mut runs = Vec::new();
     // (nodes, plain-text peer links, pipeline)
-    let mut setups = vec![(1, false, false)];
+    type Setup = (usize, bool, bool);
+    let mut setups: Vec<Setup> = vec![(1, false, false)];
     if args.nodes > 1 {
         setups.push((args.nodes, false, false));
         if args.compare_plain_links {
@@ -208,7 +209,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let with_pipeline: Vec<_> = setups.iter().map(|&(n, pl, _)| (n, pl, true)).collect();
         setups.extend(with_pipeline);
     }
-    let plan: Vec<(usize, Option<f64>, (usize, bool, bool))> = plan
+    let plan: Vec<(usize, Option<f64>, Setup)> = plan
         .into_iter()
         .flat_map(|(batch, rate)| setups.iter().map(move |setup| (batch, rate, *setup)))
         .collect();
