@@ -98,15 +98,7 @@ impl Processing {
     }
 
     fn compile(&self, record: &PipelineRecord) -> Result<CompiledPipeline> {
-        let spec: PipelineSpec = serde_json::from_str(&record.spec_json)
-            .map_err(|e| Error::InvalidArgument(format!("stored pipeline: {e}")))?;
-        let counters = self.counters_of(&record.tenant, &record.name);
-        Ok(meniscus_pipeline::compile(
-            &record.name,
-            record.version,
-            &spec,
-            counters,
-        )?)
+        compile_record(record, self.counters_of(&record.tenant, &record.name))
     }
 
     fn counters_of(&self, tenant: &str, name: &str) -> Arc<PipelineCounters> {
@@ -237,24 +229,15 @@ impl Node {
             }
             (None, Some(name)) => {
                 let record = self.pipeline(tenant, name)?;
-                let spec: PipelineSpec = serde_json::from_str(&record.spec_json)
-                    .map_err(|e| Error::InvalidArgument(format!("stored pipeline: {e}")))?;
-                let stage =
-                    meniscus_pipeline::compile(name, record.version, &spec, Arc::default())?;
+                let stage = compile_record(&record, Arc::default())?;
                 TenantPipelines::new(vec![Arc::new(stage)])
             }
             (None, None) => {
-                let mut stages = Vec::new();
-                for record in self.pipelines(tenant)? {
-                    let spec: PipelineSpec = serde_json::from_str(&record.spec_json)
-                        .map_err(|e| Error::InvalidArgument(format!("stored pipeline: {e}")))?;
-                    stages.push(Arc::new(meniscus_pipeline::compile(
-                        &record.name,
-                        record.version,
-                        &spec,
-                        Arc::default(),
-                    )?));
-                }
+                let stages = self
+                    .pipelines(tenant)?
+                    .iter()
+                    .map(|record| compile_record(record, Arc::default()).map(Arc::new))
+                    .collect::<Result<Vec<_>>>()?;
                 TenantPipelines::new(stages)
             }
         };
@@ -276,6 +259,21 @@ impl Node {
     pub fn pipeline_stats(&self) -> Vec<PipelineStats> {
         self.processing.stats()
     }
+}
+
+/// A stored pipeline, compiled, counting into `counters`.
+fn compile_record(
+    record: &PipelineRecord,
+    counters: Arc<PipelineCounters>,
+) -> Result<CompiledPipeline> {
+    let spec: PipelineSpec = serde_json::from_str(&record.spec_json)
+        .map_err(|e| Error::InvalidArgument(format!("stored pipeline: {e}")))?;
+    Ok(meniscus_pipeline::compile(
+        &record.name,
+        record.version,
+        &spec,
+        counters,
+    )?)
 }
 
 fn no_such_pipeline(tenant: &str, name: &str) -> Error {
