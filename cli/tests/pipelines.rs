@@ -404,3 +404,103 @@ for_each(range!(0, 100000)) -> |_i, _a| {
     assert_eq!(series("meniscus_pipeline_failed_total", "quiet", "tag"), 0);
     assert!(series("meniscus_pipeline_nanoseconds_total", "noisy", "spin") >= 10 * 50_000_000);
 }
+
+#[test]
+fn hostile_pipeline_requests_are_refused_in_the_json_envelope() {
+    let dir = Dir::new();
+    let node = SyslogNode::start(&dir);
+    let other = node.create_tenant("other");
+    let code = |(status, body): (u16, Value)| {
+        (
+            status,
+            body["error"]["code"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+
+    // Another tenant's pipelines are out of reach of a tenant token.
+    let r = call(
+        client()
+            .put(format!("{}/v1/pipelines/p?tenant=other", node.http))
+            .bearer_auth(&node.token)
+            .json(&json!({"source": ".a = 1"})),
+    );
+    assert_eq!(code(r), (403, "forbidden".into()));
+    let r = call(
+        client()
+            .get(format!("{}/v1/pipelines?tenant=default", node.http))
+            .bearer_auth(&other),
+    );
+    assert_eq!(code(r), (403, "forbidden".into()));
+    let r = call(client().get(format!("{}/v1/pipelines/examples", node.http)));
+    assert_eq!(code(r), (401, "unauthorized".into()));
+    let r = call(
+        client()
+            .get(format!("{}/v1/pipelines?tenant=nobody", node.http))
+            .bearer_auth(&node.admin_token),
+    );
+    assert_eq!(r.0, 404, "{}", r.1);
+
+    // Huge, malformed and deeply nested bodies.
+    let huge = json!({"source": format!(".a = \"{}\"", "x".repeat(300 * 1024))});
+    let r = put_pipeline(&node, &node.token, "huge", &huge);
+    assert_eq!(code(r), (413, "payload_too_large".into()));
+    let r = call(
+        client()
+            .put(format!("{}/v1/pipelines/p", node.http))
+            .bearer_auth(&node.token)
+            .header("content-type", "application/json")
+            .body("{\"source\": "),
+    );
+    assert_eq!(code(r), (400, "invalid_json".into()));
+    let deep = format!(".a = {}1{}", "(".repeat(20_000), ")".repeat(20_000));
+    let r = put_pipeline(&node, &node.token, "deep", &json!({"source": deep}));
+    assert_eq!(r.0, 400, "{}", r.1);
+    assert!(
+        r.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nests deeper"),
+        "{}",
+        r.1
+    );
+    let long = format!(".a = 1{}", " + 1".repeat(20_000));
+    let r = call(
+        client()
+            .post(format!("{}/v1/pipelines/test", node.http))
+            .bearer_auth(&node.token)
+            .json(&json!({"source": long, "events": ["x"]})),
+    );
+    assert_eq!(code(r), (400, "invalid_program".into()));
+
+    // The test endpoint's samples are bounded and checked.
+    let many: Vec<Value> = (0..1001).map(|i| json!(format!("line {i}"))).collect();
+    let r = call(
+        client()
+            .post(format!("{}/v1/pipelines/test", node.http))
+            .bearer_auth(&node.token)
+            .json(&json!({"source": ".a = 1", "events": many})),
+    );
+    assert_eq!(code(r), (400, "too_many_events".into()));
+    let r = call(
+        client()
+            .post(format!("{}/v1/pipelines/test", node.http))
+            .bearer_auth(&node.token)
+            .json(&json!({"source": ".a = 1", "events": [42]})),
+    );
+    assert_eq!(code(r), (400, "invalid_event".into()));
+    let r = call(
+        client()
+            .post(format!("{}/v1/pipelines/test", node.http))
+            .bearer_auth(&node.token)
+            .json(&json!({"name": "none", "events": ["x"]})),
+    );
+    assert_eq!(r.0, 404, "{}", r.1);
+
+    // Nothing of it was stored, and the node serves on.
+    let (status, listed) = call(
+        client()
+            .get(format!("{}/v1/pipelines", node.http))
+            .bearer_auth(&node.token),
+    );
+    assert_eq!((status, listed["pipelines"].clone()), (200, json!([])));
+}
