@@ -6,13 +6,15 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::cluster::{self, Cluster};
 use serde_json::{json, Value};
 
 const EVENTS: usize = 100_000;
 const BATCH: usize = 500;
+/// How long one batch may be refused before the test gives up.
+const RETRY_FOR: Duration = Duration::from_secs(120);
 
 /// Stores version `n` of the pipeline `shape` through `node`; returns its version number once
 /// every node runs it.
@@ -65,7 +67,9 @@ fn replacing_a_pipeline_twice_under_load_shapes_each_event_once_with_one_version
                                "fields": {"run": "hot"}})
                     })
                     .collect();
-                // A batch that fails is retried with the same ids on the next node.
+                // A batch that fails is retried with the same ids on the next node, for a
+                // while: a cluster that refuses for minutes fails the test rather than hang it.
+                let deadline = Instant::now() + RETRY_FOR;
                 loop {
                     node = (node + 1) % 3;
                     let sent = c
@@ -74,8 +78,18 @@ fn replacing_a_pipeline_twice_under_load_shapes_each_event_once_with_one_version
                         .bearer_auth(&c.token)
                         .json(&events)
                         .send();
-                    if matches!(&sent, Ok(r) if r.status() == 200) {
-                        break;
+                    match sent {
+                        Ok(r) if r.status() == 200 => break,
+                        other => {
+                            let why = match other {
+                                Ok(r) => format!("{} {}", r.status(), r.text().unwrap_or_default()),
+                                Err(e) => e.to_string(),
+                            };
+                            assert!(
+                                Instant::now() < deadline,
+                                "batch {batch} refused for {RETRY_FOR:?}, last by node {node}: {why}"
+                            );
+                        }
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -85,6 +99,7 @@ fn replacing_a_pipeline_twice_under_load_shapes_each_event_once_with_one_version
     };
     let wait_for = |n: usize| {
         while acked.load(Ordering::SeqCst) < n {
+            assert!(!publisher.is_finished(), "the publisher stopped early");
             std::thread::sleep(Duration::from_millis(10));
         }
     };
