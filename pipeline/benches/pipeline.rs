@@ -57,6 +57,27 @@ fn bench(c: &mut Criterion) {
         ("no_pipeline", None),
         ("convert_only", Some(".fields.seen = true")),
         ("five_stages", Some(examples::BENCH_FIVE_STAGES)),
+        // Each stage alone, to see where the five stages' time goes.
+        (
+            "stage_parse_nginx_log",
+            Some(r#"p = parse_nginx_log!(.message, "combined")"#),
+        ),
+        (
+            "stage_parse_regex",
+            Some(r#"t = parse_regex!(.message, r'\[(?P<t>[^\]]+)\]')"#),
+        ),
+        (
+            "stage_parse_timestamp",
+            Some(
+                r#".timestamp = parse_timestamp!("08/Dec/2026:10:00:00 +0000", "%d/%b/%Y:%H:%M:%S %z")"#,
+            ),
+        ),
+        (
+            "stage_redact",
+            Some(
+                r#".fields.client = redact("10.1.2.3", filters: [r'\d+$'], redactor: {"type": "text", "replacement": "x"})"#,
+            ),
+        ),
     ] {
         let pipelines = pipelines(source);
         group.bench_with_input(BenchmarkId::from_parameter(name), &batch, |b, batch| {

@@ -57,7 +57,13 @@ pub fn to_value(event: &Event) -> Value {
     }
     put(
         "fields",
-        Value::from(serde_json::Value::Object(event.fields.clone())),
+        Value::Object(
+            event
+                .fields
+                .iter()
+                .map(|(k, v)| (KeyString::from(k.as_str()), from_json(v)))
+                .collect(),
+        ),
     );
     let mut source = ObjectMap::new();
     source.insert(
@@ -71,9 +77,19 @@ pub fn to_value(event: &Event) -> Value {
     Value::Object(object)
 }
 
-/// The event a program left in `value`, starting from `original`: what the program may not
-/// change (`id`, `tenant`, `received_at`, `source`) comes from `original`.
-pub fn from_value(value: Value, original: &Event) -> Result<Event, String> {
+/// The event a program left in `value`, built on `original`: what the program may not change
+/// (`id`, `tenant`, `received_at`, `source`) is taken from it, leaving it a husk. When `value`
+/// cannot be an event, `original` is left untouched, to be stored as it came.
+pub fn from_value(value: Value, original: &mut Event) -> Result<Event, String> {
+    let mut event = shaped(value, original)?;
+    event.id = std::mem::take(&mut original.id);
+    event.tenant = std::mem::take(&mut original.tenant);
+    event.source = std::mem::take(&mut original.source);
+    Ok(event)
+}
+
+/// Everything of the event but what [`from_value`] moves over from the original.
+fn shaped(value: Value, original: &Event) -> Result<Event, String> {
     let Value::Object(object) = value else {
         return Err(format!(
             "the program left `.` as {}, not an object",
@@ -81,6 +97,10 @@ pub fn from_value(value: Value, original: &Event) -> Result<Event, String> {
         ));
     };
     let mut event = Event {
+        id: String::new(),
+        tenant: String::new(),
+        received_at: original.received_at,
+        timestamp: original.timestamp,
         host: None,
         app: None,
         procid: None,
@@ -90,7 +110,8 @@ pub fn from_value(value: Value, original: &Event) -> Result<Event, String> {
         message: String::new(),
         structured_data: StructuredData::new(),
         fields: serde_json::Map::new(),
-        ..original.clone()
+        source: Default::default(),
+        id_from_publisher: original.id_from_publisher,
     };
     let mut extra = Vec::new();
     for (key, value) in object {
@@ -110,22 +131,80 @@ pub fn from_value(value: Value, original: &Event) -> Result<Event, String> {
                 }
             }
             "structured_data" => event.structured_data = structured_data(value)?,
-            "fields" => match json(value)? {
-                serde_json::Value::Object(fields) => event.fields = fields,
-                serde_json::Value::Null => {}
+            "fields" => match value {
+                Value::Object(fields) => {
+                    event.fields = fields
+                        .into_iter()
+                        .map(|(k, v)| (String::from(k), to_json(v)))
+                        .collect()
+                }
+                Value::Null => {}
                 other => {
                     return Err(format!(
                         ".fields must be an object, not {}",
-                        json_kind(&other)
+                        kind_name(&other)
                     ))
                 }
             },
-            _ => extra.push((key.to_string(), json(value)?)),
+            _ => extra.push((String::from(key), to_json(value))),
         }
     }
     // Keys that are not event fields go to `fields`, after the program's own `.fields`.
     event.fields.extend(extra);
     Ok(event)
+}
+
+/// A JSON value as VRL's, read in place (no copy of the JSON first).
+fn from_json(value: &serde_json::Value) -> Value {
+    match value {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Boolean(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Value::Integer(i),
+            // JSON has no NaN, so every float is kept.
+            None if n.is_f64() => Value::from_f64_or_zero(n.as_f64().unwrap_or_default()),
+            // Beyond i64 (a large u64): as text, as VRL's own conversion does.
+            None => Value::from(n.to_string()),
+        },
+        serde_json::Value::String(s) => Value::from(s.as_str()),
+        serde_json::Value::Array(items) => Value::Array(items.iter().map(from_json).collect()),
+        serde_json::Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (KeyString::from(k.as_str()), from_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// A VRL value as JSON, as VRL writes it: bytes as (lossy) UTF-8, timestamps in RFC 3339,
+/// infinite floats as null. Recursive: callers bound the depth first (`run::check_size`).
+fn to_json(value: Value) -> serde_json::Value {
+    match value {
+        Value::Bytes(bytes) => serde_json::Value::String(text_of_bytes(bytes)),
+        Value::String(s) => serde_json::Value::String(s.to_string()),
+        Value::Regex(regex) => serde_json::Value::String(regex.as_str().to_owned()),
+        Value::Integer(i) => i.into(),
+        Value::Float(f) => f.into_inner().into(),
+        Value::Boolean(b) => b.into(),
+        Value::Timestamp(t) => t
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            .into(),
+        Value::Object(map) => serde_json::Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (String::from(k), to_json(v)))
+                .collect(),
+        ),
+        Value::Array(items) => serde_json::Value::Array(items.into_iter().map(to_json).collect()),
+        Value::Null => serde_json::Value::Null,
+    }
+}
+
+/// Bytes as text, without a copy when they are UTF-8 and not shared.
+fn text_of_bytes(bytes: bytes::Bytes) -> String {
+    match String::from_utf8(Vec::from(bytes)) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
 }
 
 pub(crate) fn to_chrono(t: OffsetDateTime) -> DateTime<Utc> {
@@ -224,17 +303,11 @@ fn structured_data(value: Value) -> Result<StructuredData, String> {
 fn string_of(value: Value) -> Result<String, String> {
     match value {
         Value::Timestamp(t) => Ok(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
-        Value::Object(_) | Value::Array(_) => serde_json::to_string(&json(value)?)
+        Value::Bytes(bytes) => Ok(text_of_bytes(bytes)),
+        Value::Object(_) | Value::Array(_) => serde_json::to_string(&to_json(value))
             .map_err(|e| format!("cannot write a value as JSON: {e}")),
         other => Ok(other.to_string_lossy().into_owned()),
     }
-}
-
-fn json(value: Value) -> Result<serde_json::Value, String> {
-    let kind = kind_name(&value);
-    value
-        .try_into()
-        .map_err(|e| format!("a {kind} cannot be stored as JSON: {e}"))
 }
 
 fn kind_name(value: &Value) -> &'static str {
@@ -248,16 +321,5 @@ fn kind_name(value: &Value) -> &'static str {
         Value::Object(_) => "an object",
         Value::Array(_) => "an array",
         Value::Null => "null",
-    }
-}
-
-fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-        serde_json::Value::Null => "null",
     }
 }

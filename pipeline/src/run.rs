@@ -77,7 +77,7 @@ impl TenantPipelines {
 
     /// Runs every pipeline whose `when` holds on `event`, in order. A failure anywhere stores
     /// the event as it came, with `fields.pipeline_error`; nothing is lost silently.
-    pub fn process(&self, event: Event, limits: &Limits) -> Processed {
+    pub fn process(&self, mut event: Event, limits: &Limits) -> Processed {
         if self.stages.is_empty() {
             return Processed::Store(event);
         }
@@ -119,7 +119,7 @@ impl TenantPipelines {
             PipelineCounters::add(&last.counters.failed, 1);
             return Processed::Store(failed(event, last, &error));
         }
-        match convert::from_value(target.value, &event) {
+        match convert::from_value(target.value, &mut event) {
             Ok(mut shaped) => {
                 shaped
                     .fields

@@ -289,3 +289,66 @@ fn an_event_grown_past_the_limit_is_kept_as_it_came() {
     let error = e.fields["pipeline_error"].as_str().unwrap();
     assert!(error.contains("4096 bytes"), "{error}");
 }
+
+#[test]
+fn fields_a_program_does_not_touch_come_back_as_they_were() {
+    let p = pipelines(&[("touch", 3, spec(".fields.seen = true"))]);
+    let mut original = event("hello");
+    let fields = json!({
+        "small": -7,
+        "large": u64::MAX,
+        "float": 2.5,
+        "flag": false,
+        "nothing": null,
+        "list": [1, "two", {"three": 3.0}],
+        "nested": {"deeper": {"text": "ünïcode ✓"}},
+    });
+    original.fields = fields.as_object().unwrap().clone();
+    original.structured_data.insert(
+        "origin@1".into(),
+        [("ip".to_owned(), "10.0.0.1".to_owned())].into(),
+    );
+    let e = stored(p.process(original.clone(), &Limits::default()));
+    for (key, value) in fields.as_object().unwrap() {
+        // A u64 beyond i64 reaches VRL as text, as VRL's own conversion makes it.
+        let expected = match key.as_str() {
+            "large" => json!(u64::MAX.to_string()),
+            _ => value.clone(),
+        };
+        assert_eq!(e.fields[key], expected, "{key}");
+    }
+    assert_eq!(e.fields["seen"], true);
+    assert_eq!(e.structured_data, original.structured_data);
+    assert_eq!(e.source, original.source);
+    assert_eq!(e.message, original.message);
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_stored_lossily_and_a_shape_error_keeps_the_original() {
+    let p = pipelines(&[(
+        "bytes",
+        1,
+        spec(".fields.raw = decode_base64!(\"/w==\")\n.top = decode_base64!(\"/w==\")"),
+    )]);
+    let e = stored(p.process(event("x"), &Limits::default()));
+    assert_eq!(e.fields["raw"], "\u{fffd}");
+    assert_eq!(e.fields["top"], "\u{fffd}");
+
+    // `.facility` must name a facility: found only once the program has run.
+    let p = pipelines(&[(
+        "facility",
+        2,
+        spec(".facility = \"nonsense\"\n.message = \"changed\""),
+    )]);
+    let original = event("as it came");
+    let e = stored(p.process(original.clone(), &Limits::default()));
+    assert_eq!(e.message, "as it came");
+    assert_eq!(e.id, original.id);
+    assert_eq!(e.tenant, original.tenant);
+    assert_eq!(e.source, original.source);
+    let error = e.fields["pipeline_error"].as_str().unwrap();
+    assert!(
+        error.starts_with("facility (version 2): ") && error.contains("facility"),
+        "{error}"
+    );
+}

@@ -18,6 +18,7 @@
 //!   shared machine the rates move with it; CPU per event and the ratios move less).
 
 mod node;
+mod shaping;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -39,6 +40,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use node::{BenchNode, ClusterShape};
+use shaping::Shaping;
 
 /// Distinct event lines generated up front; request bodies are windows over them.
 const POOL_LINES: usize = 65_536;
@@ -124,9 +126,11 @@ pub struct BenchArgs {
     #[arg(long)]
     compare_plain_links: bool,
     /// Also run every setup with the benchmark's five-stage VRL pipeline (parse_nginx_log,
-    /// type coercion, timestamp parse, enrichment, redact) on the bench tenant, and report its
-    /// throughput and CPU per event as ratios of the run without. Events then carry nginx
-    /// access lines as their message (in both runs), and are not padded to --event-bytes.
+    /// type coercion, timestamp parse, enrichment, redact) on the bench tenant, and with the
+    /// same events published pre-shaped (carrying the fields the pipeline would extract; no
+    /// pipeline on the node); report throughput and CPU per event as ratios of the run without.
+    /// Events then carry nginx access lines as their message (in every run), and are not padded
+    /// to --event-bytes.
     #[arg(long)]
     pipeline: bool,
     /// Print the results as JSON on stdout instead of a table.
@@ -164,6 +168,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         POOL_LINES,
         args.pipeline,
     ));
+    let preshaped = match args.pipeline {
+        true => Arc::new(shaping::preshape(&pool)?),
+        false => Arc::default(),
+    };
     let avg_event_bytes =
         pool.iter().map(String::len).sum::<usize>() as f64 / pool.len() as f64 + id_len as f64;
 
@@ -196,24 +204,27 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         plan.push((TARGET_BATCH, Some(TARGET_EVENTS_PER_S)));
     }
     let mut runs = Vec::new();
-    // (nodes, plain-text peer links, pipeline)
-    type Setup = (usize, bool, bool);
-    let mut setups: Vec<Setup> = vec![(1, false, false)];
+    // (nodes, plain-text peer links, shaping)
+    type Setup = (usize, bool, Shaping);
+    let mut setups: Vec<Setup> = vec![(1, false, Shaping::None)];
     if args.nodes > 1 {
-        setups.push((args.nodes, false, false));
+        setups.push((args.nodes, false, Shaping::None));
         if args.compare_plain_links {
-            setups.push((args.nodes, true, false));
+            setups.push((args.nodes, true, Shaping::None));
         }
     }
     if args.pipeline {
-        let with_pipeline: Vec<_> = setups.iter().map(|&(n, pl, _)| (n, pl, true)).collect();
-        setups.extend(with_pipeline);
+        let shaped: Vec<_> = [Shaping::Preshaped, Shaping::Pipeline]
+            .into_iter()
+            .flat_map(|shaping| setups.iter().map(move |&(n, pl, _)| (n, pl, shaping)))
+            .collect();
+        setups.extend(shaped);
     }
     let plan: Vec<(usize, Option<f64>, Setup)> = plan
         .into_iter()
         .flat_map(|(batch, rate)| setups.iter().map(move |setup| (batch, rate, *setup)))
         .collect();
-    for &(batch, rate, (nodes, plain_links, pipeline)) in &plan {
+    for &(batch, rate, (nodes, plain_links, shaping)) in &plan {
         // A fresh node per run, so no run inherits another's log, indexes or merges.
         progress.set_message("waiting for this process to go idle");
         settle().await;
@@ -234,14 +245,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .create_tenant("bench")
                 .await?
                 .context("the bench tenant exists already in a fresh data directory")?;
-            if pipeline {
-                let spec = meniscus_pipeline::PipelineSpec {
-                    source: meniscus_pipeline::examples::BENCH_FIVE_STAGES.into(),
-                    when: None,
-                    order: 0,
-                };
+            if shaping == Shaping::Pipeline {
                 node.node
-                    .put_pipeline("bench", "five-stages", &spec)
+                    .put_pipeline("bench", "five-stages", &shaping::five_stages())
                     .await?;
             }
             run_batch_size(
@@ -250,14 +256,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 &token,
                 batch,
                 rate,
-                pool.clone(),
+                match shaping {
+                    Shaping::Preshaped => preshaped.clone(),
+                    Shaping::None | Shaping::Pipeline => pool.clone(),
+                },
                 &progress,
             )
             .await
             .map(|run| BatchRun {
                 nodes,
                 plain_links,
-                pipeline,
+                shaping,
                 ..run
             })
         }
@@ -608,8 +617,8 @@ struct BatchRun {
     nodes: usize,
     /// Whether the cluster's peer links were plain text (else mutually authenticated TLS).
     plain_links: bool,
-    /// Whether the bench tenant ran the five-stage pipeline.
-    pipeline: bool,
+    /// How the bench tenant's events got their fields.
+    shaping: Shaping,
     /// Offered events/s (open loop), or `None` when publishers go as fast as acknowledged.
     offered: Option<f64>,
     concurrency: usize,
@@ -801,7 +810,7 @@ async fn run_batch_size(
         batch,
         nodes: 1,
         plain_links: false,
-        pipeline: false,
+        shaping: Shaping::None,
         offered: rate,
         concurrency,
         requests: stats.iter().map(|s| s.requests).sum(),
@@ -1255,9 +1264,7 @@ impl BatchRun {
         if self.plain_links {
             label.push_str(" pl");
         }
-        if self.pipeline {
-            label.push_str(" vrl");
-        }
+        label.push_str(self.shaping.label());
         label
     }
 
@@ -1357,7 +1364,7 @@ impl Report<'_> {
                     "batch_size": r.batch,
                     "nodes": r.nodes,
                     "peer_links": if r.plain_links { "plain" } else { "tls" },
-                    "pipeline": r.pipeline,
+                    "shaping": r.shaping.name(),
                     "offered_events_per_s": r.offered,
                     "concurrency": r.concurrency,
                     "requests": r.requests,
@@ -1521,9 +1528,9 @@ impl Report<'_> {
                 ),
             );
         }
-        for r in self.runs.iter().filter(|r| r.pipeline) {
+        for r in self.runs.iter().filter(|r| r.shaping != Shaping::None) {
             let without = self.runs.iter().find(|t| {
-                !t.pipeline
+                t.shaping == Shaping::None
                     && t.nodes == r.nodes
                     && t.plain_links == r.plain_links
                     && t.batch == r.batch
@@ -1533,7 +1540,11 @@ impl Report<'_> {
                 let cpu = r.cpu_us_per_event().zip(t.cpu_us_per_event());
                 let _ = writeln!(
                     out,
-                    "five-stage pipeline / none, {} nodes, batch {}: acked/s {:.2}, searchable/s {:.2}, CPU per event {}",
+                    "{} / none, {} nodes, batch {}: acked/s {:.2}, searchable/s {:.2}, CPU per event {}",
+                    match r.shaping {
+                        Shaping::Pipeline => "five-stage pipeline",
+                        _ => "pre-shaped (the pipeline's fields, no pipeline)",
+                    },
                     r.nodes,
                     r.batch,
                     r.events_per_s() / t.events_per_s(),
@@ -1542,10 +1553,14 @@ impl Report<'_> {
                 );
             }
         }
-        for r in self.runs.iter().filter(|r| r.plain_links && !r.pipeline) {
+        for r in self
+            .runs
+            .iter()
+            .filter(|r| r.plain_links && r.shaping == Shaping::None)
+        {
             let tls = self.runs.iter().find(|t| {
                 !t.plain_links
-                    && !t.pipeline
+                    && t.shaping == Shaping::None
                     && t.nodes == r.nodes
                     && t.batch == r.batch
                     && t.offered == r.offered
@@ -1564,10 +1579,13 @@ impl Report<'_> {
         for r in self
             .runs
             .iter()
-            .filter(|r| r.nodes > 1 && !r.plain_links && !r.pipeline)
+            .filter(|r| r.nodes > 1 && !r.plain_links && r.shaping == Shaping::None)
         {
             let single = self.runs.iter().find(|s| {
-                s.nodes == 1 && !s.pipeline && s.batch == r.batch && s.offered == r.offered
+                s.nodes == 1
+                    && s.shaping == Shaping::None
+                    && s.batch == r.batch
+                    && s.offered == r.offered
             });
             if let Some(s) = single {
                 let _ = writeln!(
