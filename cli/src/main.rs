@@ -19,8 +19,11 @@ use clap::{Args, Parser, Subcommand};
 
 /// tantivy's indexing allocates and frees many small buffers per document; mimalloc takes
 /// noticeably less CPU for that than glibc's allocator (see the README's benchmark section).
+/// Counted per thread, so a tenant's pipeline that grows without end is stopped at its memory
+/// limit instead of taking the node down (`meniscus_pipeline::memory`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: meniscus_pipeline::memory::CountingAllocator<mimalloc::MiMalloc> =
+    meniscus_pipeline::memory::CountingAllocator(mimalloc::MiMalloc);
 
 /// Meniscus: durable, multi-tenant event collection and search.
 #[derive(Parser, Debug)]

@@ -320,6 +320,15 @@ for_each(range!(0, 100000)) -> |_i, _a| {
                 "when": "contains(.message, \"overflow\")"}),
     );
     assert_eq!(status, 200, "{body}");
+    // 64 doublings of the message would be exabytes: the memory limit stops it, not the machine.
+    let (status, body) = put_pipeline(
+        &node,
+        &noisy,
+        "grow",
+        &json!({"source": ".message = .message + .message\n".repeat(64),
+                "when": "contains(.message, \"grow\")"}),
+    );
+    assert_eq!(status, 200, "{body}");
     let (status, body) = put_pipeline(
         &node,
         &quiet,
@@ -354,6 +363,10 @@ for_each(range!(0, 100000)) -> |_i, _a| {
         &noisy,
         &json!([{"message": format!("{word} overflow"), "fields": {"n": -9_223_372_036_854_775_807_i64}}]),
     );
+    let grows: Vec<Value> = (0..3)
+        .map(|i| json!({"message": format!("{word} grow {i} {}", "x".repeat(1000))}))
+        .collect();
+    publish(&node, &noisy, &Value::Array(grows));
     quiet_publisher
         .join()
         .expect("the quiet tenant's publishes all succeeded");
@@ -365,6 +378,16 @@ for_each(range!(0, 100000)) -> |_i, _a| {
         assert!(error.contains("time limit"), "{e}");
         assert!(
             e["message"].as_str().unwrap().contains("spin"),
+            "stored as it came: {e}"
+        );
+    }
+    let grown = node.wait_for_as(&noisy, &format!("{word} AND grow"), 3);
+    for e in &grown {
+        let error = e["fields"]["pipeline_error"].as_str().unwrap_or_default();
+        assert!(error.starts_with("grow (version "), "{e}");
+        assert!(error.contains("memory"), "{e}");
+        assert!(
+            e["message"].as_str().unwrap().len() < 1100,
             "stored as it came: {e}"
         );
     }
@@ -400,6 +423,7 @@ for_each(range!(0, 100000)) -> |_i, _a| {
         series("meniscus_pipeline_failed_total", "noisy", "spin"),
         10
     );
+    assert_eq!(series("meniscus_pipeline_failed_total", "noisy", "grow"), 3);
     assert_eq!(series("meniscus_pipeline_events_total", "quiet", "tag"), 20);
     assert_eq!(series("meniscus_pipeline_failed_total", "quiet", "tag"), 0);
     assert!(series("meniscus_pipeline_nanoseconds_total", "noisy", "spin") >= 10 * 50_000_000);

@@ -9,6 +9,7 @@
 
 pub mod convert;
 pub mod examples;
+pub mod memory;
 mod program;
 mod run;
 

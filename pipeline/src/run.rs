@@ -9,8 +9,8 @@ use vrl::compiler::runtime::{Runtime, Terminate};
 use vrl::compiler::{TargetValue, TimeZone};
 use vrl::value::{ObjectMap, Secrets, Value};
 
-use crate::convert;
 use crate::program::{CompiledPipeline, PipelineCounters};
+use crate::{convert, memory};
 
 /// The `fields` key where a failed event says which pipeline failed and why.
 pub const ERROR_FIELD: &str = "pipeline_error";
@@ -26,6 +26,9 @@ pub struct Limits {
     pub max_run_time: Duration,
     /// Size of the event after processing (its strings and values, about its JSON size).
     pub max_event_bytes: usize,
+    /// Memory every pipeline together may hold while running on one event (counted only where
+    /// [`crate::memory::CountingAllocator`] is the global allocator).
+    pub max_memory_bytes: usize,
 }
 
 impl Default for Limits {
@@ -33,6 +36,7 @@ impl Default for Limits {
         Limits {
             max_run_time: Duration::from_millis(50),
             max_event_bytes: 1024 * 1024,
+            max_memory_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -87,11 +91,15 @@ impl TenantPipelines {
             metadata: Value::Object(ObjectMap::new()),
             secrets: Secrets::default(),
         };
-        let deadline = Instant::now() + limits.max_run_time;
+        let budget = Budget {
+            deadline: Instant::now() + limits.max_run_time,
+            held_at_start: memory::held_by_this_thread(),
+            max_memory: i64::try_from(limits.max_memory_bytes).unwrap_or(i64::MAX),
+        };
         let mut shaped_by = serde_json::Map::new();
         for stage in &self.stages {
             let started = Instant::now();
-            let outcome = run_stage(stage, &mut runtime, &mut target, deadline);
+            let outcome = run_stage(stage, &mut runtime, &mut target, &budget);
             let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             PipelineCounters::add(&stage.counters.nanos, elapsed);
             match outcome {
@@ -141,18 +149,49 @@ enum StageOutcome {
     Failed(String),
 }
 
+/// What all of an event's pipelines may take together.
+struct Budget {
+    deadline: Instant,
+    held_at_start: i64,
+    max_memory: i64,
+}
+
+/// Why a run was stopped between two expressions.
+#[derive(Clone, Copy)]
+enum Exceeded {
+    Time,
+    Memory,
+}
+
+impl Budget {
+    fn exceeded(&self) -> Option<Exceeded> {
+        // Memory first: when both ran out, it is the one that says what the program did.
+        if memory::held_by_this_thread().saturating_sub(self.held_at_start) > self.max_memory {
+            Some(Exceeded::Memory)
+        } else if Instant::now() >= self.deadline {
+            Some(Exceeded::Time)
+        } else {
+            None
+        }
+    }
+}
+
 fn run_stage(
     stage: &CompiledPipeline,
     runtime: &mut Runtime,
     target: &mut TargetValue,
-    deadline: Instant,
+    budget: &Budget,
 ) -> StageOutcome {
     let timezone = TimeZone::default();
-    // VRL checks between expressions and in iterations: a program that runs long is stopped
-    // there, not waited for.
-    let mut control = || match Instant::now() < deadline {
-        true => ControlFlow::Continue(()),
-        false => ControlFlow::Break(()),
+    // VRL asks between expressions and in iterations: a program that runs long or grows big is
+    // stopped there, not waited for.
+    let mut exceeded = None;
+    let mut control = || match budget.exceeded() {
+        None => ControlFlow::Continue(()),
+        Some(why) => {
+            exceeded = Some(why);
+            ControlFlow::Break(())
+        }
     };
     if let Some(when) = &stage.when {
         let holds = runtime.resolve_with_control(target, when, &timezone, &mut control);
@@ -160,7 +199,7 @@ fn run_stage(
         match holds {
             Ok(Value::Boolean(true)) => {}
             Ok(_) => return StageOutcome::Skipped,
-            Err(e) => return StageOutcome::Failed(format!("when: {}", describe(e))),
+            Err(e) => return StageOutcome::Failed(format!("when: {}", describe(e, exceeded))),
         }
     }
     PipelineCounters::add(&stage.counters.events_in, 1);
@@ -172,14 +211,17 @@ fn run_stage(
     match result {
         Ok(Ok(_)) => StageOutcome::Ran,
         Ok(Err(Terminate::Abort(_))) => StageOutcome::Aborted,
-        Ok(Err(e)) => StageOutcome::Failed(describe(e)),
+        Ok(Err(e)) => StageOutcome::Failed(describe(e, exceeded)),
         Err(panic) => StageOutcome::Failed(format!("the program panicked: {}", panic_text(&panic))),
     }
 }
 
-fn describe(e: Terminate) -> String {
+fn describe(e: Terminate, exceeded: Option<Exceeded>) -> String {
     match e {
-        Terminate::Interrupted => "ran past its time limit".into(),
+        Terminate::Interrupted => match exceeded {
+            Some(Exceeded::Memory) => "held more memory than its limit allows".into(),
+            Some(Exceeded::Time) | None => "ran past its time limit".into(),
+        },
         Terminate::Abort(e) | Terminate::Error(e) => e.to_string(),
     }
 }
