@@ -56,16 +56,27 @@ impl Processing {
         }
     }
 
-    /// The tenant's pipelines as the metadata group holds them now, compiled.
-    fn pipelines(&self, tenant: &str) -> Result<Arc<TenantPipelines>> {
-        let changed_at = self.metadata.pipelines_changed_at()?;
-        let mut compiled = self.compiled.lock().expect("pipelines lock poisoned");
-        if let Some(c) = compiled.get(tenant) {
-            if c.changed_at == changed_at {
-                return Ok(c.pipelines.clone());
+    /// The tenant's compiled pipelines when they are current as of `changed_at`.
+    fn cached(&self, tenant: &str, changed_at: u64) -> Option<Arc<TenantPipelines>> {
+        let compiled = self.compiled.lock().expect("pipelines lock poisoned");
+        compiled
+            .get(tenant)
+            .filter(|c| c.changed_at == changed_at)
+            .map(|c| c.pipelines.clone())
+    }
+
+    /// The tenant's pipelines as the metadata group held them at `changed_at`, compiled again
+    /// (keeping the versions compiled already). CPU work: called off the async workers, and
+    /// without holding the lock other tenants' publishes take.
+    fn compile_tenant(&self, tenant: &str, changed_at: u64) -> Result<Arc<TenantPipelines>> {
+        let previous = {
+            let compiled = self.compiled.lock().expect("pipelines lock poisoned");
+            match compiled.get(tenant) {
+                Some(c) if c.changed_at == changed_at => return Ok(c.pipelines.clone()),
+                Some(c) => Some(c.pipelines.clone()),
+                None => None,
             }
-        }
-        let previous = compiled.get(tenant).map(|c| c.pipelines.clone());
+        };
         let mut stages = Vec::new();
         for record in self.metadata.pipelines(tenant)? {
             let kept = previous.as_ref().and_then(|p| {
@@ -87,13 +98,20 @@ impl Processing {
             }
         }
         let pipelines = Arc::new(TenantPipelines::new(stages));
-        compiled.insert(
-            tenant.to_owned(),
-            Compiled {
-                changed_at,
-                pipelines: pipelines.clone(),
-            },
-        );
+        let mut compiled = self.compiled.lock().expect("pipelines lock poisoned");
+        // Another batch may have compiled a later change meanwhile: keep the latest.
+        if compiled
+            .get(tenant)
+            .is_none_or(|c| c.changed_at < changed_at)
+        {
+            compiled.insert(
+                tenant.to_owned(),
+                Compiled {
+                    changed_at,
+                    pipelines: pipelines.clone(),
+                },
+            );
+        }
         Ok(pipelines)
     }
 
@@ -113,30 +131,43 @@ impl Processing {
     /// Runs the tenant's pipelines on `events`: `None` when it has none (the events are
     /// stored as they are), else what to store, without the events dropped on purpose.
     pub(crate) async fn process(
-        &self,
+        self: &Arc<Self>,
         tenant: &str,
         events: &[Event],
     ) -> Result<Option<Vec<Event>>> {
-        let pipelines = self.pipelines(tenant)?;
-        if pipelines.is_empty() {
+        // The metadata entry that last changed any pipeline: read once, so the whole batch runs
+        // under one set of versions.
+        let changed_at = self.metadata.pipelines_changed_at()?;
+        let cached = self.cached(tenant, changed_at);
+        if cached.as_ref().is_some_and(|p| p.is_empty()) {
             return Ok(None);
         }
+        let this = Arc::clone(self);
+        let tenant = tenant.to_owned();
         let events = events.to_vec();
-        let limits = self.limits;
-        // Programs are CPU work: off the async workers, so one tenant's heavy program does
-        // not stall other connections.
-        let stored = tokio::task::spawn_blocking(move || {
-            events
-                .into_iter()
-                .filter_map(|event| match pipelines.process(event, &limits) {
-                    Processed::Store(event) => Some(event),
-                    Processed::Dropped { .. } => None,
-                })
-                .collect::<Vec<_>>()
+        // Programs (and compiling them after a change) are CPU work: off the async workers, so
+        // one tenant's heavy program does not stall other connections.
+        tokio::task::spawn_blocking(move || {
+            let pipelines = match cached {
+                Some(pipelines) => pipelines,
+                None => this.compile_tenant(&tenant, changed_at)?,
+            };
+            if pipelines.is_empty() {
+                return Ok(None);
+            }
+            let limits = this.limits;
+            Ok(Some(
+                events
+                    .into_iter()
+                    .filter_map(|event| match pipelines.process(event, &limits) {
+                        Processed::Store(event) => Some(event),
+                        Processed::Dropped { .. } => None,
+                    })
+                    .collect(),
+            ))
         })
         .await
-        .map_err(|e| Error::Actor(format!("pipeline task failed: {e}")))?;
-        Ok(Some(stored))
+        .map_err(|e| Error::Actor(format!("pipeline task failed: {e}")))?
     }
 
     /// Every pipeline's counters on this node.
