@@ -382,14 +382,21 @@ impl Group {
         Ok((committed.index, committed.output))
     }
 
-    /// Appends events to `tenant`'s store. Returns the Raft index once it is committed (fsync'd).
-    pub async fn publish(&self, tenant: &str, events: &[Event]) -> Result<u64> {
+    /// Refuses more events while indexing is further behind than the bound allows: checked
+    /// before anything costly is done for a batch (its pipelines), and again when proposing.
+    pub(crate) fn check_backlog(&self) -> Result<()> {
         let backlog = self.ctx.progress.queued_bytes();
         if backlog > self.max_backlog {
             return Err(Error::Overloaded(format!(
                 "indexing is behind by {backlog} bytes; retry shortly"
             )));
         }
+        Ok(())
+    }
+
+    /// Appends events to `tenant`'s store. Returns the Raft index once it is committed (fsync'd).
+    pub async fn publish(&self, tenant: &str, events: &[Event]) -> Result<u64> {
+        self.check_backlog()?;
         let kind = CommandKind::AppendEvents(AppendEvents {
             tenant: tenant.to_owned(),
             batch: meniscus_event::wire::encode_batch(events),

@@ -380,12 +380,18 @@ impl Node {
     /// store. Returns the Raft index, in the group that carries the tenant's events, once it is
     /// committed (fsync'd); 0 when the pipelines dropped every event (nothing to store).
     pub async fn publish(&self, tenant: &str, events: &[Event]) -> Result<u64> {
+        let route = self.route(tenant).await?;
+        // A batch that would be refused for back-pressure is refused before its pipelines run:
+        // under overload, retried batches would otherwise pay for their programs every time.
+        if let Route::Local(group) = &route {
+            group.check_backlog()?;
+        }
         let processed = self.processing.process(tenant, events).await?;
         let events = processed.as_deref().unwrap_or(events);
         if events.is_empty() {
             return Ok(0);
         }
-        match self.route(tenant).await? {
+        match route {
             Route::Local(group) => group.publish(tenant, events).await,
             Route::Remote(shard) => {
                 let batch = meniscus_event::wire::encode_batch(events);

@@ -30,6 +30,15 @@ fn past_the_backlog_bound_publishes_are_refused_and_nothing_acknowledged_is_lost
     let args = [&NO_COMMITS[..], &["--max-indexing-backlog-mib", "1"]].concat();
     let node = Node::start(&dir, &args);
     let token = node.creds.default.clone();
+    // A pipeline counts the events it runs on: a refused batch must be refused before it.
+    let put = node
+        .http
+        .put(node.url("/v1/pipelines/count"))
+        .bearer_auth(&token)
+        .json(&json!({"source": ".fields.counted = true"}))
+        .send()
+        .expect("PUT /v1/pipelines/count");
+    assert_eq!(put.status(), 200);
 
     // Each batch is about 150 KB: within ten or so the bound is passed.
     let mut acked = 0;
@@ -61,6 +70,32 @@ fn past_the_backlog_bound_publishes_are_refused_and_nothing_acknowledged_is_lost
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("indexing is behind"), "{body}");
     eprintln!("refused after {acked} events were acknowledged");
+    // Refused again and again while the backlog stands: the pipeline never ran on any of them.
+    for b in 100..105 {
+        let response = node
+            .http
+            .post(node.url("/v1/events"))
+            .bearer_auth(&token)
+            .json(&batch(b))
+            .send()
+            .expect("POST /v1/events");
+        assert_eq!(response.status(), 503);
+    }
+    let metrics = node
+        .http
+        .get(node.url("/metrics"))
+        .send()
+        .and_then(|r| r.text())
+        .expect("GET /metrics");
+    let ran: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("meniscus_pipeline_events_total{tenant=\"default\",pipeline=\"count\"} ")
+        })
+        .unwrap_or_else(|| panic!("no pipeline series in\n{metrics}"))
+        .parse()
+        .unwrap();
+    assert_eq!(ran, acked as u64, "the pipeline ran on refused batches");
     assert!(acked >= 3_000, "refused after only {acked} events");
     // Everything acknowledged is searchable meanwhile, from the unindexed tail.
     assert_eq!(node.total(&token, "backlog"), acked);
