@@ -376,6 +376,16 @@ impl Node {
         self.meta.propose(kind).await
     }
 
+    /// Refuses (as [`Error::Overloaded`]) what a publish for `tenant` would refuse for
+    /// back-pressure, so a caller can say so before it parses or shapes a batch. A publish
+    /// checks again.
+    pub async fn admit(&self, tenant: &str) -> Result<()> {
+        if let Route::Local(group) = self.route(tenant).await? {
+            group.check_backlog()?;
+        }
+        Ok(())
+    }
+
     /// Runs `tenant`'s pipelines on `events` and appends what they leave to the tenant's
     /// store. Returns the Raft index, in the group that carries the tenant's events, once it is
     /// committed (fsync'd); 0 when the pipelines dropped every event (nothing to store).

@@ -80,6 +80,8 @@ pub(crate) async fn publish(
             e
         }
     })?;
+    // Under back-pressure the answer is 503 whatever the body holds: say it before parsing.
+    state.node.admit(&tenant).await?;
     let limits = state.config.limits;
     let drafts = match format {
         BodyFormat::Json => publish::parse_json(&body, limits),
