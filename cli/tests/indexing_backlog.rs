@@ -40,16 +40,18 @@ fn past_the_backlog_bound_publishes_are_refused_and_nothing_acknowledged_is_lost
         .expect("PUT /v1/pipelines/count");
     assert_eq!(put.status(), 200);
 
-    // Each batch is about 150 KB: within ten or so the bound is passed.
-    let mut acked = 0;
-    let refused = (0..100).find_map(|b| {
-        let response = node
-            .http
+    let send = |b: usize| {
+        node.http
             .post(node.url("/v1/events"))
             .bearer_auth(&token)
             .json(&batch(b))
             .send()
-            .expect("POST /v1/events");
+            .expect("POST /v1/events")
+    };
+    // Each batch is about 150 KB: within ten or so the bound is passed.
+    let mut acked = 0;
+    let refused = (0..100).find_map(|b| {
+        let response = send(b);
         if response.status() == 200 {
             acked += 500;
             return None;
@@ -72,14 +74,7 @@ fn past_the_backlog_bound_publishes_are_refused_and_nothing_acknowledged_is_lost
     eprintln!("refused after {acked} events were acknowledged");
     // Refused again and again while the backlog stands: the pipeline never ran on any of them.
     for b in 100..105 {
-        let response = node
-            .http
-            .post(node.url("/v1/events"))
-            .bearer_auth(&token)
-            .json(&batch(b))
-            .send()
-            .expect("POST /v1/events");
-        assert_eq!(response.status(), 503);
+        assert_eq!(send(b).status(), 503);
     }
     let metrics = node
         .http
