@@ -81,6 +81,11 @@ enum Command {
     Search(client::SearchArgs),
     /// Measure ingest throughput and acknowledgement-to-searchable latency on a fresh local node.
     Bench(bench::BenchArgs),
+    /// Measure how one node carries many tenants: creates them on a fresh `meniscus dev`
+    /// child process, each publishing a few events, and reports the node's memory, threads,
+    /// open files and disk as the count grows; then each tenant (or a sample) checks it finds
+    /// its own events and none of another's.
+    BenchTenants(bench::tenants::TenantsArgs),
     /// Parse syslog lines from stdin and print each as the JSON event it becomes.
     Parse(parse::ParseArgs),
     /// Run a seeded chaos schedule on a local cluster of this binary (kills, pauses,
@@ -373,6 +378,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Send(args) => client::send(args).await,
         Command::Search(args) => client::search(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::BenchTenants(args) => bench::tenants::run(args).await,
         Command::Parse(args) => parse::run(args),
         Command::Chaos(args) => chaos::run(args).await,
     }

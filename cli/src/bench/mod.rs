@@ -19,6 +19,7 @@
 
 mod node;
 mod shaping;
+pub mod tenants;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
