@@ -380,22 +380,26 @@ impl Node {
     /// back-pressure, so a caller can say so before it parses or shapes a batch. A publish
     /// checks again.
     pub async fn admit(&self, tenant: &str) -> Result<()> {
-        if let Route::Local(group) = self.route(tenant).await? {
+        self.admitted_route(tenant).await.map(drop)
+    }
+
+    /// Where `tenant`'s events go, once back-pressure there lets them in (a remote group
+    /// answers for itself).
+    async fn admitted_route(&self, tenant: &str) -> Result<Route> {
+        let route = self.route(tenant).await?;
+        if let Route::Local(group) = &route {
             group.check_backlog()?;
         }
-        Ok(())
+        Ok(route)
     }
 
     /// Runs `tenant`'s pipelines on `events` and appends what they leave to the tenant's
     /// store. Returns the Raft index, in the group that carries the tenant's events, once it is
     /// committed (fsync'd); 0 when the pipelines dropped every event (nothing to store).
     pub async fn publish(&self, tenant: &str, events: &[Event]) -> Result<u64> {
-        let route = self.route(tenant).await?;
         // A batch that would be refused for back-pressure is refused before its pipelines run:
         // under overload, retried batches would otherwise pay for their programs every time.
-        if let Route::Local(group) = &route {
-            group.check_backlog()?;
-        }
+        let route = self.admitted_route(tenant).await?;
         let processed = self.processing.process(tenant, events).await?;
         let events = processed.as_deref().unwrap_or(events);
         if events.is_empty() {

@@ -186,9 +186,7 @@ fn to_json(value: Value) -> serde_json::Value {
         Value::Integer(i) => i.into(),
         Value::Float(f) => f.into_inner().into(),
         Value::Boolean(b) => b.into(),
-        Value::Timestamp(t) => t
-            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-            .into(),
+        Value::Timestamp(t) => rfc3339(&t).into(),
         Value::Object(map) => serde_json::Value::Object(
             map.into_iter()
                 .map(|(k, v)| (String::from(k), to_json(v)))
@@ -197,6 +195,11 @@ fn to_json(value: Value) -> serde_json::Value {
         Value::Array(items) => serde_json::Value::Array(items.into_iter().map(to_json).collect()),
         Value::Null => serde_json::Value::Null,
     }
+}
+
+/// A timestamp as VRL writes it.
+fn rfc3339(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 /// Bytes as text, without a copy when they are UTF-8 and not shared.
@@ -302,7 +305,7 @@ fn structured_data(value: Value) -> Result<StructuredData, String> {
 /// RFC 3339.
 fn string_of(value: Value) -> Result<String, String> {
     match value {
-        Value::Timestamp(t) => Ok(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        Value::Timestamp(t) => Ok(rfc3339(&t)),
         Value::Bytes(bytes) => Ok(text_of_bytes(bytes)),
         Value::Object(_) | Value::Array(_) => serde_json::to_string(&to_json(value))
             .map_err(|e| format!("cannot write a value as JSON: {e}")),

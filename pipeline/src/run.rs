@@ -174,9 +174,9 @@ enum Exceeded {
 
 impl Budget {
     fn exceeded(&self) -> Option<Exceeded> {
-        // Memory first: when both ran out, it is the one that says what the program did.
         let n = self.checkpoints.get().wrapping_add(1);
         self.checkpoints.set(n);
+        // Memory first: when both ran out, it is the one that says what the program did.
         if memory::held_by_this_thread().saturating_sub(self.held_at_start) > self.max_memory {
             Some(Exceeded::Memory)
         } else if n % CLOCK_EVERY == 0 && Instant::now() >= self.deadline {
